@@ -1,0 +1,129 @@
+/**
+ * TLSA lookup cache on lru-cache: bounded entry count, one query for any
+ * number of concurrent lookups of a name (fetch() coalescing), lifetimes
+ * from the answer (positive: RRset TTL; negative: RFC 2308), clamped, and a
+ * short memory of failures so a hostile zone cannot make us ask again at once.
+ */
+import { LRUCache } from 'lru-cache';
+import type { LookupOutcome } from './dns-response.js';
+import type { TlsaResolver } from './resolver.js';
+
+export interface TlsaCacheOptions {
+  /** Most names kept. */
+  readonly maxEntries?: number;
+  /** Upper bound on a positive entry's lifetime, seconds. */
+  readonly maxPositiveTtlSeconds?: number;
+  /** Bounds on a negative (no-tlsa / insecure) entry's lifetime, seconds. */
+  readonly minNegativeTtlSeconds?: number;
+  readonly maxNegativeTtlSeconds?: number;
+  /** Negative lifetime when the answer carries no SOA, seconds. */
+  readonly defaultNegativeTtlSeconds?: number;
+  /** Lifetime of a failure (timeout, bogus, malformed, server error), seconds. */
+  readonly failureTtlSeconds?: number;
+}
+
+export const CACHE_DEFAULTS = {
+  maxEntries: 10_000,
+  maxPositiveTtlSeconds: 3600,
+  minNegativeTtlSeconds: 1,
+  maxNegativeTtlSeconds: 300,
+  defaultNegativeTtlSeconds: 60,
+  failureTtlSeconds: 5,
+} as const satisfies Required<TlsaCacheOptions>;
+
+export type CacheStatus = 'hit' | 'miss' | 'coalesced';
+
+export interface CachedLookup {
+  readonly outcome: LookupOutcome;
+  readonly cache: CacheStatus;
+}
+
+/** How long an outcome may be cached, in seconds (0 = not beyond the queries already waiting for it). Pure. */
+export function cacheLifetimeSeconds(o: LookupOutcome, options: Required<TlsaCacheOptions>): number {
+  switch (o.kind) {
+    case 'secure':
+      return Math.max(0, Math.min(o.ttl ?? 0, options.maxPositiveTtlSeconds));
+    case 'no-tlsa':
+    case 'insecure':
+      return Math.min(
+        Math.max(o.ttl ?? options.defaultNegativeTtlSeconds, options.minNegativeTtlSeconds),
+        options.maxNegativeTtlSeconds,
+      );
+    default:
+      return options.failureTtlSeconds;
+  }
+}
+
+export class TlsaCache {
+  private readonly options: Required<TlsaCacheOptions>;
+  private readonly lru: LRUCache<string, LookupOutcome>;
+  private readonly inFlight = new Set<string>();
+
+  constructor(
+    private readonly resolver: TlsaResolver,
+    options: TlsaCacheOptions = {},
+  ) {
+    this.options = { ...CACHE_DEFAULTS, ...options };
+    for (const [key, value] of Object.entries(this.options)) {
+      if (!Number.isFinite(value) || value < 0) throw new RangeError(`cache ${key} must be a non-negative number`);
+    }
+    if (this.options.maxEntries < 1) throw new RangeError('cache maxEntries must be at least 1');
+    this.lru = new LRUCache<string, LookupOutcome>({
+      max: this.options.maxEntries,
+      fetchMethod: async (name, _stale, { options }) => {
+        const result = await this.resolver.lookup(name);
+        // lru-cache treats ttl 0 as "forever": an uncachable answer gets 1 ms, enough for the waiters only.
+        options.ttl = Math.max(1, Math.round(cacheLifetimeSeconds(result, this.options) * 1000));
+        return result;
+      },
+    });
+  }
+
+  /** Look up `name` (canonical), from the cache when fresh. Rejects only when `signal` aborts this caller's wait. */
+  async lookup(name: string, signal?: AbortSignal): Promise<CachedLookup> {
+    let status: CacheStatus;
+    if (this.inFlight.has(name)) status = 'coalesced';
+    else if (this.lru.has(name)) status = 'hit';
+    else status = 'miss';
+    // The shared fetch is never aborted by one caller: others may be waiting on it.
+    const shared = this.lru.fetch(name);
+    if (status === 'miss') {
+      this.inFlight.add(name);
+      const done = (): void => {
+        this.inFlight.delete(name);
+      };
+      shared.then(done, done);
+    }
+    const result = await raceAbort(shared, signal);
+    if (result === undefined) throw new Error(`TLSA lookup for ${name} produced no result`);
+    return { outcome: result, cache: status };
+  }
+
+  /** Forget everything (configuration reload). */
+  clear(): void {
+    this.lru.clear();
+  }
+
+  get size(): number {
+    return this.lru.size;
+  }
+}
+
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}

@@ -1,0 +1,93 @@
+/**
+ * The whole DANE client decision: canonical name → allowlist (before any
+ * DNS query) → validated TLSA lookup → matching. One reason code per
+ * outcome; these codes are what logs, metrics and the CLI show.
+ */
+import type { Allowlist } from '../allowlist/allowlist.js';
+import type { CacheStatus, TlsaCache } from './cache.js';
+import type { ParsedCertificate } from './certificate.js';
+import type { LookupOutcome, LookupOutcomeKind } from './dns-response.js';
+import { matchTlsa, type DaneDecision, type DecisionReason } from './match.js';
+import { canonicalizeClientName } from './name.js';
+
+export type VerificationReason =
+  | DecisionReason
+  | 'invalid-name'
+  | 'not-allowed'
+  | 'dns-no-tlsa'
+  | 'dns-insecure'
+  | 'dns-bogus'
+  | 'dns-timeout'
+  | 'dns-malformed'
+  | 'dns-server-error';
+
+/** Refusals that may succeed if tried again later (the operator's DNS is failing, not the client). */
+export const TEMPORARY_REASONS: ReadonlySet<VerificationReason> = new Set([
+  'dns-bogus',
+  'dns-timeout',
+  'dns-malformed',
+  'dns-server-error',
+]);
+
+const LOOKUP_REASON: Readonly<Record<Exclude<LookupOutcomeKind, 'secure'>, VerificationReason>> = {
+  'no-tlsa': 'dns-no-tlsa',
+  insecure: 'dns-insecure',
+  bogus: 'dns-bogus',
+  timeout: 'dns-timeout',
+  malformed: 'dns-malformed',
+  'server-error': 'dns-server-error',
+};
+
+export interface VerificationResult {
+  readonly authenticated: boolean;
+  readonly reason: VerificationReason;
+  /** Human-readable detail for logs and the CLI. */
+  readonly detail: string;
+  /** The canonical name, when the claim was a valid name. */
+  readonly name: string | undefined;
+  readonly allowedBy: string | undefined;
+  readonly lookup: LookupOutcome | undefined;
+  readonly cache: CacheStatus | undefined;
+  readonly decision: DaneDecision | undefined;
+}
+
+export interface VerifyInput {
+  readonly claimedName: string;
+  readonly chain: readonly ParsedCertificate[];
+  readonly cache: Pick<TlsaCache, 'lookup'>;
+  /** When given, a name it does not allow is refused without any DNS query. */
+  readonly allowlist?: Pick<Allowlist, 'match'>;
+  readonly now?: Date;
+  readonly pkixRoots?: readonly ParsedCertificate[];
+  readonly signal?: AbortSignal;
+}
+
+export async function verifyClient(input: VerifyInput): Promise<VerificationResult> {
+  const base = { name: undefined, allowedBy: undefined, lookup: undefined, cache: undefined, decision: undefined };
+  const canonical = canonicalizeClientName(input.claimedName);
+  if (!canonical.ok) return { ...base, authenticated: false, reason: 'invalid-name', detail: canonical.reason };
+  const name = canonical.name;
+  let allowedBy: string | undefined;
+  if (input.allowlist !== undefined) {
+    allowedBy = input.allowlist.match(name);
+    if (allowedBy === undefined) {
+      return { ...base, name, authenticated: false, reason: 'not-allowed', detail: `${name} is not on the allowlist` };
+    }
+  }
+  const { outcome: lookup, cache } = await input.cache.lookup(name, input.signal);
+  const known = { ...base, name, allowedBy, lookup, cache };
+  if (lookup.kind !== 'secure') {
+    return { ...known, authenticated: false, reason: LOOKUP_REASON[lookup.kind], detail: lookup.detail };
+  }
+  const decision = matchTlsa({
+    records: lookup.records,
+    chain: input.chain,
+    claimedName: name,
+    now: input.now ?? new Date(),
+    pkixRoots: input.pkixRoots,
+  });
+  const detail = decision.authenticated
+    ? `record ${(decision.matched?.index ?? 0) + 1} of ${lookup.records.length} matched`
+    : `${decision.reason}: ${decision.records.map((r) => `record ${r.index + 1} ${r.verdict}`).join(', ') || 'nothing to match'}`;
+  return { ...known, authenticated: decision.authenticated, reason: decision.reason, detail, decision };
+}

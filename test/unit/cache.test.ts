@@ -1,0 +1,116 @@
+import { describe, expect, it } from 'vitest';
+import { CACHE_DEFAULTS, cacheLifetimeSeconds, TlsaCache } from '../../src/dane/cache.js';
+import { outcome, type LookupOutcome, type LookupOutcomeKind } from '../../src/dane/dns-response.js';
+import type { TlsaResolver } from '../../src/dane/resolver.js';
+
+const record = { usage: 3, selector: 1, matchingType: 1, data: Buffer.alloc(32, 1) };
+
+describe('cacheLifetimeSeconds', () => {
+  const o = (kind: LookupOutcomeKind, ttl?: number): LookupOutcome => outcome(kind, 'x', { ttl, records: kind === 'secure' ? [record] : [] });
+  it.each<[string, LookupOutcome, number]>([
+    ['secure: the RRset TTL', o('secure', 300), 300],
+    ['secure: clamped to maxPositiveTtlSeconds', o('secure', 86_400), 3600],
+    ['secure: TTL 0 is not cached', o('secure', 0), 0],
+    ['no-tlsa: RFC 2308 negative TTL', o('no-tlsa', 30), 30],
+    ['no-tlsa: clamped to maxNegativeTtlSeconds', o('no-tlsa', 86_400), 300],
+    ['no-tlsa: raised to minNegativeTtlSeconds', o('no-tlsa', 0), 1],
+    ['no-tlsa without SOA: default', o('no-tlsa'), 60],
+    ['insecure: as negative', o('insecure', 20), 20],
+    ['timeout: failure TTL', o('timeout'), 5],
+    ['bogus: failure TTL', o('bogus'), 5],
+    ['malformed: failure TTL', o('malformed'), 5],
+    ['server-error: failure TTL', o('server-error'), 5],
+  ])('%s', (_label, input, expected) => {
+    expect(cacheLifetimeSeconds(input, CACHE_DEFAULTS)).toBe(expected);
+  });
+});
+
+/** A resolver that answers when told to, counting queries: lets the test control timing exactly. */
+class ControlledResolver implements TlsaResolver {
+  readonly queries: string[] = [];
+  private pending: Array<{ name: string; resolve: (o: LookupOutcome) => void }> = [];
+  lookup(name: string): Promise<LookupOutcome> {
+    this.queries.push(name);
+    return new Promise((resolve) => this.pending.push({ name, resolve }));
+  }
+  answer(name: string, o: LookupOutcome): void {
+    const waiting = this.pending.filter((p) => p.name === name);
+    this.pending = this.pending.filter((p) => p.name !== name);
+    for (const p of waiting) p.resolve(o);
+  }
+}
+
+describe('TlsaCache', () => {
+  it('coalesces concurrent lookups of one name into one query', async () => {
+    const resolver = new ControlledResolver();
+    const cache = new TlsaCache(resolver);
+    const lookups = Array.from({ length: 50 }, () => cache.lookup('a.example.test'));
+    expect(resolver.queries).toEqual(['a.example.test']);
+    resolver.answer('a.example.test', outcome('secure', 'ok', { records: [record], ttl: 300 }));
+    const results = await Promise.all(lookups);
+    expect(results.map((r) => r.cache)).toEqual(['miss', ...Array(49).fill('coalesced')]);
+    expect(results.every((r) => r.outcome.records[0] === record)).toBe(true);
+    const again = await cache.lookup('a.example.test');
+    expect(again.cache).toBe('hit');
+    expect(resolver.queries).toEqual(['a.example.test']);
+  });
+
+  it('remembers failures briefly: a hostile name is not queried again at once', async () => {
+    const resolver = new ControlledResolver();
+    const cache = new TlsaCache(resolver, { failureTtlSeconds: 0.05 });
+    const first = cache.lookup('slow.example.test');
+    resolver.answer('slow.example.test', outcome('timeout', 'no answer'));
+    expect((await first).outcome.kind).toBe('timeout');
+    const second = await cache.lookup('slow.example.test');
+    expect(second).toMatchObject({ cache: 'hit', outcome: { kind: 'timeout' } });
+    expect(resolver.queries).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 80));
+    const third = cache.lookup('slow.example.test');
+    expect(resolver.queries).toHaveLength(2);
+    resolver.answer('slow.example.test', outcome('bogus', 'SERVFAIL'));
+    expect((await third).cache).toBe('miss');
+  });
+
+  it('does not keep an answer with TTL 0 beyond the lookups waiting for it', async () => {
+    const resolver = new ControlledResolver();
+    const cache = new TlsaCache(resolver);
+    const first = cache.lookup('zero.example.test');
+    resolver.answer('zero.example.test', outcome('secure', 'ok', { records: [record], ttl: 0 }));
+    await first;
+    await new Promise((r) => setTimeout(r, 5));
+    void cache.lookup('zero.example.test');
+    expect(resolver.queries).toHaveLength(2);
+    resolver.answer('zero.example.test', outcome('secure', 'ok', { records: [record], ttl: 0 }));
+  });
+
+  it('bounds the number of entries', async () => {
+    const resolver = new ControlledResolver();
+    const cache = new TlsaCache(resolver, { maxEntries: 3 });
+    for (let i = 0; i < 10; i++) {
+      const p = cache.lookup(`n${i}.example.test`);
+      resolver.answer(`n${i}.example.test`, outcome('no-tlsa', 'NODATA', { ttl: 60 }));
+      await p;
+    }
+    expect(cache.size).toBe(3);
+  });
+
+  it('lets one caller stop waiting without cancelling the shared query', async () => {
+    const resolver = new ControlledResolver();
+    const cache = new TlsaCache(resolver);
+    const controller = new AbortController();
+    const leaving = cache.lookup('b.example.test', controller.signal);
+    const staying = cache.lookup('b.example.test');
+    controller.abort(new Error('client went away'));
+    await expect(leaving).rejects.toThrow('client went away');
+    resolver.answer('b.example.test', outcome('secure', 'ok', { records: [record], ttl: 60 }));
+    expect((await staying).outcome.kind).toBe('secure');
+    expect(resolver.queries).toEqual(['b.example.test']);
+  });
+
+  it('rejects invalid options', () => {
+    expect(() => new TlsaCache(new ControlledResolver(), { maxEntries: 0 })).toThrow('cache maxEntries must be at least 1');
+    expect(() => new TlsaCache(new ControlledResolver(), { failureTtlSeconds: -1 })).toThrow(
+      'cache failureTtlSeconds must be a non-negative number',
+    );
+  });
+});
