@@ -57,7 +57,7 @@ export function isLoopbackAddress(host: string): boolean {
 export function validateResolverOptions(options: ResolverOptions): void {
   if (options.servers.length === 0) throw new ResolverConfigError('resolver: at least one server is required');
   options.servers.forEach((server, i) => {
-    const where = `resolver server ${i + 1} (${server.host}:${server.port})`;
+    const where = `resolver server ${i + 1} (${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port})`;
     if (net.isIP(server.host) === 0) throw new ResolverConfigError(`${where}: host must be an IP address literal`);
     if (!Number.isInteger(server.port) || server.port < 1 || server.port > 65535) {
       throw new ResolverConfigError(`${where}: port must be an integer from 1 to 65535`);
@@ -222,7 +222,8 @@ export class DnsTlsaResolver implements TlsaResolver {
     if (udp !== 'retry-tcp') return udp;
     const remaining = deadline - Date.now();
     if (remaining <= 0) return outcome('timeout', `${describe(server)}: truncated answer and no time left to retry over TCP`);
-    return queryStream({ ...server, transport: 'tcp' }, name, Math.min(this.attemptTimeoutMs, remaining), signal);
+    const tcp = await queryStream({ ...server, transport: 'tcp' }, name, Math.min(this.attemptTimeoutMs, remaining), signal);
+    return { ...tcp, detail: `${tcp.detail} (UDP answer truncated, retried over TCP)` };
   }
 
   /**
