@@ -15,8 +15,8 @@ import { parseCertificateDer, type ParsedCertificate } from '../../src/dane/cert
 import { DnsTlsaResolver, type ResolverServer } from '../../src/dane/resolver.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../../src/dane/tlsa.js';
 import { verifyClient, type VerificationResult } from '../../src/dane/verify.js';
-import { startBlackholeDns } from '../lab/blackhole-dns.js';
-import { startDnsLab, type DnsLab, type LabZone, type SigningAlgorithm } from '../lab/dns-lab.js';
+import { startSilentDns } from '../lab/silent-dns.js';
+import { startDnssecLab, type DnsLab, type LabZone, type SigningAlgorithm } from '../lab/dnssec-lab.js';
 
 const run = promisify(execFile);
 const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
@@ -66,7 +66,8 @@ async function makePki(): Promise<Pki> {
 }
 
 function zones(pki: Pki): LabZone[] {
-  const bigRecords = Array.from({ length: 8 }, () => `big 300 IN TLSA 3 0 0 ${pki.other.der.toString('hex')}`);
+  // Eight distinct non-matching full-certificate records (~400 bytes each) push the RRset past 1232 bytes.
+  const bigRecords = Array.from({ length: 8 }, (_, i) => `big 300 IN TLSA 3 0 0 ${pki.other.der.toString('hex')}${i.toString(16).padStart(2, '0')}`);
   const main: LabZone = {
     origin: 'alg13.test',
     signing: { algorithm: 13 },
@@ -114,10 +115,18 @@ describe('DANE core against a real DNSSEC lab (NSD + Unbound)', () => {
   let pki: Pki;
   let server: ResolverServer;
   let dir: string;
+  let dotCa: IssuedCertificate;
 
   beforeAll(async () => {
     pki = await makePki();
-    lab = await startDnsLab(zones(pki));
+    dotCa = await createCertificate({ commonName: 'lab DoT CA', isCA: true });
+    const dotServer = await createCertificate({
+      commonName: 'resolver.lab.test',
+      dnsNames: ['resolver.lab.test'],
+      issuer: dotCa,
+      extendedKeyUsage: 'server',
+    });
+    lab = await startDnssecLab(zones(pki), { dot: { certPem: dotServer.certPem + dotCa.certPem, keyPem: dotServer.keyPem } });
     server = { host: lab.resolver.host, port: lab.resolver.port, transport: 'udp' };
     dir = await mkdtemp(join(tmpdir(), 'dancegate-lab-cli-'));
   }, 120_000);
@@ -247,6 +256,35 @@ describe('DANE core against a real DNSSEC lab (NSD + Unbound)', () => {
     expect(r.lookup?.detail).toContain('from tcp://127.0.0.1:');
   });
 
+  describe('DNS over TLS (RFC 7858) to Unbound', () => {
+    const dot = (overrides: Partial<ResolverServer>): ResolverServer => ({
+      host: '127.0.0.1',
+      port: lab.dotPort as number,
+      transport: 'tls',
+      tlsCa: dotCa.certPem,
+      tlsServerName: 'resolver.lab.test',
+      ...overrides,
+    });
+
+    it('authenticates with the server certificate verified against the configured CA and name', async () => {
+      const r = await verify('ee311.alg13.test', [pki.ee], [dot({})]);
+      expect(r).toMatchObject({ authenticated: true, reason: 'authenticated' });
+      expect(r.lookup?.detail).toContain(`from tls://127.0.0.1:${lab.dotPort}`);
+    });
+
+    it('refuses a server whose certificate does not carry the configured name', async () => {
+      const r = await verify('ee311.alg13.test', [pki.ee], [dot({ tlsServerName: 'other.lab.test' })]);
+      expect(r).toMatchObject({ authenticated: false, reason: 'dns-server-error' });
+      expect(r.detail).toContain("Host: other.lab.test. is not in the cert's altnames");
+    });
+
+    it('refuses a server certificate from another CA', async () => {
+      const r = await verify('ee311.alg13.test', [pki.ee], [dot({ tlsCa: pki.root.certPem })]);
+      expect(r).toMatchObject({ authenticated: false, reason: 'dns-server-error' });
+      expect(r.detail).toBe(`tls://127.0.0.1:${lab.dotPort}: self-signed certificate in certificate chain`);
+    });
+  });
+
   it('a CNAME leading to the TLSA RRset is followed', async () => {
     const r = await verify('alias.alg13.test', [pki.ee]);
     expect(r).toMatchObject({ authenticated: true, reason: 'authenticated' });
@@ -254,7 +292,7 @@ describe('DANE core against a real DNSSEC lab (NSD + Unbound)', () => {
   });
 
   it('a resolver that does not answer: timeout within the deadline', async () => {
-    const hole = await startBlackholeDns({ mode: 'drop' });
+    const hole = await startSilentDns('drop');
     try {
       const started = Date.now();
       const cache = new TlsaCache(
@@ -272,7 +310,7 @@ describe('DANE core against a real DNSSEC lab (NSD + Unbound)', () => {
   });
 
   it('fails over from a silent server to a working one', async () => {
-    const hole = await startBlackholeDns({ mode: 'drop' });
+    const hole = await startSilentDns('drop');
     try {
       const r = await verify('ee311.alg13.test', [pki.ee], [{ host: hole.host, port: hole.port, transport: 'udp' }, server]);
       expect(r).toMatchObject({ authenticated: true });
