@@ -68,7 +68,7 @@ async function makePki(): Promise<Pki> {
 function zones(pki: Pki): LabZone[] {
   // Eight distinct non-matching full-certificate records (~400 bytes each) push the RRset past 1232 bytes.
   const bigRecords = Array.from({ length: 8 }, (_, i) => `big 300 IN TLSA 3 0 0 ${pki.other.der.toString('hex')}${i.toString(16).padStart(2, '0')}`);
-  const main: LabZone = {
+  const main: LabZone & { records: string[] } = {
     origin: 'alg13.test',
     signing: { algorithm: 13 },
     records: [
