@@ -144,10 +144,14 @@ export function parseCertificates(data: Buffer, source = 'input'): ParsedCertifi
   }
 }
 
-/** Is `issuer` the issuer of `child` (names/key ids) and does its key verify child's signature? */
+/**
+ * Does `issuer`'s subject name equal `child`'s issuer name, and does its key
+ * verify child's signature? CA constraints (basicConstraints, keyUsage) are
+ * judged separately by the caller so that a refusal can say which failed.
+ */
 export function isIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate): boolean {
   try {
-    return child.node.checkIssued(issuer.node) && child.node.verify(issuer.node.publicKey);
+    return child.issuer === issuer.subject && child.node.verify(issuer.node.publicKey);
   } catch {
     return false;
   }
