@@ -1,0 +1,120 @@
+/**
+ * The validated, resolved configuration the proxy runs on. The YAML file
+ * (src/config/load.ts) is parsed, checked and turned into these types: file
+ * contents are read, defaults applied, names canonicalised. Nothing here is
+ * raw user input any more.
+ */
+import type { Allowlist } from '../allowlist/allowlist.js';
+import type { TlsaCacheOptions } from '../dane/cache.js';
+import type { ParsedCertificate } from '../dane/certificate.js';
+import type { ResolverServer } from '../dane/resolver.js';
+import type { TlsaRecord } from '../dane/tlsa.js';
+
+export type ListenerMode = 'http' | 'tcp';
+export type AuthPolicy = 'required' | 'optional';
+export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+
+export interface ResolverConfig {
+  /** May be empty only when localTlsa is set. */
+  readonly servers: readonly ResolverServer[];
+  readonly attemptTimeoutMs: number;
+  readonly totalTimeoutMs: number;
+  readonly allowRemotePlainResolver: boolean;
+  /** Records the operator trusts directly (pinning, air-gapped sites, the demo), by canonical owner name; `*.suffix` owners are wildcards. */
+  readonly localTlsa: ReadonlyMap<string, readonly TlsaRecord[]> | undefined;
+  readonly localTlsaFile: string | undefined;
+  readonly cache: Required<TlsaCacheOptions>;
+}
+
+export interface ServerCertificate {
+  readonly certPem: string;
+  /** Secret: never logged. */
+  readonly keyPem: string;
+  /** SNI names this certificate serves (canonical, may start with '*.'); empty = default certificate. */
+  readonly serverNames: readonly string[];
+  readonly certFile: string;
+}
+
+export interface UpstreamTls {
+  readonly caPem: string | undefined;
+  readonly certPem: string | undefined;
+  readonly keyPem: string | undefined;
+  readonly serverName: string | undefined;
+}
+
+export interface Upstream {
+  /** http/https for HTTP mode; tcp/tls for TCP mode. */
+  readonly protocol: 'http' | 'https' | 'tcp' | 'tls';
+  readonly host: string;
+  readonly port: number;
+  /** The original URL text, for logs. */
+  readonly url: string;
+  readonly tls: UpstreamTls | undefined;
+}
+
+export interface ProxyHeaderConfig {
+  readonly version: 'none' | 'v1' | 'v2';
+  /** PROXY v2 custom TLV types (0xE0–0xEF / 0xF0–0xF7). */
+  readonly tlvTypes: { readonly name: number; readonly certHash: number; readonly tlsa: number };
+  readonly crc32c: boolean;
+}
+
+export interface RouteConfig {
+  /** SNI names this route serves (canonical; may start with '*.'); empty = the default route. */
+  readonly serverNames: readonly string[];
+  readonly upstream: Upstream;
+  readonly allowlist: Allowlist;
+  /** Where the allowlist came from: 'listeners[0].routes[1].allow' or the file path. */
+  readonly allowlistSource: string;
+  readonly proxyHeader: ProxyHeaderConfig;
+}
+
+export interface HttpModeConfig {
+  /** Header carrying the verified name. */
+  readonly identityHeader: string;
+  /** Header carrying the authentication status under policy 'optional' ("authenticated" or the refusal reason). */
+  readonly statusHeader: string;
+  /** RFC 9440 Client-Cert. */
+  readonly forwardClientCert: boolean;
+  /** Envoy-style X-Forwarded-Client-Cert element. */
+  readonly forwardXfcc: boolean;
+  /** Header with the matched TLSA parameters ("3 1 1"); undefined = off. */
+  readonly tlsaHeader: string | undefined;
+  /** Answer a refused client with 403 and a short reason (true) or just close (false). */
+  readonly refuseWith403: boolean;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+}
+
+export interface InboundProxyProtocol {
+  readonly versions: 'v1' | 'v2' | 'any';
+  /** Only connections from these networks may (and must) send a PROXY header. */
+  readonly trustedCidrs: readonly string[];
+}
+
+export interface ListenerConfig {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly mode: ListenerMode;
+  readonly certificates: readonly ServerCertificate[];
+  readonly minVersion: TlsVersion;
+  readonly policy: AuthPolicy;
+  readonly daneClientIdType: number;
+  readonly maxClientHelloBytes: number;
+  readonly clientHelloTimeoutMs: number;
+  readonly handshakeTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  /** CA bundle for PKIX-TA/PKIX-EE records. */
+  readonly pkixRoots: readonly ParsedCertificate[];
+  readonly inboundProxyProtocol: InboundProxyProtocol | undefined;
+  readonly http: HttpModeConfig;
+  readonly routes: readonly RouteConfig[];
+}
+
+export interface DancegateConfig {
+  /** Absolute path of the file it came from. */
+  readonly source: string;
+  readonly resolver: ResolverConfig;
+  readonly listeners: readonly ListenerConfig[];
+}

@@ -1,0 +1,47 @@
+/**
+ * One structured record per connection decision, and the refusal reason
+ * codes the proxy uses (the DANE verifier's codes plus the connection-level
+ * ones below). Never carries key material or whole certificates.
+ */
+import type { VerificationReason } from '../dane/verify.js';
+import type { NameSource } from './identity.js';
+
+export type ConnectionReason =
+  | VerificationReason
+  | 'authenticated'
+  | 'client-hello-invalid'
+  | 'client-hello-timeout'
+  | 'client-closed'
+  | 'proxy-header-invalid'
+  | 'proxy-header-timeout'
+  | 'no-route'
+  | 'handshake-failed'
+  | 'handshake-timeout'
+  | 'ambiguous-name'
+  | 'no-name'
+  | 'upstream-unreachable';
+
+export interface DecisionRecord {
+  readonly time: string;
+  readonly listener: string;
+  readonly route: string | undefined;
+  readonly source: string;
+  readonly sni: string | undefined;
+  readonly tlsVersion: string | undefined;
+  readonly claimedName: string | undefined;
+  readonly nameSource: NameSource | undefined;
+  /** 'forwarded' (authenticated, or unauthenticated under policy optional) or 'refused'. */
+  readonly outcome: 'forwarded' | 'refused';
+  readonly reason: ConnectionReason;
+  readonly detail: string;
+  readonly tlsa: string | undefined;
+  readonly cache: string | undefined;
+  readonly durationsMs: { readonly clientHello?: number; readonly handshake?: number; readonly dns?: number; readonly total: number };
+}
+
+export type DecisionSink = (record: DecisionRecord) => void;
+
+/** Default sink: one JSON line per decision on stdout. */
+export const jsonLineSink: DecisionSink = (record) => {
+  process.stdout.write(`${JSON.stringify(record)}\n`);
+};

@@ -1,0 +1,126 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { Allowlist } from '../../src/allowlist/allowlist.js';
+import type { HttpModeConfig } from '../../src/config/types.js';
+import { rewriteIdentityHeaders, type ForwardedIdentity } from '../../src/proxy/http-headers.js';
+import { nameFromCertificate, nameFromExtension } from '../../src/proxy/identity.js';
+import { fatalAlertRecord } from '../../src/proxy/peek.js';
+import { selectBySni } from '../../src/proxy/sni.js';
+
+const allow = Allowlist.fromList(['*._device.example.test', 'api-client.example.test'], 'allow');
+
+describe('nameFromExtension', () => {
+  it.each([
+    ['Sensor1._DEVICE.example.test.', { ok: true, name: 'sensor1._device.example.test', source: 'extension', allowedBy: '*._device.example.test' }],
+    ['outsider.example.test', { ok: false, reason: 'not-allowed', detail: 'outsider.example.test is not on the allowlist', source: 'extension' }],
+    ['a..b', { ok: false, reason: 'invalid-name', detail: 'dane_clientid: label 2 is empty', source: 'extension' }],
+    ['_device.example.test', { ok: false, reason: 'not-allowed', detail: '_device.example.test is not on the allowlist', source: 'extension' }],
+  ])('%j', (raw, expected) => {
+    expect(nameFromExtension(raw, allow)).toEqual(expected);
+  });
+});
+
+describe('nameFromCertificate', () => {
+  it.each([
+    [['sensor1._device.example.test'], { ok: true, name: 'sensor1._device.example.test', source: 'certificate', allowedBy: '*._device.example.test' }],
+    [['www.example.test', 'api-client.example.test'], { ok: true, name: 'api-client.example.test', source: 'certificate', allowedBy: 'api-client.example.test' }],
+    [['*.example.test', 'api-client.example.test'], { ok: true, name: 'api-client.example.test', source: 'certificate', allowedBy: 'api-client.example.test' }],
+    [['api-client.example.test', 'API-CLIENT.example.test'], { ok: true, name: 'api-client.example.test', source: 'certificate', allowedBy: 'api-client.example.test' }],
+    [[], { ok: false, reason: 'no-name', detail: 'no dane_clientid and no SAN dNSName in the certificate', source: 'certificate' }],
+    [['www.example.test'], { ok: false, reason: 'not-allowed', detail: 'no SAN dNSName of the certificate is on the allowlist (www.example.test)', source: 'certificate' }],
+    [
+      ['a._device.example.test', 'b._device.example.test'],
+      { ok: false, reason: 'ambiguous-name', detail: '2 allowlisted SAN dNSNames (a._device.example.test, b._device.example.test); send dane_clientid to choose', source: 'certificate' },
+    ],
+  ])('%j', (names, expected) => {
+    expect(nameFromCertificate(names, allow)).toEqual(expected);
+  });
+});
+
+describe('selectBySni', () => {
+  const items = [
+    { id: 'api', serverNames: ['api.example.test'] },
+    { id: 'wild', serverNames: ['*.iot.example.test'] },
+    { id: 'deep', serverNames: ['*.eu.iot.example.test'] },
+    { id: 'default', serverNames: [] },
+  ];
+  it.each([
+    ['api.example.test', 'api'],
+    ['API.example.test', 'api'],
+    ['x.iot.example.test', 'wild'],
+    ['a.b.iot.example.test', 'wild'],
+    ['x.eu.iot.example.test', 'deep'],
+    ['iot.example.test', 'default'],
+    ['other.test', 'default'],
+    [undefined, 'default'],
+  ])('%s -> %s', (sni, id) => {
+    expect(selectBySni(items, sni, false)?.id).toBe(id);
+  });
+  it('without a default: undefined, or the first when asked', () => {
+    const noDefault = items.slice(0, 2);
+    expect(selectBySni(noDefault, 'other.test', false)).toBeUndefined();
+    expect(selectBySni(noDefault, undefined, true)?.id).toBe('api');
+  });
+});
+
+describe('rewriteIdentityHeaders', () => {
+  const config: HttpModeConfig = {
+    identityHeader: 'X-Client-Name',
+    statusHeader: 'X-Dane-Status',
+    forwardClientCert: true,
+    forwardXfcc: true,
+    tlsaHeader: 'X-Dane-Tlsa',
+    refuseWith403: true,
+    headersTimeoutMs: 1000,
+    requestTimeoutMs: 1000,
+  };
+  const identity: ForwardedIdentity = {
+    name: 'sensor1._device.example.test',
+    status: 'authenticated',
+    certificateDer: Buffer.from([1, 2, 3]),
+    certificateSha256Hex: 'ab'.repeat(32),
+    certificateSubject: 'CN=sensor1, O="Acme\\, Inc"',
+    tlsa: [3, 1, 1],
+    clientAddress: '192.0.2.7',
+  };
+  it('strips every incoming identity header and sets exactly ours', () => {
+    const headers: IncomingHttpHeaders = {
+      host: 'api.example.test',
+      'x-client-name': 'forged',
+      'x-dane-client-id': 'forged',
+      'client-cert': ':Zm9v:',
+      'client-cert-chain': ':Zm9v:',
+      'x-forwarded-client-cert': 'By=forged',
+      'x-forwarded-tls-client-cert': 'forged',
+      'x-forwarded-tls-client-cert-info': 'forged',
+      'x-forwarded-for': '203.0.113.1',
+      forwarded: 'for=203.0.113.1',
+      'x-dane-tlsa': '0 0 0',
+      accept: '*/*',
+    };
+    rewriteIdentityHeaders(headers, identity, config);
+    expect(headers).toEqual({
+      host: 'api.example.test',
+      accept: '*/*',
+      'x-client-name': 'sensor1._device.example.test',
+      'x-dane-status': 'authenticated',
+      'x-forwarded-for': '192.0.2.7',
+      'x-forwarded-proto': 'https',
+      'client-cert': ':AQID:',
+      'x-forwarded-client-cert': `Hash=${'ab'.repeat(32)};Subject="CN=sensor1, O=\\"Acme\\\\, Inc\\"";DNS=sensor1._device.example.test`,
+      'x-dane-tlsa': '3 1 1',
+    });
+  });
+  it('an unauthenticated client (policy optional) gets only the status header', () => {
+    const headers: IncomingHttpHeaders = { 'x-client-name': 'forged', 'client-cert': ':Zm9v:' };
+    rewriteIdentityHeaders(headers, { ...identity, name: undefined, status: 'dns-no-tlsa' }, config);
+    expect(headers).toEqual({ 'x-dane-status': 'dns-no-tlsa', 'x-forwarded-for': '192.0.2.7', 'x-forwarded-proto': 'https' });
+  });
+});
+
+describe('fatalAlertRecord', () => {
+  it('is a TLS alert record: fatal handshake_failure', () => {
+    expect([...fatalAlertRecord()]).toEqual([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40]);
+    expect([...fatalAlertRecord(112)]).toEqual([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112]);
+  });
+});
