@@ -81,7 +81,14 @@ export function parseCertificateDer(input: Uint8Array): ParsedCertificate {
   const der = Buffer.from(input);
   let node: NodeX509Certificate;
   let peculiar: x509.X509Certificate;
+  let spki: Buffer;
   try {
+    const outer = readTlv(der, 0);
+    if (outer.tag !== 0x30) throw new CertificateParseError('does not start with a SEQUENCE');
+    if (outer.end !== der.length) {
+      throw new CertificateParseError(`${der.length - outer.end} trailing bytes after the certificate`);
+    }
+    spki = Buffer.from(extractSpki(der));
     node = new NodeX509Certificate(der);
     peculiar = new x509.X509Certificate(der);
   } catch (err) {
@@ -93,7 +100,7 @@ export function parseCertificateDer(input: Uint8Array): ParsedCertificate {
   const keyUsage = peculiar.getExtension(x509.KeyUsagesExtension);
   return {
     der,
-    spki: Buffer.from(extractSpki(der)),
+    spki,
     node,
     subject: peculiar.subject,
     issuer: peculiar.issuer,

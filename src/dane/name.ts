@@ -23,7 +23,7 @@ export function canonicalizeClientName(input: string): NameResult {
   for (let i = 0; i < input.length; i++) {
     const code = input.charCodeAt(i);
     if (code > 0x7e || code < 0x21) {
-      return code > 0x7e
+      return code > 0x7f
         ? { ok: false, reason: `name contains a non-ASCII character at position ${i}; use the A-label (xn--) form` }
         : { ok: false, reason: `name contains a space or control character at position ${i}` };
     }

@@ -1,0 +1,288 @@
+import { createHash, X509Certificate } from 'node:crypto';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createCertificate, type IssuedCertificate, type KeyAlgorithm } from '../../certs/pki.js';
+import {
+  CertificateParseError,
+  extractSpki,
+  isIssuedBy,
+  MAX_CERTIFICATE_BYTES,
+  parseCertificateDer,
+  parseCertificates,
+  parseCertificatesPem,
+  type ParsedCertificate,
+} from '../../src/dane/certificate.js';
+import { DAY_MS, nodeSpki, parsed, wholeSecondNow } from './fixtures/pki-fixtures.js';
+
+interface Pki {
+  byAlgorithm: Map<KeyAlgorithm, IssuedCertificate>;
+  root: IssuedCertificate;
+  intermediate: IssuedCertificate;
+  intermediatePathLen2: IssuedCertificate;
+  leaf: IssuedCertificate;
+  mixedCaseLeaf: IssuedCertificate;
+  noSanLeaf: IssuedCertificate;
+  noBasicConstraints: IssuedCertificate;
+  explicitNotCa: IssuedCertificate;
+  impostor: IssuedCertificate;
+  misnamedIssuerLeaf: IssuedCertificate;
+  otherRoot: IssuedCertificate;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+let pki: Pki;
+
+beforeAll(async () => {
+  const now = wholeSecondNow();
+  const notBefore = new Date(now - 2 * DAY_MS);
+  const notAfter = new Date(now + 30 * DAY_MS);
+  const root = await createCertificate({ commonName: 'cert test root', isCA: true });
+  const intermediate = await createCertificate({ commonName: 'cert test intermediate', isCA: true, pathLength: 0, issuer: root });
+  const otherRoot = await createCertificate({ commonName: 'cert test other root', isCA: true });
+  const byAlgorithm = new Map<KeyAlgorithm, IssuedCertificate>();
+  for (const keyAlgorithm of ['ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'ed25519'] as const) {
+    byAlgorithm.set(keyAlgorithm, await createCertificate({ commonName: `${keyAlgorithm}.example`, dnsNames: [`${keyAlgorithm}.example`], issuer: intermediate, keyAlgorithm }));
+  }
+  pki = {
+    byAlgorithm,
+    root,
+    intermediate,
+    intermediatePathLen2: await createCertificate({ commonName: 'cert test pathlen 2', isCA: true, pathLength: 2, issuer: root }),
+    leaf: await createCertificate({ commonName: 'device73.example.com', dnsNames: ['device73.example.com'], issuer: intermediate, notBefore, notAfter }),
+    mixedCaseLeaf: await createCertificate({ commonName: 'mixed', dnsNames: ['Device73.Example.COM', 'SECOND.example', '_smtp-client.Device1.example.com'], issuer: intermediate }),
+    noSanLeaf: await createCertificate({ commonName: 'no-san.example', issuer: intermediate }),
+    noBasicConstraints: await createCertificate({ commonName: 'no basicConstraints', omitBasicConstraints: true, issuer: root }),
+    explicitNotCa: await createCertificate({ commonName: 'explicit cA false', isCA: false, issuer: root, extendedKeyUsage: 'none' }),
+    // Names the intermediate as issuer but is signed by otherRoot's key.
+    impostor: await createCertificate({ commonName: 'impostor', dnsNames: ['device73.example.com'], issuer: { ...otherRoot, subjectName: intermediate.subjectName } }),
+    // Signed by the intermediate's key, but names some other issuer.
+    misnamedIssuerLeaf: await createCertificate({ commonName: 'misnamed', issuer: { ...intermediate, subjectName: 'CN=somebody else' } }),
+    otherRoot,
+    notBefore,
+    notAfter,
+  };
+}, 60_000);
+
+function thrown(fn: () => unknown): { isCertificateParseError: boolean; name: string; message: string } {
+  try {
+    fn();
+  } catch (err) {
+    const e = err as Error;
+    return { isCertificateParseError: err instanceof CertificateParseError, name: e.name, message: e.message };
+  }
+  throw new Error('expected an error, nothing was thrown');
+}
+
+describe('extractSpki and ParsedCertificate.spki equal node:crypto SPKI export', () => {
+  it.each<[KeyAlgorithm, string]>([
+    ['ecdsa-p256', '1.2.840.10045.2.1'],
+    ['ecdsa-p384', '1.2.840.10045.2.1'],
+    ['rsa-2048', '1.2.840.113549.1.1.1'],
+    ['ed25519', '1.3.101.112'],
+  ])('%s', (alg) => {
+    const cert = pki.byAlgorithm.get(alg) as IssuedCertificate;
+    const expected = nodeSpki(cert);
+    expect(extractSpki(cert.der).toString('hex')).toBe(expected.toString('hex'));
+    expect(parsed(cert).spki.toString('hex')).toBe(expected.toString('hex'));
+  });
+
+  it.each<[KeyAlgorithm, number]>([
+    ['ecdsa-p256', 91],
+    ['ecdsa-p384', 120],
+    ['rsa-2048', 294],
+    ['ed25519', 44],
+  ])('%s SPKI has the standard length %i', (alg, length) => {
+    expect(parsed(pki.byAlgorithm.get(alg) as IssuedCertificate).spki.length).toBe(length);
+  });
+
+  it.each<[string, (der: Buffer) => Buffer, string]>([
+    ['empty', () => Buffer.alloc(0), 'truncated DER'],
+    ['one byte', () => Buffer.from([0x30]), 'truncated DER'],
+    ['cut in half', (der) => der.subarray(0, Math.floor(der.length / 2)), 'truncated DER'],
+    ['length of length 4', () => Buffer.from([0x30, 0x84, 0, 0, 0, 1, 0]), 'bad DER length'],
+    ['indefinite length', () => Buffer.from([0x30, 0x80, 0, 0]), 'bad DER length'],
+  ])('extractSpki rejects %s', (_label, make, message) => {
+    const der = (pki.byAlgorithm.get('ecdsa-p256') as IssuedCertificate).der;
+    expect(thrown(() => extractSpki(make(der)))).toEqual({ isCertificateParseError: true, name: 'CertificateParseError', message });
+  });
+});
+
+describe('parseCertificateDer fields', () => {
+  it('reads subject, issuer, dates, SAN and hash of a leaf', () => {
+    const c = parsed(pki.leaf);
+    expect({
+      subject: c.subject,
+      issuer: c.issuer,
+      notBefore: c.notBefore.toISOString(),
+      notAfter: c.notAfter.toISOString(),
+      dnsNames: c.dnsNames,
+      sha256Hex: c.sha256Hex,
+      der: c.der.toString('hex'),
+    }).toEqual({
+      subject: 'CN=device73.example.com',
+      issuer: 'CN=cert test intermediate',
+      notBefore: pki.notBefore.toISOString(),
+      notAfter: pki.notAfter.toISOString(),
+      dnsNames: ['device73.example.com'],
+      sha256Hex: createHash('sha256').update(pki.leaf.der).digest('hex'),
+      der: Buffer.from(new X509Certificate(pki.leaf.certPem).raw).toString('hex'),
+    });
+  });
+
+  it.each<[string, () => IssuedCertificate, string[]]>([
+    ['one name', () => pki.leaf, ['device73.example.com']],
+    ['mixed case names are lowercased, order kept', () => pki.mixedCaseLeaf, ['device73.example.com', 'second.example', '_smtp-client.device1.example.com']],
+    ['no SAN extension', () => pki.noSanLeaf, []],
+    ['CA without SAN', () => pki.root, []],
+  ])('dnsNames: %s', (_label, get, expected) => {
+    expect(parsed(get()).dnsNames).toEqual(expected);
+  });
+
+  it.each<[string, () => IssuedCertificate, { isCA: boolean; pathLength: number | undefined; keyCertSign: boolean | undefined }]>([
+    ['root without pathLength', () => pki.root, { isCA: true, pathLength: undefined, keyCertSign: true }],
+    ['intermediate pathLength 0', () => pki.intermediate, { isCA: true, pathLength: 0, keyCertSign: true }],
+    ['intermediate pathLength 2', () => pki.intermediatePathLen2, { isCA: true, pathLength: 2, keyCertSign: true }],
+    ['leaf', () => pki.leaf, { isCA: false, pathLength: undefined, keyCertSign: false }],
+    ['no basicConstraints at all', () => pki.noBasicConstraints, { isCA: false, pathLength: undefined, keyCertSign: false }],
+    ['basicConstraints cA false', () => pki.explicitNotCa, { isCA: false, pathLength: undefined, keyCertSign: false }],
+  ])('CA constraints: %s', (_label, get, expected) => {
+    const c = parsed(get());
+    expect({ isCA: c.isCA, pathLength: c.pathLength, keyCertSign: c.keyCertSign }).toEqual(expected);
+  });
+
+  it('does not keep a reference to the caller buffer', () => {
+    const input = Buffer.from(pki.leaf.der);
+    const c = parseCertificateDer(input);
+    input[10] = (input[10] as number) ^ 0xff;
+    expect(c.der.equals(pki.leaf.der)).toBe(true);
+  });
+});
+
+describe('parseCertificateDer rejects', () => {
+  const validDer = (): Buffer => pki.leaf.der;
+  it.each<[string, () => Uint8Array, RegExp]>([
+    ['empty input', () => new Uint8Array(0), /^not a DER X\.509 certificate: /],
+    ['garbage bytes', () => Buffer.from('this is not a certificate'), /^not a DER X\.509 certificate: /],
+    ['a SEQUENCE of nothing', () => Buffer.from([0x30, 0x00]), /^not a DER X\.509 certificate: /],
+    ['truncated certificate', () => validDer().subarray(0, validDer().length - 10), /^not a DER X\.509 certificate: /],
+    ['PEM text given as DER', () => Buffer.from(pki.leaf.certPem), /^not a DER X\.509 certificate: /],
+    ['a public key instead of a certificate', () => nodeSpki(pki.leaf), /^not a DER X\.509 certificate: /],
+    ['oversize input (limit + 1 bytes)', () => Buffer.alloc(MAX_CERTIFICATE_BYTES + 1, 0x30), /^certificate is 65537 bytes; the limit is 65536$/],
+    ['oversize input that starts with a real certificate', () => Buffer.concat([validDer(), Buffer.alloc(MAX_CERTIFICATE_BYTES)]), /^certificate is \d+ bytes; the limit is 65536$/],
+    ['input at the limit is parsed (and fails as DER, not for size)', () => Buffer.alloc(MAX_CERTIFICATE_BYTES, 0x00), /^not a DER X\.509 certificate: /],
+    // DER is exact: bytes after the certificate's outer SEQUENCE are not part of any certificate.
+    ['trailing bytes after the certificate', () => Buffer.concat([validDer(), Buffer.from([0x00, 0x00, 0x00])]), /^/],
+  ])('%s', (_label, make, message) => {
+    const result = thrown(() => parseCertificateDer(make()));
+    expect(result.isCertificateParseError).toBe(true);
+    expect(result.name).toBe('CertificateParseError');
+    expect(result.message).toMatch(message);
+  });
+
+  it('MAX_CERTIFICATE_BYTES is 64 KiB', () => {
+    expect(MAX_CERTIFICATE_BYTES).toBe(65536);
+  });
+});
+
+describe('PEM input', () => {
+  const ders = (certs: ParsedCertificate[]): string[] => certs.map((c) => c.der.toString('hex'));
+  const hex = (...certs: IssuedCertificate[]): string[] => certs.map((c) => c.der.toString('hex'));
+
+  it.each<[string, () => string, () => string[]]>([
+    ['one block', () => pki.leaf.certPem, () => hex(pki.leaf)],
+    ['three blocks in order', () => pki.leaf.certPem + pki.intermediate.certPem + pki.root.certPem, () => hex(pki.leaf, pki.intermediate, pki.root)],
+    [
+      'text around and between blocks (openssl-style bag attributes)',
+      () => `subject=CN=device73\n${pki.leaf.certPem}\nissuer=CN=intermediate\n${pki.intermediate.certPem}\ntrailing words\n`,
+      () => hex(pki.leaf, pki.intermediate),
+    ],
+    ['CRLF line ends', () => (pki.leaf.certPem + pki.root.certPem).replace(/\n/g, '\r\n'), () => hex(pki.leaf, pki.root)],
+    ['base64 on one line', () => pki.leaf.certPem.replace(/\n(?!-----END)/g, '').replace('-----BEGIN CERTIFICATE-----', '-----BEGIN CERTIFICATE-----\n'), () => hex(pki.leaf)],
+  ])('parses %s', (_label, text, expected) => {
+    expect(ders(parseCertificatesPem(text()))).toEqual(expected());
+    expect(ders(parseCertificates(Buffer.from(text())))).toEqual(expected());
+  });
+
+  it.each<[string, () => string, string | undefined, string]>([
+    [
+      'a key file',
+      () => pki.leaf.keyPem,
+      'client.key',
+      "client.key: PEM block 1 is 'PRIVATE KEY', expected 'CERTIFICATE' (is this the key file?)",
+    ],
+    [
+      'certificate followed by its key',
+      () => pki.leaf.certPem + pki.leaf.keyPem,
+      'bundle.pem',
+      "bundle.pem: PEM block 2 is 'PRIVATE KEY', expected 'CERTIFICATE' (is this the key file?)",
+    ],
+    [
+      'an EC PRIVATE KEY block',
+      () => '-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n',
+      undefined,
+      "input: PEM block 1 is 'EC PRIVATE KEY', expected 'CERTIFICATE' (is this the key file?)",
+    ],
+    [
+      'a public key block',
+      () => '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n',
+      undefined,
+      "input: PEM block 1 is 'PUBLIC KEY', expected 'CERTIFICATE'",
+    ],
+    ['no block at all', () => 'hello\n', 'empty.pem', 'empty.pem: no PEM CERTIFICATE block found'],
+    ['BEGIN without a matching END', () => '-----BEGIN CERTIFICATE-----\nAAAA\n-----END PRIVATE KEY-----\n', undefined, 'input: no PEM CERTIFICATE block found'],
+    ['invalid base64', () => '-----BEGIN CERTIFICATE-----\nAA*A\n-----END CERTIFICATE-----\n', undefined, 'input: PEM block 1 is not valid base64'],
+    ['second block invalid base64', () => `${pki.leaf.certPem}-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n`, undefined, 'input: PEM block 2 is not valid base64'],
+  ])('rejects %s', (_label, text, source, message) => {
+    const call = source === undefined ? () => parseCertificatesPem(text()) : () => parseCertificatesPem(text(), source);
+    expect(thrown(call)).toEqual({ isCertificateParseError: true, name: 'CertificateParseError', message });
+  });
+
+  it('names the block of a base64-valid block that is not a certificate', () => {
+    const text = `${pki.leaf.certPem}-----BEGIN CERTIFICATE-----\n${Buffer.from('garbage!').toString('base64')}\n-----END CERTIFICATE-----\n`;
+    const result = thrown(() => parseCertificatesPem(text, 'chain.pem'));
+    expect(result.isCertificateParseError).toBe(true);
+    expect(result.message).toMatch(/^chain\.pem: certificate 2: not a DER X\.509 certificate: /);
+  });
+});
+
+describe('parseCertificates (PEM or DER)', () => {
+  it('parses raw DER', () => {
+    expect(parseCertificates(pki.leaf.der).map((c) => c.sha256Hex)).toEqual([createHash('sha256').update(pki.leaf.der).digest('hex')]);
+  });
+
+  it('says neither PEM nor DER for garbage', () => {
+    const result = thrown(() => parseCertificates(Buffer.from([1, 2, 3]), 'x.crt'));
+    expect(result.isCertificateParseError).toBe(true);
+    expect(result.message).toMatch(/^x\.crt: neither PEM nor DER: not a DER X\.509 certificate: /);
+  });
+
+  it('says neither PEM nor DER for oversize input', () => {
+    const result = thrown(() => parseCertificates(Buffer.alloc(MAX_CERTIFICATE_BYTES + 1), 'big.der'));
+    expect(result.message).toBe('big.der: neither PEM nor DER: certificate is 65537 bytes; the limit is 65536');
+  });
+
+  it('routes text with a BEGIN line to the PEM parser (so a key file is named as such)', () => {
+    const result = thrown(() => parseCertificates(Buffer.from(pki.leaf.keyPem), 'k.pem'));
+    expect(result.message).toBe("k.pem: PEM block 1 is 'PRIVATE KEY', expected 'CERTIFICATE' (is this the key file?)");
+  });
+});
+
+describe('isIssuedBy', () => {
+  it.each<[string, () => IssuedCertificate, () => IssuedCertificate, boolean]>([
+    ['leaf by its intermediate', () => pki.leaf, () => pki.intermediate, true],
+    ['intermediate by the root', () => pki.intermediate, () => pki.root, true],
+    ['root by itself (self-signed)', () => pki.root, () => pki.root, true],
+    ['RSA leaf by its ECDSA intermediate', () => pki.byAlgorithm.get('rsa-2048') as IssuedCertificate, () => pki.intermediate, true],
+    ['Ed25519 leaf by its ECDSA intermediate', () => pki.byAlgorithm.get('ed25519') as IssuedCertificate, () => pki.intermediate, true],
+    ['leaf by the root (skips a level)', () => pki.leaf, () => pki.root, false],
+    ['intermediate by the leaf (reversed)', () => pki.intermediate, () => pki.leaf, false],
+    ['root by the intermediate', () => pki.root, () => pki.intermediate, false],
+    ['leaf by an unrelated root', () => pki.leaf, () => pki.otherRoot, false],
+    ['impostor naming the intermediate but signed by another key', () => pki.impostor, () => pki.intermediate, false],
+    ['impostor by the key that really signed it (name differs)', () => pki.impostor, () => pki.otherRoot, false],
+    ['signed by the intermediate key but naming another issuer', () => pki.misnamedIssuerLeaf, () => pki.intermediate, false],
+    ['leaf by itself', () => pki.leaf, () => pki.leaf, false],
+  ])('%s', (_label, child, issuer, expected) => {
+    expect(isIssuedBy(parsed(child()), parsed(issuer()))).toBe(expected);
+  });
+});
