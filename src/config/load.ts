@@ -1,0 +1,627 @@
+/**
+ * Loading dancegate.yaml: YAML → schema check (zod; unknown keys are errors,
+ * so a typo never silently falls back to a default) → cross-field checks →
+ * the files it names are read and checked (certificates against their keys,
+ * CA bundles, allowlist files, the local TLSA file) → the resolved
+ * DancegateConfig. Every problem is reported with its key path and what was
+ * expected; all schema problems are reported at once.
+ *
+ * Relative paths in the file are relative to the directory of the file.
+ */
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import * as net from 'node:net';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import * as tls from 'node:tls';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { Allowlist, AllowlistError, canonicalizePattern } from '../allowlist/allowlist.js';
+import { CACHE_DEFAULTS } from '../dane/cache.js';
+import { parseCertificates, type ParsedCertificate } from '../dane/certificate.js';
+import { DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_TOTAL_TIMEOUT_MS, ResolverConfigError, validateResolverOptions, type ResolverServer } from '../dane/resolver.js';
+import { DEFAULT_DANE_CLIENTID_TYPE, DEFAULT_MAX_CLIENT_HELLO_BYTES } from '../proxy/client-hello.js';
+import { LocalTlsaError, loadLocalTlsa } from './local-tlsa.js';
+import type {
+  DancegateConfig,
+  HttpModeConfig,
+  ListenerConfig,
+  ProxyHeaderConfig,
+  ResolverConfig,
+  RouteConfig,
+  ServerCertificate,
+  Upstream,
+  UpstreamTls,
+} from './types.js';
+
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: readonly string[],
+  ) {
+    super(`${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Largest configuration file read. */
+export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+
+export const LISTENER_DEFAULTS = {
+  minVersion: 'TLSv1.2',
+  policy: 'required',
+  daneClientIdType: DEFAULT_DANE_CLIENTID_TYPE,
+  maxClientHelloBytes: DEFAULT_MAX_CLIENT_HELLO_BYTES,
+  clientHelloTimeoutMs: 5_000,
+  handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: { http: 120_000, tcp: 900_000 },
+} as const;
+
+export const HTTP_DEFAULTS = {
+  identityHeader: 'X-Dane-Client-Id',
+  statusHeader: 'X-Dane-Status',
+  forwardClientCert: false,
+  forwardXfcc: false,
+  refuseWith403: true,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+} as const;
+
+export const PROXY_V2_TLV_DEFAULTS = { nameTlv: 0xe4, certHashTlv: 0xe5, tlsaTlv: 0xe6 } as const;
+
+// ---------------------------------------------------------------------------
+// Schema (shape and ranges only; meaning is checked in resolve*()).
+
+const positiveMs = (max: number) => z.number().int().min(1).max(max);
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const headerName = z.string().regex(HEADER_NAME, 'expected an HTTP header name (token characters only)');
+const nonEmpty = z.string().min(1);
+/** PROXY v2 TLV types reserved for custom use (0xE0–0xEF) or experiments (0xF0–0xF7). */
+const customTlv = z
+  .number()
+  .int()
+  .refine((n) => (n >= 0xe0 && n <= 0xef) || (n >= 0xf0 && n <= 0xf7), 'expected a custom TLV type 0xE0–0xEF or 0xF0–0xF7');
+
+const ServerSchema = z.strictObject({
+  address: nonEmpty,
+  transport: z.enum(['udp', 'tcp', 'tls']).default('udp'),
+  tlsServerName: nonEmpty.optional(),
+  tlsCaFile: nonEmpty.optional(),
+});
+
+const CacheSchema = z.strictObject({
+  maxEntries: z.number().int().min(1).max(10_000_000).optional(),
+  maxPositiveTtlSeconds: z.number().int().min(0).max(86_400).optional(),
+  minNegativeTtlSeconds: z.number().int().min(0).max(86_400).optional(),
+  maxNegativeTtlSeconds: z.number().int().min(0).max(86_400).optional(),
+  defaultNegativeTtlSeconds: z.number().int().min(0).max(86_400).optional(),
+  failureTtlSeconds: z.number().int().min(0).max(3_600).optional(),
+});
+
+const ResolverSchema = z.strictObject({
+  servers: z.array(ServerSchema).max(16).default([]),
+  attemptTimeoutMs: positiveMs(60_000).default(DEFAULT_ATTEMPT_TIMEOUT_MS),
+  totalTimeoutMs: positiveMs(120_000).default(DEFAULT_TOTAL_TIMEOUT_MS),
+  allowRemotePlainResolver: z.boolean().default(false),
+  localTlsaFile: nonEmpty.optional(),
+  cache: CacheSchema.default({}),
+});
+
+const CertificateSchema = z.strictObject({
+  certFile: nonEmpty,
+  keyFile: nonEmpty,
+  serverNames: z.array(nonEmpty).default([]),
+});
+
+const TlsSchema = z.strictObject({
+  certificates: z.array(CertificateSchema).min(1, 'expected at least one certificate'),
+  minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default(LISTENER_DEFAULTS.minVersion),
+  pkixCaFile: nonEmpty.optional(),
+});
+
+const HttpSchema = z.strictObject({
+  identityHeader: headerName.default(HTTP_DEFAULTS.identityHeader),
+  statusHeader: headerName.default(HTTP_DEFAULTS.statusHeader),
+  forwardClientCert: z.boolean().default(HTTP_DEFAULTS.forwardClientCert),
+  forwardXfcc: z.boolean().default(HTTP_DEFAULTS.forwardXfcc),
+  tlsaHeader: headerName.optional(),
+  refuseWith403: z.boolean().default(HTTP_DEFAULTS.refuseWith403),
+  headersTimeoutMs: positiveMs(600_000).default(HTTP_DEFAULTS.headersTimeoutMs),
+  requestTimeoutMs: positiveMs(3_600_000).default(HTTP_DEFAULTS.requestTimeoutMs),
+});
+
+const UpstreamTlsSchema = z.strictObject({
+  caFile: nonEmpty.optional(),
+  certFile: nonEmpty.optional(),
+  keyFile: nonEmpty.optional(),
+  serverName: nonEmpty.optional(),
+});
+
+const RouteSchema = z.strictObject({
+  serverNames: z.array(nonEmpty).default([]),
+  upstream: nonEmpty,
+  upstreamTls: UpstreamTlsSchema.optional(),
+  allow: z.array(nonEmpty).optional(),
+  allowFile: nonEmpty.optional(),
+  proxyHeader: z.enum(['none', 'v1', 'v2']).default('none'),
+  proxyV2: z
+    .strictObject({
+      nameTlv: customTlv.default(PROXY_V2_TLV_DEFAULTS.nameTlv),
+      certHashTlv: customTlv.default(PROXY_V2_TLV_DEFAULTS.certHashTlv),
+      tlsaTlv: customTlv.default(PROXY_V2_TLV_DEFAULTS.tlsaTlv),
+      crc32c: z.boolean().default(false),
+    })
+    .default({ ...PROXY_V2_TLV_DEFAULTS, crc32c: false }),
+});
+
+const ListenerSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'expected a name of letters, digits, "_", "." or "-" (at most 63)'),
+  listen: nonEmpty,
+  mode: z.enum(['http', 'tcp']),
+  tls: TlsSchema,
+  policy: z.enum(['required', 'optional']).default(LISTENER_DEFAULTS.policy),
+  daneClientIdType: z
+    .number()
+    .int()
+    .min(1)
+    .max(65535)
+    .refine((n) => n !== 16 && n !== 43, 'collides with ALPN (16) or supported_versions (43)')
+    .default(LISTENER_DEFAULTS.daneClientIdType),
+  maxClientHelloBytes: z.number().int().min(512).max(65_536).default(LISTENER_DEFAULTS.maxClientHelloBytes),
+  clientHelloTimeoutMs: positiveMs(60_000).default(LISTENER_DEFAULTS.clientHelloTimeoutMs),
+  handshakeTimeoutMs: positiveMs(120_000).default(LISTENER_DEFAULTS.handshakeTimeoutMs),
+  idleTimeoutMs: positiveMs(7 * 86_400_000).optional(),
+  proxyProtocol: z
+    .strictObject({
+      versions: z.enum(['v1', 'v2', 'any']).default('any'),
+      trustedCidrs: z.array(nonEmpty).min(1, 'expected at least one CIDR: PROXY headers are accepted only from trusted load balancers'),
+    })
+    .optional(),
+  http: HttpSchema.optional(),
+  routes: z.array(RouteSchema).min(1, 'expected at least one route'),
+});
+
+const ConfigSchema = z.strictObject({
+  resolver: ResolverSchema,
+  listeners: z.array(ListenerSchema).min(1, 'expected at least one listener'),
+});
+
+type RawConfig = z.infer<typeof ConfigSchema>;
+type RawListener = z.infer<typeof ListenerSchema>;
+type RawRoute = z.infer<typeof RouteSchema>;
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/** `listeners[0].routes[1].allow` from a zod path. */
+export function formatKeyPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out.length === 0 ? String(part) : `.${String(part)}`;
+  }
+  return out.length === 0 ? '(top level)' : out;
+}
+
+/** Collects problems; checks continue after one so the operator sees them all. */
+class Problems {
+  readonly list: string[] = [];
+  add(path: string, message: string): void {
+    this.list.push(`${path}: ${message}`);
+  }
+}
+
+/** "host:port", "[v6]:port"; host must be an IP literal unless `allowNames`. */
+export function parseHostPort(text: string, defaultPort?: number): { host: string; port: number } | string {
+  let host: string;
+  let portText: string | undefined;
+  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
+  if (bracket) {
+    host = bracket[1] as string;
+    portText = bracket[2];
+    if (!net.isIPv6(host)) return `expected an IPv6 address inside [ ], got '${host}'`;
+  } else if (net.isIPv6(text)) {
+    return `write an IPv6 address with a port as [${text}]:PORT`;
+  } else {
+    const colon = text.lastIndexOf(':');
+    host = colon === -1 ? text : text.slice(0, colon);
+    portText = colon === -1 ? undefined : text.slice(colon + 1);
+  }
+  if (host.length === 0) return 'expected HOST:PORT, the host is empty';
+  if (portText === undefined) {
+    if (defaultPort === undefined) return `expected HOST:PORT, got '${text}' (no port)`;
+    return { host, port: defaultPort };
+  }
+  if (!/^\d{1,5}$/.test(portText)) return `expected a port number, got '${portText}'`;
+  const port = Number(portText);
+  if (port > 65535) return `port ${port} is above 65535`;
+  return { host, port };
+}
+
+function isHostName(host: string): boolean {
+  return host.length <= 253 && /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(host);
+}
+
+function checkCidr(text: string): string | undefined {
+  const [ip, bits, extra] = text.split('/');
+  if (extra !== undefined || ip === undefined) return `'${text}' is not ADDRESS/BITS`;
+  const family = net.isIP(ip);
+  if (family === 0) return `'${ip}' is not an IP address`;
+  const max = family === 6 ? 128 : 32;
+  if (bits !== undefined && (!/^\d{1,3}$/.test(bits) || Number(bits) > max)) return `prefix length '${bits}' is not 0..${max}`;
+  return undefined;
+}
+
+class FileReader {
+  constructor(
+    private readonly baseDir: string,
+    private readonly problems: Problems,
+  ) {}
+
+  path(file: string): string {
+    return isAbsolute(file) ? file : resolve(this.baseDir, file);
+  }
+
+  async text(keyPath: string, file: string): Promise<string | undefined> {
+    const path = this.path(file);
+    try {
+      return await readFile(path, 'utf8');
+    } catch (err) {
+      this.problems.add(keyPath, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      return undefined;
+    }
+  }
+
+  async certificates(keyPath: string, file: string): Promise<{ pem: string; certs: ParsedCertificate[] } | undefined> {
+    const pem = await this.text(keyPath, file);
+    if (pem === undefined) return undefined;
+    try {
+      return { pem, certs: parseCertificates(Buffer.from(pem), this.path(file)) };
+    } catch (err) {
+      this.problems.add(keyPath, (err as Error).message);
+      return undefined;
+    }
+  }
+
+  /** A private key file; the message never contains key material. */
+  async privateKey(keyPath: string, file: string): Promise<string | undefined> {
+    const pem = await this.text(keyPath, file);
+    if (pem === undefined) return undefined;
+    try {
+      createPrivateKey(pem);
+      return pem;
+    } catch {
+      this.problems.add(keyPath, `${this.path(file)} does not hold a PEM private key (unencrypted PKCS#8, PKCS#1 or SEC1)`);
+      return undefined;
+    }
+  }
+}
+
+/** Does the private key belong to the (first) certificate? */
+function keyMatchesCertificate(certPem: string, keyPem: string): boolean {
+  try {
+    return new X509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem));
+  } catch {
+    return false;
+  }
+}
+
+function canonicalServerNames(names: readonly string[], keyPath: string, problems: Problems): string[] {
+  const out: string[] = [];
+  names.forEach((name, i) => {
+    const c = canonicalizePattern(name);
+    if (!c.ok) problems.add(`${keyPath}[${i}]`, `'${name}' is not a server name: ${c.reason}`);
+    else if (out.includes(c.pattern)) problems.add(`${keyPath}[${i}]`, `'${name}' is listed twice`);
+    else out.push(c.pattern);
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Resolution
+
+async function resolveResolver(raw: RawConfig['resolver'], files: FileReader, problems: Problems): Promise<ResolverConfig | undefined> {
+  const servers: ResolverServer[] = [];
+  for (const [i, s] of raw.servers.entries()) {
+    const keyPath = `resolver.servers[${i}]`;
+    const hp = parseHostPort(s.address, s.transport === 'tls' ? 853 : 53);
+    if (typeof hp === 'string') {
+      problems.add(`${keyPath}.address`, hp);
+      continue;
+    }
+    if (net.isIP(hp.host) === 0) {
+      problems.add(`${keyPath}.address`, `expected an IP address literal (the resolver must not itself need DNS), got '${hp.host}'`);
+      continue;
+    }
+    if (s.transport !== 'tls' && (s.tlsServerName !== undefined || s.tlsCaFile !== undefined)) {
+      problems.add(keyPath, `tlsServerName and tlsCaFile apply only to transport: tls (this server uses ${s.transport})`);
+    }
+    let tlsCa: string | undefined;
+    if (s.tlsCaFile !== undefined) {
+      const ca = await files.certificates(`${keyPath}.tlsCaFile`, s.tlsCaFile);
+      tlsCa = ca?.pem;
+    }
+    servers.push({ host: hp.host, port: hp.port, transport: s.transport, tlsServerName: s.tlsServerName, tlsCa });
+  }
+  if (servers.length > 0) {
+    try {
+      validateResolverOptions({ servers, allowRemotePlainResolver: raw.allowRemotePlainResolver });
+    } catch (err) {
+      if (!(err instanceof ResolverConfigError)) throw err;
+      problems.add('resolver.servers', `${err.message} (set resolver.allowRemotePlainResolver: true only if the path to it is protected)`);
+    }
+  }
+  if (raw.totalTimeoutMs < raw.attemptTimeoutMs) {
+    problems.add('resolver.totalTimeoutMs', `must be at least attemptTimeoutMs (${raw.attemptTimeoutMs})`);
+  }
+  const cache = { ...CACHE_DEFAULTS, ...raw.cache };
+  if (cache.minNegativeTtlSeconds > cache.maxNegativeTtlSeconds) {
+    problems.add('resolver.cache.minNegativeTtlSeconds', `must not exceed maxNegativeTtlSeconds (${cache.maxNegativeTtlSeconds})`);
+  }
+  let localTlsa: ResolverConfig['localTlsa'];
+  let localTlsaFile: string | undefined;
+  if (raw.localTlsaFile !== undefined) {
+    localTlsaFile = files.path(raw.localTlsaFile);
+    try {
+      localTlsa = await loadLocalTlsa(localTlsaFile);
+    } catch (err) {
+      if (!(err instanceof LocalTlsaError)) throw err;
+      problems.add('resolver.localTlsaFile', err.message);
+    }
+  }
+  if (raw.servers.length === 0 && raw.localTlsaFile === undefined) {
+    problems.add('resolver', 'expected servers (a validating resolver) or localTlsaFile, or both');
+  }
+  return {
+    servers,
+    attemptTimeoutMs: raw.attemptTimeoutMs,
+    totalTimeoutMs: raw.totalTimeoutMs,
+    allowRemotePlainResolver: raw.allowRemotePlainResolver,
+    localTlsa,
+    localTlsaFile,
+    cache,
+  };
+}
+
+function resolveUpstream(text: string, mode: 'http' | 'tcp', keyPath: string, problems: Problems): Omit<Upstream, 'tls'> | undefined {
+  const allowed = mode === 'http' ? ['http', 'https'] : ['tcp', 'tls'];
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    problems.add(keyPath, `expected a URL such as ${allowed.map((p) => `${p}://127.0.0.1:8080`).join(' or ')}, got '${text}'`);
+    return undefined;
+  }
+  const protocol = url.protocol.replace(/:$/, '');
+  if (!allowed.includes(protocol)) {
+    problems.add(keyPath, `a ${mode}-mode listener forwards to ${allowed.join(':// or ')}:// upstreams, not ${protocol}://`);
+    return undefined;
+  }
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash || url.username || url.password) {
+    problems.add(keyPath, 'expected scheme://host:port only (no path, query or credentials)');
+    return undefined;
+  }
+  const defaultPort = { http: 80, https: 443, tcp: undefined, tls: undefined }[protocol as 'http' | 'https' | 'tcp' | 'tls'];
+  const port = url.port === '' ? defaultPort : Number(url.port);
+  if (port === undefined) {
+    problems.add(keyPath, `a ${protocol}:// upstream needs a port`);
+    return undefined;
+  }
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  return { protocol: protocol as Upstream['protocol'], host, port, url: text };
+}
+
+async function resolveUpstreamTls(
+  raw: RawRoute['upstreamTls'],
+  upstream: Omit<Upstream, 'tls'>,
+  keyPath: string,
+  files: FileReader,
+  problems: Problems,
+): Promise<UpstreamTls | undefined> {
+  const encrypted = upstream.protocol === 'https' || upstream.protocol === 'tls';
+  if (raw === undefined) return encrypted ? { caPem: undefined, certPem: undefined, keyPem: undefined, serverName: undefined } : undefined;
+  if (!encrypted) {
+    problems.add(keyPath, `upstreamTls applies to https:// and tls:// upstreams, not ${upstream.protocol}://`);
+    return undefined;
+  }
+  if ((raw.certFile === undefined) !== (raw.keyFile === undefined)) {
+    problems.add(keyPath, 'certFile and keyFile go together (the client certificate dancegate presents upstream)');
+  }
+  const ca = raw.caFile === undefined ? undefined : await files.certificates(`${keyPath}.caFile`, raw.caFile);
+  const cert = raw.certFile === undefined ? undefined : await files.certificates(`${keyPath}.certFile`, raw.certFile);
+  const key = raw.keyFile === undefined ? undefined : await files.privateKey(`${keyPath}.keyFile`, raw.keyFile);
+  if (cert && key && !keyMatchesCertificate(cert.pem, key)) {
+    problems.add(`${keyPath}.keyFile`, `the key in ${files.path(raw.keyFile ?? '')} does not belong to the certificate in ${files.path(raw.certFile ?? '')}`);
+  }
+  if (raw.serverName !== undefined && !isHostName(raw.serverName)) problems.add(`${keyPath}.serverName`, `'${raw.serverName}' is not a host name`);
+  return { caPem: ca?.pem, certPem: cert?.pem, keyPem: key, serverName: raw.serverName };
+}
+
+async function resolveRoute(raw: RawRoute, listener: RawListener, keyPath: string, files: FileReader, problems: Problems): Promise<RouteConfig | undefined> {
+  const serverNames = canonicalServerNames(raw.serverNames, `${keyPath}.serverNames`, problems);
+  const upstream = resolveUpstream(raw.upstream, listener.mode, `${keyPath}.upstream`, problems);
+  let allowlist: Allowlist | undefined;
+  let allowlistSource = `${keyPath}.allow`;
+  if ((raw.allow === undefined) === (raw.allowFile === undefined)) {
+    problems.add(keyPath, 'expected exactly one of allow (a list of names and *.suffix patterns) or allowFile');
+  } else {
+    try {
+      if (raw.allow !== undefined) {
+        allowlist = Allowlist.fromList(raw.allow, `${keyPath}.allow`);
+        if (raw.allow.length === 0) problems.add(`${keyPath}.allow`, 'is empty: no client could ever be authenticated on this route');
+      } else if (raw.allowFile !== undefined) {
+        allowlistSource = files.path(raw.allowFile);
+        allowlist = await Allowlist.fromFile(allowlistSource);
+      }
+    } catch (err) {
+      if (!(err instanceof AllowlistError)) throw err;
+      problems.add(raw.allow !== undefined ? `${keyPath}.allow` : `${keyPath}.allowFile`, err.message);
+    }
+  }
+  if (listener.mode === 'http' && raw.proxyHeader !== 'none') {
+    problems.add(`${keyPath}.proxyHeader`, 'PROXY headers are for tcp-mode listeners; HTTP mode forwards the identity in headers');
+  }
+  const v2 = raw.proxyV2;
+  if (new Set([v2.nameTlv, v2.certHashTlv, v2.tlsaTlv]).size !== 3) {
+    problems.add(`${keyPath}.proxyV2`, 'nameTlv, certHashTlv and tlsaTlv must be three different types');
+  }
+  if (upstream === undefined || allowlist === undefined) return undefined;
+  const tls = await resolveUpstreamTls(raw.upstreamTls, upstream, `${keyPath}.upstreamTls`, files, problems);
+  const proxyHeader: ProxyHeaderConfig = {
+    version: raw.proxyHeader,
+    tlvTypes: { name: v2.nameTlv, certHash: v2.certHashTlv, tlsa: v2.tlsaTlv },
+    crc32c: v2.crc32c,
+  };
+  return { serverNames, upstream: { ...upstream, tls }, allowlist, allowlistSource, proxyHeader };
+}
+
+async function resolveCertificates(raw: RawListener['tls']['certificates'], keyPath: string, files: FileReader, problems: Problems, minVersion: string): Promise<ServerCertificate[]> {
+  const out: ServerCertificate[] = [];
+  for (const [i, c] of raw.entries()) {
+    const where = `${keyPath}[${i}]`;
+    const serverNames = canonicalServerNames(c.serverNames, `${where}.serverNames`, problems);
+    const cert = await files.certificates(`${where}.certFile`, c.certFile);
+    const key = await files.privateKey(`${where}.keyFile`, c.keyFile);
+    if (cert === undefined || key === undefined) continue;
+    if (!keyMatchesCertificate(cert.pem, key)) {
+      problems.add(`${where}.keyFile`, `the key in ${files.path(c.keyFile)} does not belong to the first certificate in ${files.path(c.certFile)}`);
+      continue;
+    }
+    try {
+      tls.createSecureContext({ cert: cert.pem, key, minVersion: minVersion as tls.SecureVersion });
+    } catch (err) {
+      problems.add(where, `OpenSSL refuses this certificate/key: ${(err as Error).message}`);
+      continue;
+    }
+    out.push({ certPem: cert.pem, keyPem: key, serverNames, certFile: files.path(c.certFile) });
+  }
+  const defaults = raw.filter((c) => c.serverNames.length === 0).length;
+  if (defaults > 1) problems.add(keyPath, `${defaults} certificates have no serverNames; at most one can be the default`);
+  return out;
+}
+
+function resolveHttp(raw: RawListener['http']): HttpModeConfig {
+  const h = raw ?? HttpSchema.parse({});
+  return {
+    identityHeader: h.identityHeader,
+    statusHeader: h.statusHeader,
+    forwardClientCert: h.forwardClientCert,
+    forwardXfcc: h.forwardXfcc,
+    tlsaHeader: h.tlsaHeader,
+    refuseWith403: h.refuseWith403,
+    headersTimeoutMs: h.headersTimeoutMs,
+    requestTimeoutMs: h.requestTimeoutMs,
+  };
+}
+
+async function resolveListener(raw: RawListener, index: number, files: FileReader, problems: Problems): Promise<ListenerConfig | undefined> {
+  const keyPath = `listeners[${index}]`;
+  const hp = parseHostPort(raw.listen);
+  if (typeof hp === 'string') problems.add(`${keyPath}.listen`, hp);
+  else if (net.isIP(hp.host) === 0) problems.add(`${keyPath}.listen`, `expected an IP address to bind (127.0.0.1, 0.0.0.0, ::), got '${hp.host}'`);
+  if (raw.mode === 'tcp' && raw.policy === 'optional') {
+    problems.add(`${keyPath}.policy`, "'optional' is for http mode only (a TCP backend has nowhere to learn the client is unauthenticated)");
+  }
+  if (raw.mode === 'tcp' && raw.http !== undefined) problems.add(`${keyPath}.http`, 'applies to mode: http only');
+  if (raw.handshakeTimeoutMs < raw.clientHelloTimeoutMs) {
+    problems.add(`${keyPath}.handshakeTimeoutMs`, `must be at least clientHelloTimeoutMs (${raw.clientHelloTimeoutMs})`);
+  }
+  const http = resolveHttp(raw.http);
+  if (new Set([http.identityHeader.toLowerCase(), http.statusHeader.toLowerCase(), http.tlsaHeader?.toLowerCase()].filter(Boolean)).size !== (http.tlsaHeader ? 3 : 2)) {
+    problems.add(`${keyPath}.http`, 'identityHeader, statusHeader and tlsaHeader must be different headers');
+  }
+  let inbound: ListenerConfig['inboundProxyProtocol'];
+  if (raw.proxyProtocol) {
+    raw.proxyProtocol.trustedCidrs.forEach((cidr, i) => {
+      const bad = checkCidr(cidr);
+      if (bad) problems.add(`${keyPath}.proxyProtocol.trustedCidrs[${i}]`, bad);
+    });
+    inbound = { versions: raw.proxyProtocol.versions, trustedCidrs: raw.proxyProtocol.trustedCidrs };
+  }
+  const certificates = await resolveCertificates(raw.tls.certificates, `${keyPath}.tls.certificates`, files, problems, raw.tls.minVersion);
+  let pkixRoots: ParsedCertificate[] = [];
+  if (raw.tls.pkixCaFile !== undefined) pkixRoots = (await files.certificates(`${keyPath}.tls.pkixCaFile`, raw.tls.pkixCaFile))?.certs ?? [];
+
+  const routes: RouteConfig[] = [];
+  const seenNames = new Map<string, number>();
+  let defaultRoutes = 0;
+  for (const [i, r] of raw.routes.entries()) {
+    const route = await resolveRoute(r, raw, `${keyPath}.routes[${i}]`, files, problems);
+    if (r.serverNames.length === 0) defaultRoutes++;
+    for (const name of route?.serverNames ?? []) {
+      const other = seenNames.get(name);
+      if (other !== undefined) problems.add(`${keyPath}.routes[${i}].serverNames`, `'${name}' is already served by routes[${other}]`);
+      else seenNames.set(name, i);
+    }
+    if (route) routes.push(route);
+  }
+  if (defaultRoutes > 1) problems.add(`${keyPath}.routes`, `${defaultRoutes} routes have no serverNames; at most one can be the default route`);
+  if (typeof hp === 'string' || routes.length !== raw.routes.length || certificates.length !== raw.tls.certificates.length) return undefined;
+  return {
+    name: raw.name,
+    host: hp.host,
+    port: hp.port,
+    mode: raw.mode,
+    certificates,
+    minVersion: raw.tls.minVersion,
+    policy: raw.policy,
+    daneClientIdType: raw.daneClientIdType,
+    maxClientHelloBytes: raw.maxClientHelloBytes,
+    clientHelloTimeoutMs: raw.clientHelloTimeoutMs,
+    handshakeTimeoutMs: raw.handshakeTimeoutMs,
+    idleTimeoutMs: raw.idleTimeoutMs ?? LISTENER_DEFAULTS.idleTimeoutMs[raw.mode],
+    pkixRoots,
+    inboundProxyProtocol: inbound,
+    http,
+    routes,
+  };
+}
+
+/** Parse and resolve configuration text; `source` is the file's absolute path (relative paths are taken from its directory). */
+export async function parseConfigText(text: string, source: string): Promise<DancegateConfig> {
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(source, doc.errors.map((e) => `YAML syntax: ${e.message.split('\n')[0] ?? e.message}`));
+  }
+  const data: unknown = doc.toJS({ maxAliasCount: 100 });
+  const parsed = ConfigSchema.safeParse(data ?? {});
+  if (!parsed.success) {
+    throw new ConfigError(
+      source,
+      parsed.error.issues.map((issue) => `${formatKeyPath(issue.path)}: ${issue.message}`),
+    );
+  }
+  const raw = parsed.data;
+  const problems = new Problems();
+  const files = new FileReader(dirname(source), problems);
+  const resolver = await resolveResolver(raw.resolver, files, problems);
+  const listeners: ListenerConfig[] = [];
+  const names = new Map<string, number>();
+  const addresses = new Map<string, number>();
+  for (const [i, l] of raw.listeners.entries()) {
+    const other = names.get(l.name);
+    if (other !== undefined) problems.add(`listeners[${i}].name`, `'${l.name}' is already the name of listeners[${other}]`);
+    names.set(l.name, i);
+    const sameAddress = addresses.get(l.listen);
+    if (sameAddress !== undefined) problems.add(`listeners[${i}].listen`, `${l.listen} is already used by listeners[${sameAddress}]`);
+    addresses.set(l.listen, i);
+    const listener = await resolveListener(l, i, files, problems);
+    if (listener) listeners.push(listener);
+  }
+  if (problems.list.length > 0 || resolver === undefined) throw new ConfigError(source, problems.list);
+  return { source, resolver, listeners };
+}
+
+/** Read, parse and resolve a configuration file; throws ConfigError listing every problem. */
+export async function loadConfig(path: string): Promise<DancegateConfig> {
+  const source = resolve(path);
+  let text: string;
+  try {
+    text = await readFile(source, 'utf8');
+  } catch (err) {
+    throw new ConfigError(source, [`cannot read the configuration file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+  }
+  if (Buffer.byteLength(text) > MAX_CONFIG_FILE_BYTES) {
+    throw new ConfigError(source, [`the configuration file is larger than ${MAX_CONFIG_FILE_BYTES} bytes`]);
+  }
+  return parseConfigText(text, source);
+}

@@ -1,0 +1,360 @@
+/**
+ * One listener: accept, (inbound PROXY header,) peek the ClientHello,
+ * allowlist before lookup, TLS handshake with requestCert, our own DANE
+ * decision, then hand the connection to HTTP or TCP forwarding. Nothing is
+ * forwarded before the decision.
+ */
+import { performance } from 'node:perf_hooks';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import type { TlsaCache } from '../dane/cache.js';
+import { parseCertificateDer, type ParsedCertificate } from '../dane/certificate.js';
+import { MAX_CHAIN_LENGTH } from '../dane/match.js';
+import { verifyClient } from '../dane/verify.js';
+import type { ListenerConfig, RouteConfig } from '../config/types.js';
+import { parseClientHello, type ClientHelloInfo } from './client-hello.js';
+import type { ConnectionReason, DecisionRecord, DecisionSink } from './decision-log.js';
+import { HttpForwarder } from './http-forward.js';
+import { nameFromCertificate, nameFromExtension, type ClaimedName } from './identity.js';
+import { fatalAlertRecord, peekSocket } from './peek.js';
+import { parseProxyHeader, type ProxyAddresses } from './proxy-protocol.js';
+import { selectBySni } from './sni.js';
+import { forwardTcp } from './tcp-forward.js';
+
+/** What the forwarders learn about a decided connection. */
+export interface ConnectionContext {
+  readonly listener: ListenerConfig;
+  readonly route: RouteConfig;
+  /** Original client address (from an inbound PROXY header when there was one). */
+  readonly clientAddress: string;
+  readonly clientPort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly hello: ClientHelloInfo;
+  /** The verified identity; undefined when forwarded unauthenticated (policy optional). */
+  readonly identity:
+    | {
+        readonly name: string;
+        readonly leaf: ParsedCertificate;
+        readonly tlsa: readonly [number, number, number];
+      }
+    | undefined;
+  /** 'authenticated' or the reason the client is unauthenticated. */
+  readonly status: ConnectionReason;
+}
+
+export interface ListenerDependencies {
+  readonly cache: Pick<TlsaCache, 'lookup'>;
+  readonly log: DecisionSink;
+  readonly now?: () => Date;
+}
+
+/** A bare-bones TLS server context id: required for session resumption with requestCert (see the shared notes). */
+const SESSION_ID_CONTEXT = 'dancegate';
+
+function secureContextFor(listener: ListenerConfig): Array<{ serverNames: readonly string[]; context: tls.SecureContext }> {
+  return listener.certificates.map((c) => {
+    const context = tls.createSecureContext({ cert: c.certPem, key: c.keyPem, minVersion: listener.minVersion });
+    // node:tls sets this only on contexts of a listening tls.Server; we build our own, so set it here.
+    // `context.context` is the native SecureContext (typed `any` by @types/node).
+    (context.context as { setSessionIdContext(id: string): void }).setSessionIdContext(SESSION_ID_CONTEXT);
+    return { serverNames: c.serverNames, context };
+  });
+}
+
+function inCidrs(address: string, cidrs: readonly string[]): boolean {
+  const list = new net.BlockList();
+  for (const cidr of cidrs) {
+    const [ip, bits] = cidr.split('/') as [string, string | undefined];
+    const type = net.isIPv6(ip) ? 'ipv6' : 'ipv4';
+    list.addSubnet(ip, Number(bits ?? (type === 'ipv6' ? 128 : 32)), type);
+  }
+  const plain = address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
+  return list.check(plain, net.isIPv6(plain) ? 'ipv6' : 'ipv4');
+}
+
+function peerChain(socket: tls.TLSSocket): ParsedCertificate[] {
+  const chain: ParsedCertificate[] = [];
+  let cert: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  const seen = new Set<tls.DetailedPeerCertificate>();
+  while (cert && cert.raw && !seen.has(cert) && chain.length <= MAX_CHAIN_LENGTH) {
+    seen.add(cert);
+    chain.push(parseCertificateDer(cert.raw));
+    cert = cert.issuerCertificate;
+  }
+  return chain;
+}
+
+export class DaneListener {
+  private server: net.Server | undefined;
+  private readonly contexts: Array<{ serverNames: readonly string[]; context: tls.SecureContext }>;
+  private readonly http: HttpForwarder | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly now: () => Date;
+
+  constructor(
+    readonly config: ListenerConfig,
+    private readonly deps: ListenerDependencies,
+  ) {
+    this.contexts = secureContextFor(config);
+    this.http = config.mode === 'http' ? new HttpForwarder(config.http) : undefined;
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  async start(): Promise<{ host: string; port: number }> {
+    const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+      socket.on('error', () => undefined);
+      void this.handle(socket);
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.config.port, this.config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = server.address() as net.AddressInfo;
+    return { host: address.address, port: address.port };
+  }
+
+  /** Stop accepting and close every connection. */
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const s of this.sockets) s.destroy();
+    this.http?.close();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private async handle(raw: net.Socket): Promise<void> {
+    const t0 = performance.now();
+    const config = this.config;
+    let clientAddress = raw.remoteAddress ?? 'unknown';
+    let clientPort = raw.remotePort ?? 0;
+    const base: { -readonly [K in keyof DecisionRecord]?: DecisionRecord[K] } = {};
+    let decided = false;
+    // One decision record per connection, whatever happens after it.
+    const record = (outcome: DecisionRecord['outcome'], reason: ConnectionReason, detail: string, extra: Partial<DecisionRecord> = {}): void => {
+      if (decided) return;
+      decided = true;
+      this.deps.log({
+        time: this.now().toISOString(),
+        listener: config.name,
+        route: undefined,
+        source: `${clientAddress}:${clientPort}`,
+        sni: undefined,
+        tlsVersion: undefined,
+        claimedName: undefined,
+        nameSource: undefined,
+        tlsa: undefined,
+        cache: undefined,
+        ...base,
+        ...extra,
+        outcome,
+        reason,
+        detail,
+        durationsMs: { ...(base.durationsMs ?? {}), ...(extra.durationsMs ?? {}), total: Math.round(performance.now() - t0) },
+      });
+    };
+    const refuseRaw = (reason: ConnectionReason, detail: string, alert?: number): void => {
+      record('refused', reason, detail);
+      if (alert !== undefined && !raw.destroyed) raw.end(fatalAlertRecord(alert));
+      else raw.destroy();
+      raw.setTimeout(1000, () => raw.destroy());
+    };
+
+    // Inbound PROXY protocol, only from trusted load balancers (which must send it).
+    const inbound = config.inboundProxyProtocol;
+    if (inbound && inCidrs(clientAddress, inbound.trustedCidrs)) {
+      const proxied = await peekSocket<{ addresses: ProxyAddresses | undefined; version: 1 | 2 }>(
+        raw,
+        (buffered) => {
+          const parsed = parseProxyHeader(buffered);
+          if (parsed.status === 'incomplete') return { status: 'incomplete' };
+          if (parsed.status === 'not-proxy') return { status: 'invalid', reason: 'a PROXY protocol header is required from this address' };
+          if (parsed.status === 'invalid') return { status: 'invalid', reason: parsed.reason };
+          return { status: 'complete', value: { addresses: parsed.header.addresses, version: parsed.version }, consumed: parsed.headerBytes };
+        },
+        { maxBytes: 4096 + 16, timeoutMs: config.clientHelloTimeoutMs, unshiftAll: false },
+      );
+      if (proxied.status === 'timeout') return refuseRaw('proxy-header-timeout', 'no complete PROXY header in time');
+      if (proxied.status === 'closed') return refuseRaw('client-closed', 'closed before the PROXY header');
+      if (proxied.status === 'invalid') return refuseRaw('proxy-header-invalid', proxied.reason);
+      const wantVersion = inbound.versions;
+      if (wantVersion !== 'any' && `v${proxied.value.version}` !== wantVersion) {
+        return refuseRaw('proxy-header-invalid', `PROXY v${proxied.value.version} received, ${wantVersion} required`);
+      }
+      if (proxied.value.addresses) {
+        clientAddress = proxied.value.addresses.sourceAddress;
+        clientPort = proxied.value.addresses.sourcePort;
+      }
+    }
+
+    // 1. The ClientHello, read by us and handed unchanged to node:tls.
+    const peeked = await peekSocket<ClientHelloInfo>(
+      raw,
+      (buffered) => {
+        const parsed = parseClientHello(buffered, { daneClientIdType: config.daneClientIdType, maxBytes: config.maxClientHelloBytes });
+        if (parsed.status === 'complete') return { status: 'complete', value: parsed.hello, consumed: parsed.hello.recordBytes };
+        return parsed;
+      },
+      { maxBytes: config.maxClientHelloBytes + 5, timeoutMs: config.clientHelloTimeoutMs, unshiftAll: true },
+    );
+    const clientHelloMs = Math.round(performance.now() - t0);
+    base.durationsMs = { clientHello: clientHelloMs, total: 0 };
+    if (peeked.status === 'timeout') return refuseRaw('client-hello-timeout', `no complete ClientHello within ${config.clientHelloTimeoutMs} ms`);
+    if (peeked.status === 'closed') return refuseRaw('client-closed', 'closed before a complete ClientHello');
+    if (peeked.status === 'invalid') return refuseRaw('client-hello-invalid', peeked.reason);
+    const hello = peeked.value;
+    base.sni = hello.serverName;
+
+    // 2. Route by SNI.
+    const route = selectBySni(config.routes, hello.serverName, false);
+    if (route === undefined) return refuseRaw('no-route', `no route serves ${hello.serverName ?? '(no SNI)'}`, 112);
+    base.route = route.serverNames[0] ?? 'default';
+
+    // 3. Allowlist before lookup; start the lookup now so it runs during the handshake.
+    let claimed: ClaimedName | undefined;
+    let lookupStarted: number | undefined;
+    const abort = new AbortController();
+    if (hello.daneClientId.present && hello.daneClientId.name !== '') {
+      claimed = nameFromExtension(hello.daneClientId.name, route.allowlist);
+      base.nameSource = 'extension';
+      base.claimedName = claimed.ok ? claimed.name : hello.daneClientId.name.slice(0, 253);
+      if (!claimed.ok) return refuseRaw(claimed.reason, claimed.detail, 40);
+      lookupStarted = performance.now();
+      this.deps.cache.lookup(claimed.name, abort.signal).catch(() => undefined);
+    }
+
+    // 4. Handshake, with our own deadline for handshake + verification.
+    const contextEntry = selectBySni(this.contexts, hello.serverName, true);
+    const socket = new tls.TLSSocket(raw, {
+      isServer: true,
+      secureContext: contextEntry?.context,
+      requestCert: true,
+      rejectUnauthorized: false,
+      ALPNProtocols: config.mode === 'http' ? ['http/1.1'] : undefined,
+    });
+    socket.disableRenegotiation();
+    this.sockets.add(socket);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      abort.abort(new Error('client disconnected'));
+    });
+    const deadline = setTimeout(() => {
+      record('refused', 'handshake-timeout', `handshake and verification not done within ${config.handshakeTimeoutMs} ms`);
+      socket.destroy();
+    }, config.handshakeTimeoutMs);
+    let secure = false;
+    socket.on('error', (err: Error) => {
+      if (!secure) {
+        clearTimeout(deadline);
+        record('refused', 'handshake-failed', err.message.slice(0, 200));
+      }
+      socket.destroy();
+    });
+    raw.resume();
+    await new Promise<void>((resolve) => {
+      socket.once('secure', () => {
+        secure = true;
+        resolve();
+      });
+      socket.once('close', () => resolve());
+    });
+    if (!secure) return;
+    const handshakeMs = Math.round(performance.now() - t0 - clientHelloMs);
+    base.durationsMs = { clientHello: clientHelloMs, handshake: handshakeMs, total: 0 };
+    base.tlsVersion = socket.getProtocol() ?? undefined;
+    // Nothing is read from the client until the decision.
+    socket.pause();
+
+    const refuse = (reason: ConnectionReason, detail: string, extra: Partial<DecisionRecord> = {}): void => {
+      clearTimeout(deadline);
+      if (config.policy === 'optional' && this.http) {
+        record('forwarded', reason, `unauthenticated: ${detail}`, extra);
+        this.forward(socket, { route, hello, clientAddress, clientPort, raw, identity: undefined, status: reason });
+        return;
+      }
+      record('refused', reason, detail, extra);
+      if (this.http && config.http.refuseWith403) this.http.refuse(socket, reason);
+      else socket.destroy();
+    };
+
+    // 5. Our own verification, on every connection (resumed ones included).
+    let chain: ParsedCertificate[];
+    try {
+      chain = peerChain(socket);
+    } catch (err) {
+      return refuse('no-matching-record', `unparseable client certificate: ${(err as Error).message}`);
+    }
+    const leaf = chain[0];
+    if (leaf === undefined) return refuse('no-certificate', 'the client presented no certificate');
+    if (claimed === undefined) {
+      claimed = nameFromCertificate(leaf.dnsNames, route.allowlist);
+      base.nameSource = 'certificate';
+      if (!claimed.ok) return refuse(claimed.reason, claimed.detail);
+      base.claimedName = claimed.name;
+      lookupStarted = performance.now();
+    }
+    if (!claimed.ok) return;
+    const name = claimed.name;
+    const result = await verifyClient({
+      claimedName: name,
+      chain,
+      cache: this.deps.cache,
+      allowlist: route.allowlist,
+      pkixRoots: config.pkixRoots,
+      now: this.now(),
+      signal: abort.signal,
+    }).catch((err: unknown) => (socket.destroyed ? undefined : Promise.reject(err)));
+    if (result === undefined) {
+      clearTimeout(deadline);
+      record('refused', 'client-closed', 'client went away during verification');
+      return;
+    }
+    if (socket.destroyed) return;
+    const dnsMs = Math.round(performance.now() - (lookupStarted ?? performance.now()));
+    const matched = result.decision?.matched?.record;
+    const tlsa = matched ? ([matched.usage, matched.selector, matched.matchingType] as const) : undefined;
+    const extra: Partial<DecisionRecord> = {
+      cache: result.cache,
+      tlsa: tlsa?.join(' '),
+      durationsMs: { clientHello: clientHelloMs, handshake: handshakeMs, dns: dnsMs, total: 0 },
+    };
+    if (!result.authenticated || tlsa === undefined) return refuse(result.reason, result.detail, extra);
+    clearTimeout(deadline);
+    record('forwarded', 'authenticated', result.detail, extra);
+    this.forward(socket, { route, hello, clientAddress, clientPort, raw, identity: { name, leaf, tlsa }, status: 'authenticated' });
+  }
+
+  private forward(
+    socket: tls.TLSSocket,
+    c: {
+      route: RouteConfig;
+      hello: ClientHelloInfo;
+      clientAddress: string;
+      clientPort: number;
+      raw: net.Socket;
+      identity: ConnectionContext['identity'];
+      status: ConnectionReason;
+    },
+  ): void {
+    const context: ConnectionContext = {
+      listener: this.config,
+      route: c.route,
+      clientAddress: c.clientAddress,
+      clientPort: c.clientPort,
+      localAddress: c.raw.localAddress ?? '0.0.0.0',
+      localPort: c.raw.localPort ?? 0,
+      hello: c.hello,
+      identity: c.identity,
+      status: c.status,
+    };
+    socket.setTimeout(this.config.idleTimeoutMs, () => socket.destroy());
+    if (this.http) this.http.accept(socket, context);
+    else forwardTcp(socket, context);
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * TCP mode: a full-duplex pipe from the verified TLS connection to the
+ * upstream (plain TCP or re-originated TLS), with backpressure and
+ * half-close, preceded by an optional PROXY v1/v2 header written in one
+ * write before any payload.
+ */
+import { createHash } from 'node:crypto';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import type { ConnectionContext } from './listener.js';
+import { encodeProxyV1, encodeProxyV2, PP2_CLIENT, type ProxyAddresses, type ProxyTlv } from './proxy-protocol.js';
+
+/** '::ffff:1.2.3.4' → '1.2.3.4', so both ends of a PROXY header share a family. */
+function unmapped(address: string): string {
+  return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
+export function proxyAddresses(context: ConnectionContext): ProxyAddresses | undefined {
+  const source = unmapped(context.clientAddress);
+  const destination = unmapped(context.localAddress);
+  const family = net.isIPv4(source) && net.isIPv4(destination) ? 'tcp4' : net.isIPv6(source) && net.isIPv6(destination) ? 'tcp6' : undefined;
+  if (family === undefined) return undefined;
+  return { family, sourceAddress: source, sourcePort: context.clientPort, destinationAddress: destination, destinationPort: context.localPort };
+}
+
+function commonName(subject: string): string | undefined {
+  const match = /(?:^|,\s*)CN=((?:[^,\\]|\\.)*)/.exec(subject);
+  return match?.[1];
+}
+
+/** The PROXY header for this connection per the route's configuration, or undefined for none. */
+export function buildProxyHeader(socket: tls.TLSSocket, context: ConnectionContext): Buffer | undefined {
+  const config = context.route.proxyHeader;
+  if (config.version === 'none') return undefined;
+  const addresses = proxyAddresses(context);
+  if (config.version === 'v1') return encodeProxyV1(addresses);
+  const identity = context.identity;
+  const customTlvs: ProxyTlv[] = [];
+  if (identity) {
+    customTlvs.push({ type: config.tlvTypes.name, value: Buffer.from(identity.name, 'ascii') });
+    customTlvs.push({ type: config.tlvTypes.certHash, value: createHash('sha256').update(identity.leaf.der).digest() });
+    customTlvs.push({ type: config.tlvTypes.tlsa, value: Buffer.from(identity.tlsa) });
+  }
+  const alpn = socket.alpnProtocol;
+  return encodeProxyV2({
+    command: addresses ? 'PROXY' : 'LOCAL',
+    addresses,
+    authority: context.hello.serverName,
+    alpn: typeof alpn === 'string' ? alpn : undefined,
+    ssl: {
+      client: PP2_CLIENT.SSL | (identity ? PP2_CLIENT.CERT_CONN | PP2_CLIENT.CERT_SESS : 0),
+      // 0 only for a presented and verified certificate.
+      verify: identity ? 0 : 1,
+      version: socket.getProtocol() ?? undefined,
+      cn: identity ? commonName(identity.leaf.subject) : undefined,
+      cipher: socket.getCipher()?.name,
+    },
+    customTlvs,
+    crc32c: config.crc32c,
+  });
+}
+
+export function forwardTcp(client: tls.TLSSocket, context: ConnectionContext, onUpstreamError?: (message: string) => void): void {
+  const up = context.route.upstream;
+  let header: Buffer | undefined;
+  try {
+    header = buildProxyHeader(client, context);
+  } catch (err) {
+    onUpstreamError?.(`cannot build PROXY header: ${(err as Error).message}`);
+    client.destroy();
+    return;
+  }
+  const upstream: net.Socket =
+    up.protocol === 'tls'
+      ? tls.connect({
+          host: up.host,
+          port: up.port,
+          servername: up.tls?.serverName ?? (net.isIP(up.host) ? undefined : up.host),
+          ca: up.tls?.caPem,
+          cert: up.tls?.certPem,
+          key: up.tls?.keyPem,
+        })
+      : net.connect({ host: up.host, port: up.port, allowHalfOpen: true });
+  let connected = false;
+  upstream.once(up.protocol === 'tls' ? 'secureConnect' : 'connect', () => {
+    connected = true;
+    if (header) upstream.write(header);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.resume();
+  });
+  upstream.on('error', (err) => {
+    if (!connected) onUpstreamError?.(`${up.url}: ${err.message}`);
+    client.destroy();
+  });
+  client.on('error', () => upstream.destroy());
+  upstream.on('close', () => {
+    if (!client.destroyed && client.writableEnded !== true) client.end();
+    setTimeout(() => client.destroy(), 5000).unref();
+  });
+  client.on('close', () => upstream.destroy());
+  upstream.setNoDelay(true);
+}
