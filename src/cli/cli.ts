@@ -5,14 +5,17 @@
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { isIP } from 'node:net';
+import { createServer, isIP } from 'node:net';
+import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { DancegateConfig } from '../config/types.js';
 import { TlsaCache } from '../dane/cache.js';
 import { parseCertificates, type ParsedCertificate } from '../dane/certificate.js';
 import { canonicalizeClientName } from '../dane/name.js';
 import { DnsTlsaResolver, type ResolverServer, type ResolverTransport } from '../dane/resolver.js';
 import { describeTlsaParameters, formatTlsaRdata, formatTlsaRecord, tlsaRecordForCertificate } from '../dane/tlsa.js';
 import { verifyClient } from '../dane/verify.js';
+import type { DemoFiles } from './demo.js';
 
 export interface CliIo {
   readonly stdout: { write(text: string): unknown };
@@ -42,6 +45,8 @@ const MAIN_HELP = `dancegate: DANE client-authentication TLS front proxy
 Usage: dancegate <command> [options]
 
 Commands:
+  serve   Run the proxy: 'serve -c dancegate.yaml', or with no -c the embedded demo
+  config  'config check -c FILE' validates a configuration without serving
   tlsa    Print the TLSA record for a client certificate
   check   Look up a client name's TLSA records and verify a certificate against them
 
@@ -262,6 +267,109 @@ async function checkCommand(args: string[], io: CliIo): Promise<number> {
   return result.authenticated ? EXIT_OK : EXIT_NOT_AUTHENTICATED;
 }
 
+const SERVE_HELP = `Usage: dancegate serve [-c dancegate.yaml] [--demo-port PORT]
+
+Run the proxy with the given configuration. Without -c, run the embedded demo:
+a dev PKI under certs/out, an echo backend and the proxy on 127.0.0.1 in HTTP
+mode with a local TLSA file; it prints the curl command to try. Decision logs
+go to stdout as JSON lines. SIGINT/SIGTERM stop it.
+
+  -c, --config FILE   configuration file (see the README's configuration reference)
+  --demo-port PORT    the demo proxy's port (default 8443; 0 = any free port)
+`;
+
+const CONFIG_HELP = `Usage: dancegate config check -c FILE
+
+Validate a configuration file (and the files it names) without serving.
+Exit codes: 0 valid, 2 invalid (every problem is listed with its key path).
+`;
+
+async function loadConfigOrUsage(path: string): Promise<DancegateConfig> {
+  const { loadConfig, ConfigError } = await import('../config/load.js');
+  try {
+    return await loadConfig(path);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(`invalid configuration:\n${err.message}`);
+    throw err;
+  }
+}
+
+async function configCommand(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(args, { config: { type: 'string', short: 'c' } });
+  if (values.help) {
+    io.stdout.write(CONFIG_HELP);
+    return EXIT_OK;
+  }
+  if (positionals[0] !== 'check' || positionals.length !== 1) throw new UsageError("usage: dancegate config check -c FILE");
+  if (typeof values.config !== 'string') throw new UsageError('-c FILE is required');
+  const config = await loadConfigOrUsage(values.config);
+  const routes = config.listeners.reduce((n, l) => n + l.routes.length, 0);
+  io.stdout.write(`${config.source}: valid (${config.listeners.length} listener(s), ${routes} route(s))\n`);
+  return EXIT_OK;
+}
+
+function waitForStopSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: string): void => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+async function serveCommand(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(args, { config: { type: 'string', short: 'c' }, 'demo-port': { type: 'string' } });
+  if (values.help) {
+    io.stdout.write(SERVE_HELP);
+    return EXIT_OK;
+  }
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const { startProxy } = await import('../proxy/proxy.js');
+  const stops: Array<() => Promise<void>> = [];
+  let demo: { files: DemoFiles; cwd: string } | undefined;
+  let configPath: string;
+  if (typeof values.config === 'string') {
+    configPath = values.config;
+  } else {
+    const demoModule = await import('./demo.js');
+    const wanted = values['demo-port'] === undefined ? 8443 : Number(values['demo-port']);
+    if (!Number.isInteger(wanted) || wanted < 0 || wanted > 65535) throw new UsageError('--demo-port must be 0 to 65535');
+    const backend = await demoModule.startEchoBackend();
+    stops.push(() => new Promise<void>((resolve) => backend.server.close(() => resolve())));
+    const port = (await portIsFree(wanted)) ? wanted : 0;
+    const cwd = process.cwd();
+    const files = await demoModule.writeDemoConfig(join(cwd, 'certs', 'out'), port, backend.port);
+    configPath = files.configFile;
+    demo = { files, cwd };
+    io.stderr.write(`dancegate: embedded demo: echo backend on 127.0.0.1:${backend.port}, dev PKI in ${files.dir}\n`);
+  }
+  const config = await loadConfigOrUsage(configPath);
+  const proxy = await startProxy(config);
+  stops.unshift(() => proxy.close());
+  for (const l of proxy.listeners) io.stderr.write(`dancegate: listener ${l.name} (${l.mode}) on ${l.host}:${l.port}, config ${config.source}\n`);
+  if (demo) {
+    const { demoCurlCommand } = await import('./demo.js');
+    const port = proxy.listeners[0]?.port ?? 0;
+    io.stderr.write(`dancegate: try it (the backend echoes the headers it receives, X-Dane-Client-Id among them):\n\n  ${demoCurlCommand(demo.files, port, demo.cwd)}\n\n`);
+  }
+  const signal = await waitForStopSignal();
+  io.stderr.write(`dancegate: ${signal}: stopping\n`);
+  for (const stop of stops) await stop();
+  return EXIT_OK;
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  if (port === 0) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+  });
+}
+
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -276,6 +384,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       case '--version':
         io.stdout.write(`dancegate ${version()}\n`);
         return EXIT_OK;
+      case 'serve':
+        return await serveCommand(rest, io);
+      case 'config':
+        return await configCommand(rest, io);
       case 'tlsa':
         return await tlsaCommand(rest, io);
       case 'check':

@@ -1,0 +1,211 @@
+/**
+ * TCP mode end to end: openssl s_client as the client, dancegate in TCP
+ * mode with a local TLSA file, and two consumers of the PROXY header it
+ * writes: a Node backend that decodes it with our codec, and a real HAProxy
+ * (`accept-proxy`) that must accept it and pass the original client address
+ * on (as a v1 line, `send-proxy`) to the Node backend.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
+import { loadConfig } from '../../src/config/load.js';
+import { parseCertificateDer } from '../../src/dane/certificate.js';
+import { formatTlsaRdata, tlsaRecordForCertificate } from '../../src/dane/tlsa.js';
+import type { DecisionRecord } from '../../src/proxy/decision-log.js';
+import { parseProxyHeader, type ProxyParse } from '../../src/proxy/proxy-protocol.js';
+import { startProxy, type RunningProxy } from '../../src/proxy/proxy.js';
+import { freePort } from '../lab/dnssec-lab.js';
+
+const NAME = 'nas1._device.radsec.test';
+
+/** A TCP backend that reads a PROXY header with our decoder, then echoes the payload upper-cased. */
+async function startProxyAwareBackend(): Promise<{ port: number; headers: Array<Extract<ProxyParse, { status: 'complete' }>>; close(): Promise<void> }> {
+  const headers: Array<Extract<ProxyParse, { status: 'complete' }>> = [];
+  const server = net.createServer((socket) => {
+    let buffered = Buffer.alloc(0);
+    let headerDone = false;
+    socket.on('data', (chunk: Buffer) => {
+      if (headerDone) {
+        socket.write(chunk.toString().toUpperCase());
+        return;
+      }
+      buffered = Buffer.concat([buffered, chunk]);
+      const parsed = parseProxyHeader(buffered);
+      if (parsed.status === 'incomplete') return;
+      if (parsed.status !== 'complete') {
+        socket.destroy();
+        return;
+      }
+      headers.push(parsed);
+      headerDone = true;
+      const rest = buffered.subarray(parsed.headerBytes);
+      if (rest.length > 0) socket.write(rest.toString().toUpperCase());
+    });
+    socket.on('error', () => undefined);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    headers,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** openssl s_client: send one line, return what came back and whether the session was refused. */
+async function sClient(port: number, dir: string, client: string | undefined, line: string, extra: string[] = []): Promise<{ output: string; code: number | null }> {
+  const args = ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'radsec.proxy.test', '-quiet', '-no_ign_eof', ...extra];
+  if (client) args.push('-cert', join(dir, `${client}.pem`), '-key', join(dir, `${client}.key`));
+  const child = spawn('openssl', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stdin.write(`${line}\n`);
+  const timer = setTimeout(() => child.stdin.end(), 1500);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(timer);
+  return { output, code };
+}
+
+describe('TCP mode with openssl s_client', () => {
+  let dir: string;
+  let backend: Awaited<ReturnType<typeof startProxyAwareBackend>>;
+  let proxy: RunningProxy;
+  let haproxy: ChildProcess | undefined;
+  const ports: Record<string, number> = {};
+  const decisions: DecisionRecord[] = [];
+  let client: IssuedCertificate;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dancegate-tcp-'));
+    const server = await createCertificate({ commonName: 'radsec.proxy.test', dnsNames: ['radsec.proxy.test'], extendedKeyUsage: 'server' });
+    client = await createCertificate({ commonName: NAME, dnsNames: [NAME] });
+    const stranger = await createCertificate({ commonName: NAME, dnsNames: [NAME] });
+    await writeFile(join(dir, 'server.pem'), server.certPem);
+    await writeFile(join(dir, 'server.key'), server.keyPem);
+    await writeFile(join(dir, 'client.pem'), client.certPem);
+    await writeFile(join(dir, 'client.key'), client.keyPem);
+    await writeFile(join(dir, 'stranger.pem'), stranger.certPem);
+    await writeFile(join(dir, 'stranger.key'), stranger.keyPem);
+    await writeFile(join(dir, 'tlsa.txt'), `${NAME}. IN TLSA ${formatTlsaRdata(tlsaRecordForCertificate(parseCertificateDer(client.der), 3, 1, 1))}\n`);
+    backend = await startProxyAwareBackend();
+    for (const key of ['direct', 'viaHaproxy', 'v1', 'haproxy']) ports[key] = await freePort();
+
+    await writeFile(
+      join(dir, 'haproxy.cfg'),
+      `global
+  log stderr format raw local0 info
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 10s
+  timeout server 10s
+frontend from_dancegate
+  bind 127.0.0.1:${ports.haproxy} accept-proxy
+  default_backend echo
+backend echo
+  server echo 127.0.0.1:${backend.port} send-proxy
+`,
+    );
+    haproxy = spawn('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    process.once('exit', () => haproxy?.kill('SIGKILL'));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = net.connect(ports.haproxy as number, '127.0.0.1', () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
+      });
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error('HAProxy did not start');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+
+    const listener = (name: string, port: number, upstream: string, proxyHeader: string): string => `  - name: ${name}
+    listen: 127.0.0.1:${port}
+    mode: tcp
+    tls:
+      certificates:
+        - certFile: server.pem
+          keyFile: server.key
+    routes:
+      - upstream: ${upstream}
+        allow: ['*._device.radsec.test']
+        proxyHeader: ${proxyHeader}
+`;
+    await writeFile(
+      join(dir, 'dancegate.yaml'),
+      `resolver:
+  localTlsaFile: tlsa.txt
+listeners:
+${listener('direct', ports.direct as number, `tcp://127.0.0.1:${backend.port}`, 'v2')}${listener('via-haproxy', ports.viaHaproxy as number, `tcp://127.0.0.1:${ports.haproxy}`, 'v2')}${listener('v1', ports.v1 as number, `tcp://127.0.0.1:${ports.haproxy}`, 'v1')}`,
+    );
+    proxy = await startProxy(await loadConfig(join(dir, 'dancegate.yaml')), { log: (d) => decisions.push(d) });
+  }, 60_000);
+
+  afterAll(async () => {
+    await proxy?.close();
+    if (haproxy && haproxy.exitCode === null) {
+      haproxy.kill('SIGTERM');
+      await once(haproxy, 'exit');
+    }
+    await backend?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  beforeEach(() => {
+    backend.headers.length = 0;
+    decisions.length = 0;
+  });
+
+  it.each([['-tls1_3'], ['-tls1_2']])('%s: relays both ways after a PROXY v2 header carrying the verified identity', async (version) => {
+    const r = await sClient(ports.direct as number, dir, 'client', 'access-request', [version]);
+    expect(r.output).toBe('ACCESS-REQUEST\n');
+    expect(backend.headers).toHaveLength(1);
+    const h = backend.headers[0]?.header;
+    expect(backend.headers[0]?.version).toBe(2);
+    expect(h?.command).toBe('PROXY');
+    expect(h?.addresses).toMatchObject({ family: 'tcp4', sourceAddress: '127.0.0.1', destinationAddress: '127.0.0.1', destinationPort: ports.direct });
+    expect(h?.authority).toBe('radsec.proxy.test');
+    expect(h?.ssl).toMatchObject({ client: 0x07, verify: 0, version: version === '-tls1_3' ? 'TLSv1.3' : 'TLSv1.2', cn: NAME });
+    const tlv = (type: number): Buffer | undefined => h?.tlvs.find((t) => t.type === type)?.value;
+    expect(tlv(0xe4)?.toString()).toBe(NAME);
+    expect(tlv(0xe5)?.toString('hex')).toBe(parseCertificateDer(client.der).sha256Hex);
+    expect([...(tlv(0xe6) ?? [])]).toEqual([3, 1, 1]);
+    expect(decisions[0]).toMatchObject({ outcome: 'forwarded', reason: 'authenticated', claimedName: NAME, listener: 'direct' });
+  });
+
+  it('refuses a certificate whose key is not published, and the backend sees nothing', async () => {
+    const r = await sClient(ports.direct as number, dir, 'stranger', 'access-request');
+    expect(r.output).toBe('');
+    expect(backend.headers).toEqual([]);
+    expect(decisions.map((d) => [d.outcome, d.reason])).toEqual([['refused', 'no-matching-record']]);
+  });
+
+  it('refuses a client without a certificate', async () => {
+    const r = await sClient(ports.direct as number, dir, undefined, 'access-request');
+    expect(r.output).toBe('');
+    expect(decisions.map((d) => d.reason)).toEqual(['no-certificate']);
+  });
+
+  it.each([
+    ['v2', 'via-haproxy', 'viaHaproxy'],
+    ['v1', 'v1', 'v1'],
+  ] as const)('a real HAProxy (accept-proxy) accepts our PROXY %s header and passes the client address on', async (_v, _name, key) => {
+    const r = await sClient(ports[key] as number, dir, 'client', 'status-server');
+    expect(r.output).toBe('STATUS-SERVER\n');
+    // HAProxy re-announces (send-proxy, v1) the source it read from our header: the openssl client's address and port.
+    expect(backend.headers).toHaveLength(1);
+    expect(backend.headers[0]?.version).toBe(1);
+    const source = backend.headers[0]?.header.addresses;
+    expect(source?.sourceAddress).toBe('127.0.0.1');
+    expect(source?.destinationPort).toBe(ports[key]);
+    expect(decisions[0]?.source).toBe(`127.0.0.1:${source?.sourcePort}`);
+  });
+});
