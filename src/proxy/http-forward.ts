@@ -26,13 +26,28 @@ export class HttpForwarder {
   private readonly contexts = new WeakMap<object, ConnectionContext>();
   private readonly agents = new Map<string, http.Agent>();
 
-  constructor(private readonly config: HttpModeConfig) {
-    this.server = http.createServer({ requestTimeout: config.requestTimeoutMs, headersTimeout: config.headersTimeoutMs }, (req, res) =>
-      this.onRequest(req, res),
+  constructor(
+    private readonly config: HttpModeConfig,
+    idleTimeoutMs: number,
+  ) {
+    this.server = http.createServer(
+      {
+        requestTimeout: config.requestTimeoutMs,
+        headersTimeout: config.headersTimeoutMs,
+        keepAliveTimeout: idleTimeoutMs,
+        connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs),
+      },
+      (req, res) => this.onRequest(req, res),
     );
+    // node:http enforces headersTimeout/requestTimeout (408, slowloris) only once the
+    // server has emitted 'listening'; this server never listens (we hand it verified
+    // sockets), so start that tracking here. test/e2e/http-mode.test.ts proves the 408.
+    this.server.emit('listening');
     this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
-    this.server.on('clientError', (_err, socket: Duplex) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      // Node's own answers: 408 for slow headers/requests, 431 for oversize headers, else 400.
+      const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
       else socket.destroy();
     });
     this.proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, proxyTimeout: config.requestTimeoutMs });
@@ -64,6 +79,8 @@ export class HttpForwarder {
   close(): void {
     for (const agent of this.agents.values()) agent.destroy();
     this.proxy.close();
+    // Stops node:http's connection-checking interval.
+    this.server.close();
   }
 
   private agentFor(up: Upstream): http.Agent {
@@ -112,6 +129,6 @@ export class HttpForwarder {
       socket.destroy();
       return;
     }
-    this.proxy.ws(req, socket, head, { target: prepared.target, secure: true });
+    this.proxy.ws(req, socket, head, { target: prepared.target, agent: prepared.agent, secure: true });
   }
 }

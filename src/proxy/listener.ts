@@ -97,7 +97,7 @@ export class DaneListener {
     private readonly deps: ListenerDependencies,
   ) {
     this.contexts = secureContextFor(config);
-    this.http = config.mode === 'http' ? new HttpForwarder(config.http) : undefined;
+    this.http = config.mode === 'http' ? new HttpForwarder(config.http, config.idleTimeoutMs) : undefined;
     this.now = deps.now ?? (() => new Date());
   }
 

@@ -10,6 +10,9 @@ import * as tls from 'node:tls';
 import type { ConnectionContext } from './listener.js';
 import { encodeProxyV1, encodeProxyV2, PP2_CLIENT, type ProxyAddresses, type ProxyTlv } from './proxy-protocol.js';
 
+/** How long an upstream may take to accept (and, for tls://, finish its handshake). */
+export const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
+
 /** '::ffff:1.2.3.4' → '1.2.3.4', so both ends of a PROXY header share a family. */
 function unmapped(address: string): string {
   return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
@@ -82,8 +85,13 @@ export function forwardTcp(client: tls.TLSSocket, context: ConnectionContext, on
         })
       : net.connect({ host: up.host, port: up.port, allowHalfOpen: true });
   let connected = false;
+  // Connect (and upstream TLS handshake) deadline; afterwards the client side's idle timeout governs.
+  upstream.setTimeout(UPSTREAM_CONNECT_TIMEOUT_MS, () => {
+    if (!connected) upstream.destroy(new Error(`no connection within ${UPSTREAM_CONNECT_TIMEOUT_MS} ms`));
+  });
   upstream.once(up.protocol === 'tls' ? 'secureConnect' : 'connect', () => {
     connected = true;
+    upstream.setTimeout(0);
     if (header) upstream.write(header);
     client.pipe(upstream);
     upstream.pipe(client);

@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -24,9 +25,13 @@ import { freePort } from '../lab/dnssec-lab.js';
 const NAME = 'nas1._device.radsec.test';
 
 /** A TCP backend that reads a PROXY header with our decoder, then echoes the payload upper-cased. */
-async function startProxyAwareBackend(): Promise<{ port: number; headers: Array<Extract<ProxyParse, { status: 'complete' }>>; close(): Promise<void> }> {
+async function startProxyAwareBackend(
+  tlsOptions?: tls.TlsOptions,
+): Promise<{ port: number; headers: Array<Extract<ProxyParse, { status: 'complete' }>>; peers: string[]; close(): Promise<void> }> {
   const headers: Array<Extract<ProxyParse, { status: 'complete' }>> = [];
-  const server = net.createServer((socket) => {
+  const peers: string[] = [];
+  const onConnection = (socket: net.Socket): void => {
+    if (socket instanceof tls.TLSSocket) peers.push(String(socket.getPeerCertificate().subject?.CN ?? '(none)'));
     let buffered = Buffer.alloc(0);
     let headerDone = false;
     socket.on('data', (chunk: Buffer) => {
@@ -46,13 +51,16 @@ async function startProxyAwareBackend(): Promise<{ port: number; headers: Array<
       const rest = buffered.subarray(parsed.headerBytes);
       if (rest.length > 0) socket.write(rest.toString().toUpperCase());
     });
+    socket.on('end', () => socket.end('BYE\n'));
     socket.on('error', () => undefined);
-  });
+  };
+  const server = tlsOptions ? tls.createServer(tlsOptions, onConnection) : net.createServer({ allowHalfOpen: true }, onConnection);
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return {
     port: (server.address() as net.AddressInfo).port,
     headers,
+    peers,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
@@ -79,6 +87,7 @@ describe('TCP mode with openssl s_client', () => {
   const ports: Record<string, number> = {};
   const decisions: DecisionRecord[] = [];
   let client: IssuedCertificate;
+  let tlsBackend: Awaited<ReturnType<typeof startProxyAwareBackend>>;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'dancegate-tcp-'));
@@ -93,7 +102,15 @@ describe('TCP mode with openssl s_client', () => {
     await writeFile(join(dir, 'stranger.key'), stranger.keyPem);
     await writeFile(join(dir, 'tlsa.txt'), `${NAME}. IN TLSA ${formatTlsaRdata(tlsaRecordForCertificate(parseCertificateDer(client.der), 3, 1, 1))}\n`);
     backend = await startProxyAwareBackend();
-    for (const key of ['direct', 'viaHaproxy', 'v1', 'haproxy']) ports[key] = await freePort();
+    // A RadSec-like backend: TLS that requires dancegate's own client certificate from a private CA.
+    const backendCa = await createCertificate({ commonName: 'backend CA', isCA: true });
+    const backendCert = await createCertificate({ commonName: 'radius.backend.test', dnsNames: ['radius.backend.test'], issuer: backendCa, extendedKeyUsage: 'server' });
+    const proxyClientCert = await createCertificate({ commonName: 'dancegate-to-backend', issuer: backendCa, extendedKeyUsage: 'client' });
+    await writeFile(join(dir, 'backend-ca.pem'), backendCa.certPem);
+    await writeFile(join(dir, 'to-backend.pem'), proxyClientCert.certPem);
+    await writeFile(join(dir, 'to-backend.key'), proxyClientCert.keyPem);
+    tlsBackend = await startProxyAwareBackend({ cert: backendCert.certPem, key: backendCert.keyPem, ca: backendCa.certPem, requestCert: true, rejectUnauthorized: true });
+    for (const key of ['direct', 'viaHaproxy', 'v1', 'haproxy', 'tlsUpstream']) ports[key] = await freePort();
 
     await writeFile(
       join(dir, 'haproxy.cfg'),
@@ -127,7 +144,7 @@ backend echo
       await new Promise((r) => setTimeout(r, 100));
     }
 
-    const listener = (name: string, port: number, upstream: string, proxyHeader: string): string => `  - name: ${name}
+    const listener = (name: string, port: number, upstream: string, proxyHeader: string, upstreamTls = ''): string => `  - name: ${name}
     listen: 127.0.0.1:${port}
     mode: tcp
     tls:
@@ -138,13 +155,19 @@ backend echo
       - upstream: ${upstream}
         allow: ['*._device.radsec.test']
         proxyHeader: ${proxyHeader}
-`;
+${upstreamTls}`;
     await writeFile(
       join(dir, 'dancegate.yaml'),
       `resolver:
   localTlsaFile: tlsa.txt
 listeners:
-${listener('direct', ports.direct as number, `tcp://127.0.0.1:${backend.port}`, 'v2')}${listener('via-haproxy', ports.viaHaproxy as number, `tcp://127.0.0.1:${ports.haproxy}`, 'v2')}${listener('v1', ports.v1 as number, `tcp://127.0.0.1:${ports.haproxy}`, 'v1')}`,
+${listener('direct', ports.direct as number, `tcp://127.0.0.1:${backend.port}`, 'v2')}${listener('via-haproxy', ports.viaHaproxy as number, `tcp://127.0.0.1:${ports.haproxy}`, 'v2')}${listener('v1', ports.v1 as number, `tcp://127.0.0.1:${ports.haproxy}`, 'v1')}${listener(
+        'tls-upstream',
+        ports.tlsUpstream as number,
+        `tls://127.0.0.1:${tlsBackend.port}`,
+        'v1',
+        '        upstreamTls: { caFile: backend-ca.pem, certFile: to-backend.pem, keyFile: to-backend.key, serverName: radius.backend.test }\n',
+      )}`,
     );
     proxy = await startProxy(await loadConfig(join(dir, 'dancegate.yaml')), { log: (d) => decisions.push(d) });
   }, 60_000);
@@ -156,11 +179,14 @@ ${listener('direct', ports.direct as number, `tcp://127.0.0.1:${backend.port}`, 
       await once(haproxy, 'exit');
     }
     await backend?.close();
+    await tlsBackend?.close();
     await rm(dir, { recursive: true, force: true });
   });
 
   beforeEach(() => {
     backend.headers.length = 0;
+    tlsBackend.headers.length = 0;
+    tlsBackend.peers.length = 0;
     decisions.length = 0;
   });
 
@@ -207,5 +233,31 @@ ${listener('direct', ports.direct as number, `tcp://127.0.0.1:${backend.port}`, 
     expect(source?.sourceAddress).toBe('127.0.0.1');
     expect(source?.destinationPort).toBe(ports[key]);
     expect(decisions[0]?.source).toBe(`127.0.0.1:${source?.sourcePort}`);
+  });
+
+  it('re-originates TLS to the upstream with its own CA, client certificate and server name, PROXY v1 inside', async () => {
+    const r = await sClient(ports.tlsUpstream as number, dir, 'client', 'access-request');
+    expect(r.output).toBe('ACCESS-REQUEST\n');
+    expect(tlsBackend.peers).toEqual(['dancegate-to-backend']);
+    expect(tlsBackend.headers.map((h) => [h.version, h.header.addresses?.sourceAddress])).toEqual([[1, '127.0.0.1']]);
+  });
+
+  it('half-close: the client ends its side, the upstream still answers before closing', async () => {
+    const socket = tls.connect({
+      port: ports.direct as number,
+      host: '127.0.0.1',
+      servername: 'radsec.proxy.test',
+      cert: client.certPem,
+      key: client.keyPem,
+      rejectUnauthorized: false,
+    });
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString()));
+    await once(socket, 'secureConnect');
+    socket.end('last words\n');
+    await once(socket, 'close');
+    // The backend upper-cased the payload, then answered our FIN with BYE and its own FIN.
+    expect(received).toBe('LAST WORDS\nBYE\n');
+    expect(decisions[0]).toMatchObject({ outcome: 'forwarded', reason: 'authenticated' });
   });
 });
