@@ -18,8 +18,7 @@ export type ConnectionReason =
   | 'handshake-failed'
   | 'handshake-timeout'
   | 'ambiguous-name'
-  | 'no-name'
-  | 'upstream-unreachable';
+  | 'no-name';
 
 export interface DecisionRecord {
   readonly time: string;

@@ -278,3 +278,25 @@ describe('helpers', () => {
     expect(parseHostPort(text, defaultPort)).toEqual(expected);
   });
 });
+
+describe("the README's configuration reference", () => {
+  it('is a valid configuration (with its files present)', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const readme = await readFile(join(import.meta.dirname, '../../README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Configuration'));
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(yaml).toBeDefined();
+    const { createCertificate: make } = await import('../../certs/pki.js');
+    const ca = await make({ commonName: 'any CA', isCA: true });
+    const leaf = await make({ commonName: 'api.example.com', dnsNames: ['api.example.com'], issuer: ca });
+    for (const f of ['dot-ca.pem', 'clients-ca.pem', 'backend-ca.pem']) await writeFile(join(dir, f), ca.certPem);
+    for (const f of ['api', 'to-backend']) {
+      await writeFile(join(dir, `${f}.pem`), leaf.certPem);
+      await writeFile(join(dir, `${f}.key`), leaf.keyPem);
+    }
+    await writeFile(join(dir, 'pinned-tlsa.txt'), `x.api.example.com TLSA 3 1 1 ${A}\n`);
+    const config = await parseConfigText(yaml ?? '', source());
+    expect(config.listeners.map((l) => [l.name, l.mode, l.port, l.routes.length])).toEqual([['api', 'http', 443, 1]]);
+    expect(config.resolver.servers.map((s) => s.transport)).toEqual(['udp', 'tls']);
+  });
+});
