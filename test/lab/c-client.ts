@@ -3,19 +3,25 @@
  * in a TLS 1.2 ClientHello with OpenSSL's custom-extension API, and runs it.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 let built: Promise<string> | undefined;
 
+/**
+ * Compiled next to its source (git-ignored), not in a temporary directory, so
+ * no test run leaves files behind; written under a unique name and renamed,
+ * so two test workers building at once cannot see a half-written binary.
+ */
 export function buildDaneClientIdClient(): Promise<string> {
   built ??= (async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'dancegate-cclient-'));
+    const dir = join(import.meta.dirname, 'c');
     const binary = join(dir, 'dane-clientid-client');
-    await run('gcc', ['-Wall', '-Wextra', '-Werror', '-O2', '-o', binary, join(import.meta.dirname, 'c', 'dane-clientid-client.c'), '-lssl', '-lcrypto']);
+    const partial = `${binary}.${process.pid}.tmp`;
+    await run('gcc', ['-Wall', '-Wextra', '-Werror', '-O2', '-o', partial, join(dir, 'dane-clientid-client.c'), '-lssl', '-lcrypto']);
+    await rename(partial, binary);
     return binary;
   })();
   return built;
