@@ -7,24 +7,29 @@
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
+import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import httpProxy from 'http-proxy';
-import type { HttpModeConfig, Upstream } from '../config/types.js';
+import type { HttpModeConfig, RouteConfig } from '../config/types.js';
 import { rewriteIdentityHeaders, type ForwardedIdentity } from './http-headers.js';
 import type { ConnectionContext } from './listener.js';
+import { selectBySni } from './sni.js';
 
-const STATUS_TEXT: Record<number, string> = { 403: 'Forbidden', 502: 'Bad Gateway' };
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 421: 'Misdirected Request', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+/** Retry-After for temporary refusals: the failure cache's lifetime, about. */
+const RETRY_AFTER_SECONDS = 5;
 
-function plainResponse(status: number, body: string): string {
-  return `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ''}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+function plainResponse(status: number, body: string, extraHeaders = ''): string {
+  return `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ''}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extraHeaders}Connection: close\r\n\r\n${body}`;
 }
 
 export class HttpForwarder {
   private readonly server: http.Server;
   private readonly proxy: httpProxy;
   private readonly contexts = new WeakMap<object, ConnectionContext>();
-  private readonly agents = new Map<string, http.Agent>();
+  /** One keep-alive agent per route: two routes to one URL may differ in upstream TLS settings. */
+  private readonly agents = new Map<RouteConfig, http.Agent>();
 
   constructor(
     private readonly config: HttpModeConfig,
@@ -70,9 +75,13 @@ export class HttpForwarder {
     socket.resume();
   }
 
-  /** Answer a refused client with 403 and the reason code, then close. */
-  refuse(socket: TLSSocket, reason: string): void {
-    socket.end(plainResponse(403, `Forbidden: DANE client authentication failed (${reason})\n`));
+  /** Answer a refused client with 403 (or 503 + Retry-After when the cause is temporary: DNS trouble, capacity) and the reason code, then close. */
+  refuse(socket: TLSSocket, reason: string, temporary = false): void {
+    socket.end(
+      temporary
+        ? plainResponse(503, `Service Unavailable: DANE client authentication temporarily impossible (${reason})\n`, `Retry-After: ${RETRY_AFTER_SECONDS}\r\n`)
+        : plainResponse(403, `Forbidden: DANE client authentication failed (${reason})\n`),
+    );
     setTimeout(() => socket.destroy(), 1000).unref();
   }
 
@@ -83,22 +92,42 @@ export class HttpForwarder {
     this.server.close();
   }
 
-  private agentFor(up: Upstream): http.Agent {
-    let agent = this.agents.get(up.url);
+  private agentFor(route: RouteConfig): http.Agent {
+    let agent = this.agents.get(route);
     if (agent === undefined) {
+      const up = route.upstream;
       const options = { keepAlive: true, maxSockets: 512, maxFreeSockets: 64 };
+      // The upstream's TLS name is the configured one, else its host name; never the client's Host
+      // header (Node would take it from there). '' = no SNI, and the certificate must name the IP.
+      const servername = up.tls?.serverName ?? (isIP(up.host) ? '' : up.host);
       agent =
         up.protocol === 'https'
-          ? new https.Agent({ ...options, ca: up.tls?.caPem, cert: up.tls?.certPem, key: up.tls?.keyPem, servername: up.tls?.serverName })
+          ? new https.Agent({ ...options, ca: up.tls?.caPem, cert: up.tls?.certPem, key: up.tls?.keyPem, servername })
           : new http.Agent(options);
-      this.agents.set(up.url, agent);
+      this.agents.set(route, agent);
     }
     return agent;
   }
 
-  private prepare(req: http.IncomingMessage): { context: ConnectionContext; target: string; agent: http.Agent } | undefined {
+  /** Why this request may not go to the connection's route (400/421), or undefined. */
+  private misdirected(req: http.IncomingMessage, context: ConnectionContext): { status: 400 | 421; body: string } | undefined {
+    // Origin-form only ('OPTIONS *' aside): an absolute URL could name another host than the route's.
+    if (!req.url?.startsWith('/') && !(req.method === 'OPTIONS' && req.url === '*')) {
+      return { status: 400, body: 'Bad Request: only origin-form request targets are accepted\n' };
+    }
+    const host = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    // The Host must lead to the route the TLS SNI chose, or a client allowed on one route could reach another.
+    if (host === '' || selectBySni(context.listener.routes, host, false) !== context.route) {
+      return { status: 421, body: 'Misdirected Request: the Host header does not belong to the TLS server name of this connection\n' };
+    }
+    return undefined;
+  }
+
+  private prepare(req: http.IncomingMessage): { context: ConnectionContext; target: string; agent: http.Agent } | { status: number; body: string } {
     const context = this.contexts.get(req.socket);
-    if (context === undefined) return undefined;
+    if (context === undefined) return { status: 500, body: 'Internal Server Error\n' };
+    const refused = this.misdirected(req, context);
+    if (refused) return refused;
     const identity: ForwardedIdentity = {
       name: context.identity?.name,
       status: context.status,
@@ -111,24 +140,34 @@ export class HttpForwarder {
     rewriteIdentityHeaders(req.headers, identity, this.config);
     const up = context.route.upstream;
     const host = up.host.includes(':') ? `[${up.host}]` : up.host;
-    return { context, target: `${up.protocol}://${host}:${up.port}`, agent: this.agentFor(up) };
+    return { context, target: `${up.protocol}://${host}:${up.port}`, agent: this.agentFor(context.route) };
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     const prepared = this.prepare(req);
-    if (prepared === undefined) {
-      res.writeHead(500, { connection: 'close' }).end();
+    if (!('target' in prepared)) {
+      res.writeHead(prepared.status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' }).end(prepared.body);
       return;
     }
-    this.proxy.web(req, res, { target: prepared.target, agent: prepared.agent, secure: true });
+    try {
+      this.proxy.web(req, res, { target: prepared.target, agent: prepared.agent, secure: true });
+    } catch {
+      // e.g. a header Node refuses to send: one request fails, never the process.
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' }).end('Bad Gateway: the request could not be forwarded\n');
+      else res.destroy();
+    }
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     const prepared = this.prepare(req);
-    if (prepared === undefined) {
-      socket.destroy();
+    if (!('target' in prepared)) {
+      socket.end(plainResponse(prepared.status, prepared.body));
       return;
     }
-    this.proxy.ws(req, socket, head, { target: prepared.target, agent: prepared.agent, secure: true });
+    try {
+      this.proxy.ws(req, socket, head, { target: prepared.target, agent: prepared.agent, secure: true });
+    } catch {
+      socket.destroy();
+    }
   }
 }

@@ -41,19 +41,53 @@ function quoted(value: string): string {
   return `"${value.replace(/["\\]/g, (c) => `\\${c}`)}"`;
 }
 
-/** Header values must not carry control characters (a subject could, in theory). */
-function headerSafe(value: string): string {
-  // eslint-disable-next-line no-control-regex -- matching control characters is the point
-  return value.replace(/[\x00-\x1f\x7f]/g, '?');
+/**
+ * Header values are printable ASCII only: anything else (control
+ * characters, non-ASCII in a certificate subject) becomes \xx escapes of
+ * its UTF-8 bytes, so Node never refuses the header and no backend sees raw
+ * bytes it might split on.
+ */
+export function headerSafe(value: string): string {
+  return value.replace(/[^\x20-\x7e]/gu, (c) => [...Buffer.from(c, 'utf8')].map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join(''));
+}
+
+/** Header names compared as CGI/WSGI stacks do: case-insensitive, '_' the same as '-'. */
+function normalizedName(name: string): string {
+  return name.toLowerCase().replaceAll('_', '-');
+}
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) that must not reach the upstream as the client sent them. */
+const HOP_BY_HOP = ['keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate'];
+
+/**
+ * Remove `Connection` and every header it names (a client could name our
+ * identity header there, so that a proxy behind us deletes it), and the
+ * other hop-by-hop headers. `Upgrade` survives for WebSocket handshakes,
+ * `close` so that the client's connection closes as it asked.
+ */
+function stripHopByHop(headers: IncomingHttpHeaders): void {
+  const connection = headers.connection;
+  const named = (Array.isArray(connection) ? connection.join(',') : (connection ?? ''))
+    .split(',')
+    .map((t) => normalizedName(t.trim()))
+    .filter((t) => t.length > 0);
+  const upgrading = named.includes('upgrade') && headers.upgrade !== undefined;
+  const drop = new Set([...named.filter((t) => t !== 'upgrade' && t !== 'close'), ...HOP_BY_HOP, 'connection']);
+  for (const key of Object.keys(headers)) if (drop.has(normalizedName(key))) delete headers[key];
+  // What Connection may still say: upgrade (WebSocket) or close (http-proxy copies it to the response,
+  // and without it Node would keep the client's connection open against its wish).
+  if (upgrading) headers.connection = 'upgrade';
+  else if (named.includes('close')) headers.connection = 'close';
 }
 
 export function rewriteIdentityHeaders(headers: IncomingHttpHeaders, identity: ForwardedIdentity, config: HttpModeConfig): void {
-  const strip = new Set<string>(ALWAYS_STRIPPED);
-  strip.add(config.identityHeader.toLowerCase());
-  strip.add(config.statusHeader.toLowerCase());
-  if (config.tlsaHeader) strip.add(config.tlsaHeader.toLowerCase());
+  stripHopByHop(headers);
+  const strip = new Set<string>(ALWAYS_STRIPPED.map(normalizedName));
+  strip.add(normalizedName(config.identityHeader));
+  strip.add(normalizedName(config.statusHeader));
+  if (config.tlsaHeader) strip.add(normalizedName(config.tlsaHeader));
   for (const key of Object.keys(headers)) {
-    if (strip.has(key.toLowerCase())) delete headers[key];
+    if (strip.has(normalizedName(key))) delete headers[key];
   }
   const set = (name: string, value: string): void => {
     headers[name.toLowerCase()] = headerSafe(value);

@@ -118,6 +118,61 @@ describe('rewriteIdentityHeaders', () => {
   });
 });
 
+describe('rewriteIdentityHeaders against smuggling', () => {
+  const config: HttpModeConfig = {
+    identityHeader: 'X-Dane-Client-Id',
+    statusHeader: 'X-Dane-Status',
+    forwardClientCert: false,
+    forwardXfcc: true,
+    tlsaHeader: undefined,
+    refuseWith403: true,
+    headersTimeoutMs: 1000,
+    requestTimeoutMs: 1000,
+  };
+  const unauthenticated: ForwardedIdentity = {
+    name: undefined,
+    status: 'no-certificate',
+    certificateDer: undefined,
+    certificateSha256Hex: undefined,
+    certificateSubject: undefined,
+    tlsa: undefined,
+    clientAddress: '192.0.2.7',
+  };
+  const base = { 'x-dane-status': 'no-certificate', 'x-forwarded-for': '192.0.2.7', 'x-forwarded-proto': 'https' };
+
+  it.each([
+    ['underscore variants (CGI/WSGI fold _ into -)', { 'x-dane_client-id': 'admin', x_dane_status: 'authenticated', client_cert: ':Zm9v:', 'x-forwarded_for': '1.2.3.4' }],
+    ['hop-by-hop headers', { 'keep-alive': 'timeout=5', 'proxy-connection': 'keep-alive', 'proxy-authorization': 'Basic eA==' }],
+    ['Connection naming headers, ours among them', { connection: 'keep-alive, X-Dane-Status, x-custom', 'x-custom': 'gone' }],
+  ])('strips %s', (_label, sent) => {
+    const headers: IncomingHttpHeaders = { accept: '*/*', ...sent };
+    rewriteIdentityHeaders(headers, unauthenticated, config);
+    expect(headers).toEqual({ accept: '*/*', ...base });
+  });
+
+  it('keeps close: Connection becomes exactly "close"', () => {
+    const headers: IncomingHttpHeaders = { connection: 'close, X-Dane-Status' };
+    rewriteIdentityHeaders(headers, unauthenticated, config);
+    expect(headers).toEqual({ connection: 'close', ...base });
+  });
+
+  it('keeps a WebSocket upgrade: Connection becomes exactly "upgrade"', () => {
+    const headers: IncomingHttpHeaders = { connection: 'Upgrade, X-Dane-Client-Id', upgrade: 'websocket' };
+    rewriteIdentityHeaders(headers, unauthenticated, config);
+    expect(headers).toEqual({ connection: 'upgrade', upgrade: 'websocket', ...base });
+  });
+
+  it('escapes a non-ASCII or control character in a certificate subject instead of sending it raw', () => {
+    const headers: IncomingHttpHeaders = {};
+    rewriteIdentityHeaders(
+      headers,
+      { ...unauthenticated, name: 'd._device.example.test', status: 'authenticated', certificateDer: Buffer.from([1]), certificateSha256Hex: '00', certificateSubject: 'CN=dev€\r\nX: y' },
+      config,
+    );
+    expect(headers['x-forwarded-client-cert']).toBe('Hash=00;Subject="CN=dev\\xe2\\x82\\xac\\x0d\\x0aX: y";DNS=d._device.example.test');
+  });
+});
+
 describe('fatalAlertRecord', () => {
   it('is a TLS alert record: fatal handshake_failure', () => {
     expect([...fatalAlertRecord()]).toEqual([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40]);
