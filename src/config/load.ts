@@ -20,10 +20,13 @@ import { CACHE_DEFAULTS } from '../dane/cache.js';
 import { parseCertificates, type ParsedCertificate } from '../dane/certificate.js';
 import { DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_TOTAL_TIMEOUT_MS, ResolverConfigError, validateResolverOptions, type ResolverServer } from '../dane/resolver.js';
 import { DEFAULT_DANE_CLIENTID_TYPE, DEFAULT_MAX_CLIENT_HELLO_BYTES } from '../proxy/client-hello.js';
+import { ADMISSION_DEFAULTS } from '../ratelimit/admission.js';
+import { RESOLVER_GATE_DEFAULTS } from '../ratelimit/resolver-gate.js';
 import { LocalTlsaError, loadLocalTlsa } from './local-tlsa.js';
 import type {
   DancegateConfig,
   HttpModeConfig,
+  LimitsConfig,
   ListenerConfig,
   ProxyHeaderConfig,
   ResolverConfig,
@@ -73,7 +76,15 @@ export const PROXY_V2_TLV_DEFAULTS = { nameTlv: 0xe4, certHashTlv: 0xe5, tlsaTlv
 
 const positiveMs = (max: number) => z.number().int().min(1).max(max);
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const headerName = z.string().regex(HEADER_NAME, 'expected an HTTP header name (token characters only)');
+/** Names an identity header may not take: framing, routing, hop-by-hop and credentials (taking one would open request smuggling). */
+const RESERVED_HEADERS = new Set([
+  'host', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer',
+  'upgrade', 'expect', 'cookie', 'authorization', 'proxy-authorization', 'x-forwarded-for', 'x-forwarded-proto', 'forwarded',
+]);
+const headerName = z
+  .string()
+  .regex(HEADER_NAME, 'expected an HTTP header name (token characters only)')
+  .refine((n) => !RESERVED_HEADERS.has(n.toLowerCase().replaceAll('_', '-')), 'is a header dancegate or HTTP itself needs (framing, routing or credentials); choose another name');
 const nonEmpty = z.string().min(1);
 /** PROXY v2 TLV types reserved for custom use (0xE0–0xEF) or experiments (0xF0–0xF7). */
 const customTlv = z
@@ -164,12 +175,13 @@ const ListenerSchema = z.strictObject({
     .int()
     .min(1)
     .max(65535)
-    .refine((n) => n !== 16 && n !== 43, 'collides with ALPN (16) or supported_versions (43)')
+    .refine((n) => n >= 60 && n !== 0xfe0d && n !== 0xff01, 'is a registered TLS extension type (0–59, 65037 encrypted_client_hello, 65281 renegotiation_info); the default 65500 is from the Private Use range')
     .default(LISTENER_DEFAULTS.daneClientIdType),
   maxClientHelloBytes: z.number().int().min(512).max(65_536).default(LISTENER_DEFAULTS.maxClientHelloBytes),
   clientHelloTimeoutMs: positiveMs(60_000).default(LISTENER_DEFAULTS.clientHelloTimeoutMs),
   handshakeTimeoutMs: positiveMs(120_000).default(LISTENER_DEFAULTS.handshakeTimeoutMs),
   idleTimeoutMs: positiveMs(7 * 86_400_000).optional(),
+  maxLifetimeMs: positiveMs(365 * 86_400_000).optional(),
   proxyProtocol: z
     .strictObject({
       versions: z.enum(['v1', 'v2', 'any']).default('any'),
@@ -180,8 +192,53 @@ const ListenerSchema = z.strictObject({
   routes: z.array(RouteSchema).min(1, 'expected at least one route'),
 });
 
+const count = (min: number, max: number) => z.number().int().min(min).max(max);
+const G = RESOLVER_GATE_DEFAULTS;
+const A = ADMISSION_DEFAULTS;
+
+const LimitsSchema = z.strictObject({
+  resolverGate: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      maxInFlight: count(1, 100_000).default(G.maxInFlight),
+      maxInFlightPerZone: count(1, 100_000).default(G.maxInFlightPerZone),
+      maxQueued: count(0, 1_000_000).default(G.maxQueued),
+      maxQueuedPerZone: count(0, 1_000_000).default(G.maxQueuedPerZone),
+      maxQueueWaitMs: positiveMs(60_000).default(G.maxQueueWaitMs),
+    })
+    .default({ enabled: true, ...G }),
+  handshakes: z
+    .strictObject({
+      maxConcurrent: count(1, 10_000_000).default(A.handshakes.maxConcurrent),
+      maxConcurrentPerIp: count(1, 10_000_000).default(A.handshakes.maxConcurrentPerIp),
+    })
+    .default({ ...A.handshakes }),
+  newConnectionsPerIp: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        ratePerSecond: z.number().positive().max(1_000_000),
+        burst: count(1, 10_000_000),
+      }),
+    ])
+    .default({ ratePerSecond: 50, burst: 200 }),
+  penaltyBox: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        failures: count(1, 1_000_000),
+        windowMs: positiveMs(86_400_000),
+        banMs: positiveMs(7 * 86_400_000),
+      }),
+    ])
+    .default({ failures: 20, windowMs: 60_000, banMs: 60_000 }),
+  maxConnectionsPerIdentity: count(1, 10_000_000).optional(),
+  trackedAddresses: count(1, 10_000_000).default(A.trackedAddresses),
+});
+
 const ConfigSchema = z.strictObject({
   resolver: ResolverSchema,
+  limits: LimitsSchema.prefault({}),
   listeners: z.array(ListenerSchema).min(1, 'expected at least one listener'),
 });
 
@@ -526,6 +583,9 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
     problems.add(`${keyPath}.handshakeTimeoutMs`, `must be at least clientHelloTimeoutMs (${raw.clientHelloTimeoutMs})`);
   }
   const http = resolveHttp(raw.http);
+  if (http.headersTimeoutMs > http.requestTimeoutMs) {
+    problems.add(`${keyPath}.http.headersTimeoutMs`, `must not exceed requestTimeoutMs (${http.requestTimeoutMs})`);
+  }
   if (new Set([http.identityHeader.toLowerCase(), http.statusHeader.toLowerCase(), http.tlsaHeader?.toLowerCase()].filter(Boolean)).size !== (http.tlsaHeader ? 3 : 2)) {
     problems.add(`${keyPath}.http`, 'identityHeader, statusHeader and tlsaHeader must be different headers');
   }
@@ -569,10 +629,33 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
     clientHelloTimeoutMs: raw.clientHelloTimeoutMs,
     handshakeTimeoutMs: raw.handshakeTimeoutMs,
     idleTimeoutMs: raw.idleTimeoutMs ?? LISTENER_DEFAULTS.idleTimeoutMs[raw.mode],
+    maxLifetimeMs: raw.maxLifetimeMs,
     pkixRoots,
     inboundProxyProtocol: inbound,
     http,
     routes,
+  };
+}
+
+function resolveLimits(raw: RawConfig['limits'], problems: Problems): LimitsConfig {
+  const { enabled, ...gate } = raw.resolverGate;
+  if (gate.maxInFlightPerZone > gate.maxInFlight) {
+    problems.add('limits.resolverGate.maxInFlightPerZone', `must not exceed maxInFlight (${gate.maxInFlight})`);
+  }
+  if (gate.maxQueuedPerZone > gate.maxQueued) problems.add('limits.resolverGate.maxQueuedPerZone', `must not exceed maxQueued (${gate.maxQueued})`);
+  if (gate.maxInFlight >= 1000) {
+    problems.add('limits.resolverGate.maxInFlight', "must stay below Unbound's default wait-limit (1000 queries per client address), or the resolver stops answering dancegate");
+  }
+  if (raw.handshakes.maxConcurrentPerIp > raw.handshakes.maxConcurrent) {
+    problems.add('limits.handshakes.maxConcurrentPerIp', `must not exceed maxConcurrent (${raw.handshakes.maxConcurrent})`);
+  }
+  return {
+    resolverGate: enabled ? gate : undefined,
+    handshakes: raw.handshakes,
+    newConnectionsPerIp: raw.newConnectionsPerIp === false ? undefined : raw.newConnectionsPerIp,
+    penaltyBox: raw.penaltyBox === false ? undefined : raw.penaltyBox,
+    maxConnectionsPerIdentity: raw.maxConnectionsPerIdentity,
+    trackedAddresses: raw.trackedAddresses,
   };
 }
 
@@ -607,8 +690,9 @@ export async function parseConfigText(text: string, source: string): Promise<Dan
     const listener = await resolveListener(l, i, files, problems);
     if (listener) listeners.push(listener);
   }
+  const limits = resolveLimits(raw.limits, problems);
   if (problems.list.length > 0 || resolver === undefined) throw new ConfigError(source, problems.list);
-  return { source, resolver, listeners };
+  return { source, resolver, limits, listeners };
 }
 
 /** Read, parse and resolve a configuration file; throws ConfigError listing every problem. */

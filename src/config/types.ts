@@ -9,6 +9,8 @@ import type { TlsaCacheOptions } from '../dane/cache.js';
 import type { ParsedCertificate } from '../dane/certificate.js';
 import type { ResolverServer } from '../dane/resolver.js';
 import type { TlsaRecord } from '../dane/tlsa.js';
+import type { AdmissionLimits } from '../ratelimit/admission.js';
+import type { ResolverGateOptions } from '../ratelimit/resolver-gate.js';
 
 export type ListenerMode = 'http' | 'tcp';
 export type AuthPolicy = 'required' | 'optional';
@@ -105,6 +107,8 @@ export interface ListenerConfig {
   readonly clientHelloTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /** Longest life of an established connection; undefined = unlimited. */
+  readonly maxLifetimeMs: number | undefined;
   /** CA bundle for PKIX-TA/PKIX-EE records. */
   readonly pkixRoots: readonly ParsedCertificate[];
   readonly inboundProxyProtocol: InboundProxyProtocol | undefined;
@@ -112,9 +116,15 @@ export interface ListenerConfig {
   readonly routes: readonly RouteConfig[];
 }
 
+export interface LimitsConfig extends AdmissionLimits {
+  /** undefined: the resolver gate is off (only for comparison benchmarks). */
+  readonly resolverGate: ResolverGateOptions | undefined;
+}
+
 export interface DancegateConfig {
   /** Absolute path of the file it came from. */
   readonly source: string;
   readonly resolver: ResolverConfig;
+  readonly limits: LimitsConfig;
   readonly listeners: readonly ListenerConfig[];
 }

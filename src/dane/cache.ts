@@ -49,15 +49,24 @@ export function cacheLifetimeSeconds(o: LookupOutcome, options: Required<TlsaCac
         Math.max(o.ttl ?? options.defaultNegativeTtlSeconds, options.minNegativeTtlSeconds),
         options.maxNegativeTtlSeconds,
       );
+    case 'over-capacity':
+      // Our own momentary state, not an answer about the name: never remembered.
+      return 0;
     default:
       return options.failureTtlSeconds;
   }
 }
 
+/** A lookup being fetched, and how many callers still wait for it. */
+interface PendingLookup {
+  readonly controller: AbortController;
+  waiters: number;
+}
+
 export class TlsaCache {
   private readonly options: Required<TlsaCacheOptions>;
   private readonly lru: LRUCache<string, LookupOutcome>;
-  private readonly inFlight = new Set<string>();
+  private readonly pending = new Map<string, PendingLookup>();
 
   constructor(
     private readonly resolver: TlsaResolver,
@@ -70,8 +79,8 @@ export class TlsaCache {
     if (this.options.maxEntries < 1) throw new RangeError('cache maxEntries must be at least 1');
     this.lru = new LRUCache<string, LookupOutcome>({
       max: this.options.maxEntries,
-      fetchMethod: async (name, _stale, { options }) => {
-        const result = await this.resolver.lookup(name);
+      fetchMethod: async (name, _stale, { options, signal }) => {
+        const result = await this.resolver.lookup(name, signal);
         // lru-cache treats ttl 0 as "forever": an uncachable answer gets 1 ms, enough for the waiters only.
         options.ttl = Math.max(1, Math.round(cacheLifetimeSeconds(result, this.options) * 1000));
         return result;
@@ -79,24 +88,56 @@ export class TlsaCache {
     });
   }
 
-  /** Look up `name` (canonical), from the cache when fresh. Rejects only when `signal` aborts this caller's wait. */
+  /**
+   * Look up `name` (canonical), from the cache when fresh. Concurrent lookups
+   * of one name share one query. Rejects only when `signal` aborts this
+   * caller's wait; when every caller waiting for a query has gone, the query
+   * itself is aborted (a queued one is dropped from the resolver gate).
+   */
   async lookup(name: string, signal?: AbortSignal): Promise<CachedLookup> {
+    if (signal?.aborted) throw signal.reason;
+    let entry = this.pending.get(name);
     let status: CacheStatus;
-    if (this.inFlight.has(name)) status = 'coalesced';
+    if (entry !== undefined) status = 'coalesced';
     else if (this.lru.has(name)) status = 'hit';
     else status = 'miss';
-    // The shared fetch is never aborted by one caller: others may be waiting on it.
-    const shared = this.lru.fetch(name);
+    let shared: Promise<LookupOutcome | undefined>;
     if (status === 'miss') {
-      this.inFlight.add(name);
+      const created: PendingLookup = { controller: new AbortController(), waiters: 0 };
+      entry = created;
+      this.pending.set(name, created);
+      shared = this.lru.fetch(name, { signal: created.controller.signal });
       const done = (): void => {
-        this.inFlight.delete(name);
+        if (this.pending.get(name) === created) this.pending.delete(name);
       };
       shared.then(done, done);
+    } else {
+      shared = this.lru.fetch(name);
     }
+    if (entry === undefined) return this.settle(name, shared, signal, status);
+    const waiting = entry;
+    waiting.waiters++;
+    try {
+      return await this.settle(name, shared, signal, status);
+    } finally {
+      waiting.waiters--;
+      if (waiting.waiters === 0 && signal?.aborted && this.pending.get(name) === waiting) {
+        // Nobody is left to use the answer: stop asking.
+        this.pending.delete(name);
+        waiting.controller.abort(new Error(`every caller waiting for the TLSA lookup of ${name} went away`));
+      }
+    }
+  }
+
+  private async settle(name: string, shared: Promise<LookupOutcome | undefined>, signal: AbortSignal | undefined, cache: CacheStatus): Promise<CachedLookup> {
     const result = await raceAbort(shared, signal);
     if (result === undefined) throw new Error(`TLSA lookup for ${name} produced no result`);
-    return { outcome: result, cache: status };
+    return { outcome: result, cache };
+  }
+
+  /** Lookups currently being fetched (for tests and metrics). */
+  get pendingCount(): number {
+    return this.pending.size;
   }
 
   /** Forget everything (configuration reload). */

@@ -20,7 +20,9 @@ export type LookupOutcomeKind =
   /** A response that breaks the protocol (temporary refusal). */
   | 'malformed'
   /** The resolver refused or could not be reached (REFUSED, NOTIMP, connection refused, TLS failure). */
-  | 'server-error';
+  | 'server-error'
+  /** dancegate's own resolver gate had no capacity (src/ratelimit): no query was sent; never cached (temporary refusal). */
+  | 'over-capacity';
 
 export interface LookupOutcome {
   readonly kind: LookupOutcomeKind;

@@ -19,7 +19,8 @@ export type VerificationReason =
   | 'dns-bogus'
   | 'dns-timeout'
   | 'dns-malformed'
-  | 'dns-server-error';
+  | 'dns-server-error'
+  | 'dns-over-capacity';
 
 /** Refusals that may succeed if tried again later (the operator's DNS is failing, not the client). */
 export const TEMPORARY_REASONS: ReadonlySet<VerificationReason> = new Set([
@@ -27,6 +28,7 @@ export const TEMPORARY_REASONS: ReadonlySet<VerificationReason> = new Set([
   'dns-timeout',
   'dns-malformed',
   'dns-server-error',
+  'dns-over-capacity',
 ]);
 
 const LOOKUP_REASON: Readonly<Record<Exclude<LookupOutcomeKind, 'secure'>, VerificationReason>> = {
@@ -36,6 +38,7 @@ const LOOKUP_REASON: Readonly<Record<Exclude<LookupOutcomeKind, 'secure'>, Verif
   timeout: 'dns-timeout',
   malformed: 'dns-malformed',
   'server-error': 'dns-server-error',
+  'over-capacity': 'dns-over-capacity',
 };
 
 export interface VerificationResult {

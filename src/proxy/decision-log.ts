@@ -4,6 +4,7 @@
  * ones below). Never carries key material or whole certificates.
  */
 import type { VerificationReason } from '../dane/verify.js';
+import type { AdmissionReason } from '../ratelimit/admission.js';
 import type { NameSource } from './identity.js';
 
 export type ConnectionReason =
@@ -18,7 +19,8 @@ export type ConnectionReason =
   | 'handshake-failed'
   | 'handshake-timeout'
   | 'ambiguous-name'
-  | 'no-name';
+  | 'no-name'
+  | AdmissionReason;
 
 export interface DecisionRecord {
   readonly time: string;

@@ -4,14 +4,16 @@
  * decision, then hand the connection to HTTP or TCP forwarding. Nothing is
  * forwarded before the decision.
  */
+import { constants as cryptoConstants } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { TlsaCache } from '../dane/cache.js';
 import { parseCertificateDer, type ParsedCertificate } from '../dane/certificate.js';
 import { MAX_CHAIN_LENGTH } from '../dane/match.js';
-import { verifyClient } from '../dane/verify.js';
+import { TEMPORARY_REASONS, verifyClient, type VerificationReason } from '../dane/verify.js';
 import type { ListenerConfig, RouteConfig } from '../config/types.js';
+import { PENALIZED_REASONS, type Admission } from '../ratelimit/admission.js';
 import { parseClientHello, type ClientHelloInfo } from './client-hello.js';
 import type { ConnectionReason, DecisionRecord, DecisionSink } from './decision-log.js';
 import { HttpForwarder } from './http-forward.js';
@@ -46,6 +48,7 @@ export interface ConnectionContext {
 export interface ListenerDependencies {
   readonly cache: Pick<TlsaCache, 'lookup'>;
   readonly log: DecisionSink;
+  readonly admission: Admission;
   readonly now?: () => Date;
 }
 
@@ -54,7 +57,9 @@ const SESSION_ID_CONTEXT = 'dancegate';
 
 function secureContextFor(listener: ListenerConfig): Array<{ serverNames: readonly string[]; context: tls.SecureContext }> {
   return listener.certificates.map((c) => {
-    const context = tls.createSecureContext({ cert: c.certPem, key: c.keyPem, minVersion: listener.minVersion });
+    // No session tickets: a resumed session shows only the leaf certificate, so a DANE-TA client could
+    // not be verified again; and no server-side session cache is kept, so no resumption at all.
+    const context = tls.createSecureContext({ cert: c.certPem, key: c.keyPem, minVersion: listener.minVersion, secureOptions: cryptoConstants.SSL_OP_NO_TICKET });
     // node:tls sets this only on contexts of a listening tls.Server; we build our own, so set it here.
     // `context.context` is the native SecureContext (typed `any` by @types/node).
     (context.context as { setSessionIdContext(id: string): void }).setSessionIdContext(SESSION_ID_CONTEXT);
@@ -106,7 +111,11 @@ export class DaneListener {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
       socket.on('error', () => undefined);
-      void this.handle(socket);
+      this.handle(socket).catch((err: unknown) => {
+        // A bug must cost one connection, never the process.
+        process.emitWarning(`dancegate: listener ${this.config.name}: connection handler failed: ${err instanceof Error ? err.message : String(err)}`);
+        socket.destroy();
+      });
     });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -136,10 +145,15 @@ export class DaneListener {
     let clientPort = raw.remotePort ?? 0;
     const base: { -readonly [K in keyof DecisionRecord]?: DecisionRecord[K] } = {};
     let decided = false;
+    // The handshake budget this connection holds until its decision (or its end).
+    let releaseBudget: () => void = () => undefined;
+    raw.once('close', () => releaseBudget());
     // One decision record per connection, whatever happens after it.
     const record = (outcome: DecisionRecord['outcome'], reason: ConnectionReason, detail: string, extra: Partial<DecisionRecord> = {}): void => {
       if (decided) return;
       decided = true;
+      releaseBudget();
+      if (outcome === 'refused' && PENALIZED_REASONS.has(reason)) this.deps.admission.recordFailure(clientAddress);
       this.deps.log({
         time: this.now().toISOString(),
         listener: config.name,
@@ -192,6 +206,12 @@ export class DaneListener {
         clientPort = proxied.value.addresses.sourcePort;
       }
     }
+
+    // Admission by the original client address: penalty box, rate, handshake budget.
+    const admitted = this.deps.admission.admitConnection(clientAddress);
+    if (!admitted.ok) return refuseRaw(admitted.reason, admitted.detail);
+    releaseBudget = admitted.release;
+    if (raw.destroyed) releaseBudget();
 
     // 1. The ClientHello, read by us and handed unchanged to node:tls.
     const peeked = await peekSocket<ClientHelloInfo>(
@@ -264,7 +284,11 @@ export class DaneListener {
       });
       socket.once('close', () => resolve());
     });
-    if (!secure) return;
+    if (!secure) {
+      clearTimeout(deadline);
+      record('refused', 'client-closed', 'closed during the TLS handshake');
+      return;
+    }
     const handshakeMs = Math.round(performance.now() - t0 - clientHelloMs);
     base.durationsMs = { clientHello: clientHelloMs, handshake: handshakeMs, total: 0 };
     base.tlsVersion = socket.getProtocol() ?? undefined;
@@ -279,7 +303,7 @@ export class DaneListener {
         return;
       }
       record('refused', reason, detail, extra);
-      if (this.http && config.http.refuseWith403) this.http.refuse(socket, reason);
+      if (this.http && config.http.refuseWith403) this.http.refuse(socket, reason, TEMPORARY_REASONS.has(reason as VerificationReason));
       else socket.destroy();
     };
 
@@ -309,13 +333,22 @@ export class DaneListener {
       pkixRoots: config.pkixRoots,
       now: this.now(),
       signal: abort.signal,
-    }).catch((err: unknown) => (socket.destroyed ? undefined : Promise.reject(err)));
+    }).catch((err: unknown) => {
+      if (socket.destroyed) return undefined;
+      // Not expected (the cache rejects only on abort): fail closed with a reason.
+      return { failed: err instanceof Error ? err.message : String(err) };
+    });
+    if (result !== undefined && 'failed' in result) return refuse('dns-server-error', `verification failed: ${result.failed}`);
     if (result === undefined) {
       clearTimeout(deadline);
       record('refused', 'client-closed', 'client went away during verification');
       return;
     }
-    if (socket.destroyed) return;
+    if (socket.destroyed) {
+      clearTimeout(deadline);
+      record('refused', 'client-closed', 'client went away during verification');
+      return;
+    }
     const dnsMs = Math.round(performance.now() - (lookupStarted ?? performance.now()));
     const matched = result.decision?.matched?.record;
     const tlsa = matched ? ([matched.usage, matched.selector, matched.matchingType] as const) : undefined;
@@ -325,6 +358,9 @@ export class DaneListener {
       durationsMs: { clientHello: clientHelloMs, handshake: handshakeMs, dns: dnsMs, total: 0 },
     };
     if (!result.authenticated || tlsa === undefined) return refuse(result.reason, result.detail, extra);
+    const identitySlot = this.deps.admission.admitIdentity(name);
+    if (!identitySlot.ok) return refuse(identitySlot.reason, identitySlot.detail, extra);
+    socket.once('close', identitySlot.release);
     clearTimeout(deadline);
     record('forwarded', 'authenticated', result.detail, extra);
     this.forward(socket, { route, hello, clientAddress, clientPort, raw, identity: { name, leaf, tlsa }, status: 'authenticated' });
@@ -354,6 +390,12 @@ export class DaneListener {
       status: c.status,
     };
     socket.setTimeout(this.config.idleTimeoutMs, () => socket.destroy());
+    const maxLifetimeMs = this.config.maxLifetimeMs;
+    if (maxLifetimeMs !== undefined) {
+      const lifetime = setTimeout(() => socket.destroy(), maxLifetimeMs);
+      lifetime.unref();
+      socket.once('close', () => clearTimeout(lifetime));
+    }
     if (this.http) this.http.accept(socket, context);
     else forwardTcp(socket, context);
   }

@@ -78,6 +78,10 @@ ${extra}    routes:
       - upstream: https://127.0.0.1:${backendPort}
         upstreamTls: { caFile: ca.pem, serverName: backend.test }
         allow: ['*._device.iot.test']
+      - serverNames: [admin.proxy.test]
+        upstream: https://127.0.0.1:${backendPort}
+        upstreamTls: { caFile: ca.pem, serverName: backend.test }
+        allow: [root._device.iot.test]
 `;
     await writeFile(
       join(dir, 'dancegate.yaml'),
@@ -109,10 +113,10 @@ ${listener('optional', `    policy: optional
     decisions.length = 0;
   });
 
-  function get(port: number, cert: IssuedCertificate | undefined, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  function get(port: number, cert: IssuedCertificate | undefined, headers: Record<string, string> = {}, path = '/r'): Promise<{ status: number; body: string }> {
     return new Promise((resolve, reject) => {
       const req = https.request(
-        { host: '127.0.0.1', port, servername: SNI, path: '/r', ca: serverCa.certPem, cert: cert?.certPem, key: cert?.keyPem, headers, agent: false },
+        { host: '127.0.0.1', port, servername: SNI, path, ca: serverCa.certPem, cert: cert?.certPem, key: cert?.keyPem, headers, agent: false },
         (res) => {
           let body = '';
           res.on('data', (d: Buffer) => (body += d.toString()));
@@ -186,6 +190,44 @@ ${listener('optional', `    policy: optional
     await once(socket, 'close');
     expect(received.startsWith('HTTP/1.1 408 Request Timeout\r\n')).toBe(true);
     expect(seen).toEqual([]);
+  });
+
+  it('421 when the Host header leads to another route than the TLS server name (an identity allowed on one route cannot reach another)', async () => {
+    const r = await get(ports.required, device, { Host: 'admin.proxy.test' });
+    expect(r).toEqual({ status: 421, body: 'Misdirected Request: the Host header does not belong to the TLS server name of this connection\n' });
+    expect(seen).toEqual([]);
+  });
+
+  it('400 for an absolute-form request target', async () => {
+    const r = await get(ports.required, device, {}, 'https://admin.proxy.test/r');
+    expect(r.status).toBe(400);
+    expect(seen).toEqual([]);
+  });
+
+  it.each([['TLSv1.2'], ['TLSv1.3']] as const)('%s: no session resumption, so every connection is verified with its full chain', async (version) => {
+    const connect = (session?: Buffer): Promise<{ session: Buffer | undefined; reused: boolean }> =>
+      new Promise((resolve, reject) => {
+        let saved: Buffer | undefined;
+        const socket = tls.connect({ port: ports.required, host: '127.0.0.1', servername: SNI, ca: serverCa.certPem, cert: device.certPem, key: device.keyPem, minVersion: version, maxVersion: version, session });
+        socket.on('session', (s: Buffer) => (saved = s));
+        socket.on('error', reject);
+        socket.once('secureConnect', () => {
+          socket.write(`GET /s HTTP/1.1\r\nHost: ${SNI}\r\nConnection: close\r\n\r\n`);
+        });
+        let body = '';
+        socket.on('data', (d: Buffer) => (body += d.toString()));
+        socket.on('end', () => {
+          expect(body.startsWith('HTTP/1.1 200 OK')).toBe(true);
+          resolve({ session: saved ?? socket.getSession(), reused: socket.isSessionReused() });
+        });
+      });
+    const first = await connect();
+    const second = await connect(first.session);
+    expect(second.reused).toBe(false);
+    expect(decisions.map((d) => [d.reason, d.tlsVersion])).toEqual([
+      ['authenticated', version],
+      ['authenticated', version],
+    ]);
   });
 
   describe('inbound PROXY protocol from a trusted address', () => {

@@ -170,7 +170,6 @@ listeners:
     ['a certificate whose key is not published', 'impostor', 'no-matching-record'],
     ['no client certificate', undefined, 'no-certificate'],
     ['a name not on the allowlist', 'outsider', 'not-allowed'],
-    ['a zone with expired DNSSEC signatures', 'stale', 'dns-bogus'],
     ['two allowlisted SAN names (ambiguous)', 'twoNames', 'ambiguous-name'],
   ])('refuses %s with 403 and never reaches the backend', async (_label, client, reason) => {
     await lab.resetQueryLog();
@@ -183,6 +182,15 @@ listeners:
       // Refused before any DNS query.
       expect((await lab.clientQueries()).filter((q) => q.type === 'TLSA')).toEqual([]);
     }
+  });
+
+  it('answers a temporary DNS failure (expired DNSSEC signatures: SERVFAIL) with 503 and Retry-After', async () => {
+    const result = await curl('stale', '-D', '-');
+    expect(result.status).toBe('503');
+    expect(result.body).toContain('\r\nRetry-After: 5\r\n');
+    expect(result.body.endsWith('Service Unavailable: DANE client authentication temporarily impossible (dns-bogus)')).toBe(true);
+    expect(received).toEqual([]);
+    expect(decisions.map((d) => [d.outcome, d.reason])).toEqual([['refused', 'dns-bogus']]);
   });
 
   describe('dane_clientid sent in a TLS 1.2 ClientHello by a C client (OpenSSL custom extension)', () => {

@@ -13,52 +13,19 @@ import {
   parseClientHello,
   type ClientHelloParse,
 } from '../../src/proxy/client-hello.js';
-
-const u8 = (n: number): Buffer => Buffer.from([n]);
-const u16 = (n: number): Buffer => Buffer.from([n >> 8, n & 0xff]);
-const u24 = (n: number): Buffer => Buffer.from([n >> 16, (n >> 8) & 0xff, n & 0xff]);
-const vec8 = (b: Buffer): Buffer => Buffer.concat([u8(b.length), b]);
-const vec16 = (b: Buffer): Buffer => Buffer.concat([u16(b.length), b]);
-const ext = (type: number, data: Buffer): Buffer => Buffer.concat([u16(type), vec16(data)]);
-
-const sni = (name: string): Buffer => ext(0, vec16(Buffer.concat([u8(0), vec16(Buffer.from(name, 'latin1'))])));
-const alpn = (...names: string[]): Buffer => ext(16, vec16(Buffer.concat(names.map((n) => vec8(Buffer.from(n, 'latin1'))))));
-const versions = (...v: number[]): Buffer => ext(43, vec8(Buffer.concat(v.map(u16))));
-const daneClientId = (name: string, type = DEFAULT_DANE_CLIENTID_TYPE): Buffer => ext(type, vec8(Buffer.from(name, 'latin1')));
-
-interface HelloParts {
-  legacyVersion?: number;
-  sessionId?: Buffer;
-  suites?: Buffer;
-  compression?: Buffer;
-  /** undefined = no extensions block at all */
-  extensions?: Buffer[] | undefined;
-  rawExtensions?: Buffer;
-}
-
-/** The ClientHello handshake message (type + length + body). */
-function helloMessage(p: HelloParts = {}): Buffer {
-  const extensions = p.rawExtensions ?? (p.extensions === undefined ? Buffer.alloc(0) : vec16(Buffer.concat(p.extensions)));
-  const body = Buffer.concat([
-    u16(p.legacyVersion ?? 0x0303),
-    Buffer.alloc(32, 7),
-    vec8(p.sessionId ?? Buffer.alloc(32, 1)),
-    vec16(p.suites ?? Buffer.from([0x13, 0x01, 0xc0, 0x2b])),
-    vec8(p.compression ?? Buffer.from([0])),
-    extensions,
-  ]);
-  return Buffer.concat([u8(1), u24(body.length), body]);
-}
-
-/** Split a handshake message into TLS records of at most `fragment` bytes. */
-function records(message: Buffer, fragment = 16384, recordVersion = 0x0301): Buffer {
-  const out: Buffer[] = [];
-  for (let off = 0; off < message.length; off += fragment) {
-    const chunk = message.subarray(off, off + fragment);
-    out.push(Buffer.concat([u8(22), u16(recordVersion), u16(chunk.length), chunk]));
-  }
-  return Buffer.concat(out);
-}
+import {
+  alpnExtension as alpn,
+  daneClientIdExtension as daneClientId,
+  ext,
+  helloMessage,
+  records,
+  sniExtension as sni,
+  u16,
+  u8,
+  vec16,
+  vec8,
+  versionsExtension as versions,
+} from '../lab/client-hello-builder.js';
 
 const typical = (): Buffer[] => [sni('api.example.com'), alpn('h2', 'http/1.1'), versions(0x0304, 0x0303), daneClientId('sensor7._device.example.com')];
 

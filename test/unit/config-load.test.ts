@@ -174,6 +174,24 @@ listeners:
     expect(l?.routes[1]).toMatchObject({ upstream: { protocol: 'tcp', port: 1812, tls: undefined }, proxyHeader: { version: 'v1' } });
   });
 
+  it('limits: defaults, and switching parts off', async () => {
+    const defaults = await parseConfigText(MINIMAL, source());
+    expect(defaults.limits).toEqual({
+      resolverGate: { maxInFlight: 128, maxInFlightPerZone: 8, maxQueued: 1024, maxQueuedPerZone: 32, maxQueueWaitMs: 2000 },
+      handshakes: { maxConcurrent: 4096, maxConcurrentPerIp: 256 },
+      newConnectionsPerIp: { ratePerSecond: 50, burst: 200 },
+      penaltyBox: { failures: 20, windowMs: 60000, banMs: 60000 },
+      maxConnectionsPerIdentity: undefined,
+      trackedAddresses: 100000,
+    });
+    expect(defaults.listeners[0]?.maxLifetimeMs).toBeUndefined();
+    const off = await parseConfigText(
+      `${MINIMAL}limits:\n  resolverGate: { enabled: false }\n  newConnectionsPerIp: false\n  penaltyBox: false\n  maxConnectionsPerIdentity: 4\n`,
+      source(),
+    );
+    expect(off.limits).toMatchObject({ resolverGate: undefined, newConnectionsPerIp: undefined, penaltyBox: undefined, maxConnectionsPerIdentity: 4 });
+  });
+
   it('a local TLSA file alone is enough (no resolver servers)', async () => {
     const config = await parseConfigText(MINIMAL.replace('  servers:\n    - address: 127.0.0.1:5353\n', '  localTlsaFile: pins.txt\n'), source());
     expect(config.resolver.servers).toEqual([]);
@@ -223,17 +241,24 @@ describe('mistakes are reported with their key path', () => {
     ['a PROXY header in HTTP mode', replace("allow: ['*._device.example.test']", "allow: ['*._device.example.test']\n        proxyHeader: v2"), ['listeners[0].routes[0].proxyHeader: PROXY headers are for tcp-mode listeners']],
     ['policy optional in TCP mode', replace('mode: http', 'mode: tcp\n    policy: optional').replace('http://', 'tcp://'), ["listeners[0].policy: 'optional' is for http mode only"]],
     ['a TLV type outside the custom range', replace("allow: ['*._device.example.test']", "allow: ['*._device.example.test']\n        proxyV2: { nameTlv: 0x20 }"), ['listeners[0].routes[0].proxyV2.nameTlv: expected a custom TLV type 0xE0–0xEF or 0xF0–0xF7']],
-    ['dane_clientid colliding with ALPN', replace('    mode: http\n', '    mode: http\n    daneClientIdType: 16\n'), ['listeners[0].daneClientIdType: collides with ALPN (16) or supported_versions (43)']],
+    ['dane_clientid colliding with ALPN', replace('    mode: http\n', '    mode: http\n    daneClientIdType: 16\n'), ['listeners[0].daneClientIdType: is a registered TLS extension type']],
+    ['dane_clientid as renegotiation_info', replace('    mode: http\n', '    mode: http\n    daneClientIdType: 65281\n'), ['listeners[0].daneClientIdType: is a registered TLS extension type']],
+    ['an identity header that frames the body', replace('    mode: http\n', '    mode: http\n    http: { statusHeader: Transfer_Encoding }\n'), ['listeners[0].http.statusHeader: is a header dancegate or HTTP itself needs']],
+    ['headers timeout above the request timeout', replace('    mode: http\n', '    mode: http\n    http: { requestTimeoutMs: 5000 }\n'), ['listeners[0].http.headersTimeoutMs: must not exceed requestTimeoutMs (5000)']],
     ['an invalid trusted CIDR', replace('    mode: http\n', '    mode: http\n    proxyProtocol: { trustedCidrs: [10.0.0.0/33] }\n'), ["listeners[0].proxyProtocol.trustedCidrs[0]: prefix length '33' is not 0..32"]],
     ['inbound PROXY with no trusted CIDRs', replace('    mode: http\n', '    mode: http\n    proxyProtocol: { trustedCidrs: [] }\n'), ['listeners[0].proxyProtocol.trustedCidrs: expected at least one CIDR']],
     ['a bad identity header name', replace('    mode: http\n', '    mode: http\n    http: { identityHeader: "X Dane" }\n'), ['listeners[0].http.identityHeader: expected an HTTP header name (token characters only)']],
     ['two default routes', replace('    routes:\n', "    routes:\n      - upstream: http://127.0.0.1:9000\n        allow: [a.example.test]\n"), ['listeners[0].routes: 2 routes have no serverNames; at most one can be the default route']],
     ['upstreamTls on a plain upstream', replace("allow: ['*._device.example.test']", "allow: ['*._device.example.test']\n        upstreamTls: { serverName: x.example }"), ['listeners[0].routes[0].upstreamTls: upstreamTls applies to https:// and tls:// upstreams, not http://']],
+    ['a gate at Unbound wait-limit', `${MINIMAL}limits: { resolverGate: { maxInFlight: 1000, maxInFlightPerZone: 8 } }\n`, ["limits.resolverGate.maxInFlight: must stay below Unbound's default wait-limit"]],
+    ['a zone cap above the global cap', `${MINIMAL}limits: { resolverGate: { maxInFlight: 4, maxInFlightPerZone: 8 } }\n`, ['limits.resolverGate.maxInFlightPerZone: must not exceed maxInFlight (4)']],
+    ['a per-IP handshake cap above the total', `${MINIMAL}limits: { handshakes: { maxConcurrent: 10, maxConcurrentPerIp: 20 } }\n`, ['limits.handshakes.maxConcurrentPerIp: must not exceed maxConcurrent (10)']],
+    ['a rate of zero', `${MINIMAL}limits: { newConnectionsPerIp: { ratePerSecond: 0, burst: 5 } }\n`, ['limits.newConnectionsPerIp']],
   ])('%s', async (_label, text, expected) => {
     const problems = (await problemsOf(text)).map((p) => p.replaceAll(dir, 'DIR'));
     for (const fragment of expected) expect(problems.some((p) => p.includes(fragment)), `${JSON.stringify(problems)} should include ${fragment}`).toBe(true);
     // Key paths come first (or YAML syntax).
-    for (const p of problems) expect(p).toMatch(/^(YAML syntax|\(top level\)|resolver|listeners)/);
+    for (const p of problems) expect(p).toMatch(/^(YAML syntax|\(top level\)|resolver|listeners|limits)/);
   });
 
   it('lists every problem at once, not only the first', async () => {

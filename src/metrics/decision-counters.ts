@@ -1,0 +1,31 @@
+/**
+ * Counts of connection decisions by listener, outcome and reason code (the
+ * same codes as the decision log). Label values are bounded: listener names
+ * come from the configuration and reasons from a closed set. The Prometheus
+ * exporter reads these.
+ */
+import type { DecisionRecord } from '../proxy/decision-log.js';
+
+export class DecisionCounters {
+  private readonly counts = new Map<string, number>();
+
+  count(record: Pick<DecisionRecord, 'listener' | 'outcome' | 'reason'>): void {
+    const key = `${record.listener}\u0000${record.outcome}\u0000${record.reason}`;
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+  }
+
+  /** Every counter, e.g. { listener: 'api', outcome: 'refused', reason: 'not-allowed', count: 3 }. */
+  snapshot(): Array<{ listener: string; outcome: string; reason: string; count: number }> {
+    return [...this.counts].map(([key, count]) => {
+      const [listener, outcome, reason] = key.split('\u0000') as [string, string, string];
+      return { listener, outcome, reason, count };
+    });
+  }
+
+  /** Sum over listeners for one outcome and reason. */
+  total(outcome: string, reason: string): number {
+    let sum = 0;
+    for (const c of this.snapshot()) if (c.outcome === outcome && c.reason === reason) sum += c.count;
+    return sum;
+  }
+}

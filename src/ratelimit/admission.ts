@@ -1,0 +1,110 @@
+/**
+ * Admission control for new connections, shared by every listener: the
+ * penalty box, a token bucket of new connections per source address, and
+ * the handshake budget (concurrent connections not yet decided, globally
+ * and per source address), plus the optional cap on concurrent
+ * connections per verified identity. Each refusal has its own reason code.
+ */
+import { monotonicClock, type Clock } from './clock.js';
+import { ConcurrencyLimiter } from './concurrency.js';
+import { PenaltyBox, type PenaltyBoxOptions } from './penalty-box.js';
+import { PerKeyTokenBuckets, type TokenBucketOptions } from './token-bucket.js';
+
+export interface AdmissionLimits {
+  readonly handshakes: { readonly maxConcurrent: number; readonly maxConcurrentPerIp: number };
+  /** undefined: no per-address rate limit. */
+  readonly newConnectionsPerIp: TokenBucketOptions | undefined;
+  /** undefined: no penalty box. */
+  readonly penaltyBox: Omit<PenaltyBoxOptions, 'maxKeys'> | undefined;
+  /** undefined: no cap per identity. */
+  readonly maxConnectionsPerIdentity: number | undefined;
+  /** Most source addresses remembered by the rate limiter and the penalty box (each an LRU). */
+  readonly trackedAddresses: number;
+}
+
+export const ADMISSION_DEFAULTS: AdmissionLimits = {
+  handshakes: { maxConcurrent: 4096, maxConcurrentPerIp: 256 },
+  newConnectionsPerIp: { ratePerSecond: 50, burst: 200 },
+  penaltyBox: { failures: 20, windowMs: 60_000, banMs: 60_000 },
+  maxConnectionsPerIdentity: undefined,
+  trackedAddresses: 100_000,
+};
+
+export type AdmissionReason = 'penalty-box' | 'rate-limited' | 'handshake-budget' | 'handshake-budget-ip' | 'identity-limit';
+
+export type Admitted = { readonly ok: true; readonly release: () => void } | { readonly ok: false; readonly reason: AdmissionReason; readonly detail: string };
+
+export class Admission {
+  private readonly handshakes: ConcurrencyLimiter;
+  private readonly rate: PerKeyTokenBuckets | undefined;
+  private readonly penalty: PenaltyBox | undefined;
+  private readonly identities: ConcurrencyLimiter | undefined;
+
+  constructor(
+    readonly limits: AdmissionLimits,
+    clock: Clock = monotonicClock,
+  ) {
+    this.handshakes = new ConcurrencyLimiter({ maxTotal: limits.handshakes.maxConcurrent, maxPerKey: limits.handshakes.maxConcurrentPerIp });
+    this.rate = limits.newConnectionsPerIp ? new PerKeyTokenBuckets({ ...limits.newConnectionsPerIp, maxKeys: limits.trackedAddresses }, clock) : undefined;
+    this.penalty = limits.penaltyBox ? new PenaltyBox({ ...limits.penaltyBox, maxKeys: limits.trackedAddresses }, clock) : undefined;
+    this.identities = limits.maxConnectionsPerIdentity ? new ConcurrencyLimiter({ maxTotal: Infinity, maxPerKey: limits.maxConnectionsPerIdentity }) : undefined;
+  }
+
+  /** A new connection from `address`: on success, `release` ends its handshake budget (call it once decided). */
+  admitConnection(address: string): Admitted {
+    const banned = this.penalty?.bannedFor(address) ?? 0;
+    if (banned > 0) return { ok: false, reason: 'penalty-box', detail: `${address} failed authentication too often; refused for ${Math.ceil(banned / 1000)} s more` };
+    if (this.rate && !this.rate.take(address)) {
+      const r = this.limits.newConnectionsPerIp;
+      return { ok: false, reason: 'rate-limited', detail: `more than ${r?.ratePerSecond}/s new connections (burst ${r?.burst}) from ${address}` };
+    }
+    const held = this.handshakes.tryAcquire(address);
+    if (!held.ok) {
+      return held.cap === 'total'
+        ? { ok: false, reason: 'handshake-budget', detail: `${held.limit} connections are already between accept and decision` }
+        : { ok: false, reason: 'handshake-budget-ip', detail: `${held.limit} connections from ${address} are already between accept and decision` };
+    }
+    return { ok: true, release: held.release };
+  }
+
+  /** An authenticated connection of `name`: `release` when it closes. */
+  admitIdentity(name: string): Admitted {
+    if (!this.identities) return { ok: true, release: () => undefined };
+    const held = this.identities.tryAcquire(name);
+    if (!held.ok) return { ok: false, reason: 'identity-limit', detail: `${name} already has ${held.limit} connections` };
+    return { ok: true, release: held.release };
+  }
+
+  /** An authentication failure that is the client's doing (see PENALIZED_REASONS). */
+  recordFailure(address: string): void {
+    this.penalty?.recordFailure(address);
+  }
+
+  get handshakesInProgress(): number {
+    return this.handshakes.current;
+  }
+}
+
+/**
+ * Refusals that count towards the penalty box: the client's own doing.
+ * Temporary DNS failures and capacity refusals do not (the client may be
+ * legitimate and our DNS in trouble).
+ */
+export const PENALIZED_REASONS: ReadonlySet<string> = new Set([
+  'client-hello-invalid',
+  'client-hello-timeout',
+  'proxy-header-invalid',
+  'handshake-failed',
+  'handshake-timeout',
+  'no-certificate',
+  'invalid-name',
+  'not-allowed',
+  'no-name',
+  'ambiguous-name',
+  'no-records',
+  'no-usable-records',
+  'no-matching-record',
+  'chain-too-long',
+  'dns-no-tlsa',
+  'dns-insecure',
+]);

@@ -1,0 +1,63 @@
+/**
+ * The penalty box: an address that fails authentication `failures` times
+ * within `windowMs` is refused outright for `banMs`. Bounded LRU of
+ * addresses. Pure apart from the clock.
+ */
+import { LRUCache } from 'lru-cache';
+import { monotonicClock, type Clock } from './clock.js';
+
+export interface PenaltyBoxOptions {
+  readonly failures: number;
+  readonly windowMs: number;
+  readonly banMs: number;
+  readonly maxKeys: number;
+}
+
+interface Record {
+  windowStartMs: number;
+  failures: number;
+  bannedUntilMs: number;
+}
+
+export class PenaltyBox {
+  private readonly records: LRUCache<string, Record>;
+
+  constructor(
+    private readonly options: PenaltyBoxOptions,
+    private readonly clock: Clock = monotonicClock,
+  ) {
+    for (const key of ['failures', 'windowMs', 'banMs', 'maxKeys'] as const) {
+      if (!Number.isInteger(options[key]) || options[key] < 1) throw new RangeError(`penalty box ${key} must be an integer >= 1, got ${options[key]}`);
+    }
+    this.records = new LRUCache({ max: options.maxKeys });
+  }
+
+  /** Milliseconds of ban left for `key`, or 0. */
+  bannedFor(key: string): number {
+    const r = this.records.get(key);
+    if (r === undefined) return 0;
+    return Math.max(0, r.bannedUntilMs - this.clock());
+  }
+
+  /** Count a failure; returns true when it puts `key` in the box. */
+  recordFailure(key: string): boolean {
+    const now = this.clock();
+    let r = this.records.get(key);
+    if (r === undefined || now - r.windowStartMs >= this.options.windowMs) {
+      r = { windowStartMs: now, failures: 0, bannedUntilMs: r?.bannedUntilMs ?? 0 };
+      this.records.set(key, r);
+    }
+    r.failures++;
+    if (r.failures >= this.options.failures && r.bannedUntilMs <= now) {
+      r.bannedUntilMs = now + this.options.banMs;
+      r.failures = 0;
+      r.windowStartMs = now;
+      return true;
+    }
+    return false;
+  }
+
+  get size(): number {
+    return this.records.size;
+  }
+}
