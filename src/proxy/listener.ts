@@ -269,6 +269,10 @@ export class DaneListener {
       socket.destroy();
     }, config.handshakeTimeoutMs);
     let secure = false;
+    // The raw socket allows half-close (for TCP mode); a client that sends FIN before the handshake is done is gone.
+    socket.once('end', () => {
+      if (!secure) socket.destroy();
+    });
     socket.on('error', (err: Error) => {
       if (!secure) {
         clearTimeout(deadline);
