@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'coverage/', 'test/lab/c/'] },
+  { ignores: ['dist-bench/**', 'dist/', 'node_modules/', 'coverage/', 'test/lab/c/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -172,7 +172,9 @@ listeners:
   it('penalty box: an address that fails three times is refused outright afterwards', async () => {
     const attempt = (): Promise<void> =>
       new Promise((resolve) => {
-        const s = tls.connect({ port, host: '127.0.0.1', localAddress: '127.0.3.1', servername: SNI, rejectUnauthorized: false, cert: certs.stranger?.certPem, key: certs.stranger?.keyPem });
+        const raw = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.3.1' });
+        raw.on('error', () => resolve());
+        const s = tls.connect({ socket: raw, servername: SNI, rejectUnauthorized: false, cert: certs.stranger?.certPem, key: certs.stranger?.keyPem });
         s.on('error', () => resolve());
         s.on('secureConnect', () => s.end(`GET / HTTP/1.1\r\nHost: ${SNI}\r\n\r\n`));
         s.on('data', () => undefined);

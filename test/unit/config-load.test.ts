@@ -323,5 +323,7 @@ describe("the README's configuration reference", () => {
     const config = await parseConfigText(yaml ?? '', source());
     expect(config.listeners.map((l) => [l.name, l.mode, l.port, l.routes.length])).toEqual([['api', 'http', 443, 1]]);
     expect(config.resolver.servers.map((s) => s.transport)).toEqual(['udp', 'tls']);
+    // Its limits section says it shows the defaults: it must equal what an empty one gives.
+    expect(config.limits).toEqual((await parseConfigText(MINIMAL, source())).limits);
   });
 });
