@@ -110,7 +110,7 @@ describe('TCP mode with openssl s_client', () => {
     await writeFile(join(dir, 'to-backend.pem'), proxyClientCert.certPem);
     await writeFile(join(dir, 'to-backend.key'), proxyClientCert.keyPem);
     tlsBackend = await startProxyAwareBackend({ cert: backendCert.certPem, key: backendCert.keyPem, ca: backendCa.certPem, requestCert: true, rejectUnauthorized: true });
-    for (const key of ['direct', 'viaHaproxy', 'v1', 'haproxy', 'tlsUpstream']) ports[key] = await freePort();
+    for (const key of ['direct', 'viaHaproxy', 'v1', 'haproxy', 'tlsUpstream', 'idle', 'lifetime']) ports[key] = await freePort();
 
     await writeFile(
       join(dir, 'haproxy.cfg'),
@@ -144,10 +144,10 @@ backend echo
       await new Promise((r) => setTimeout(r, 100));
     }
 
-    const listener = (name: string, port: number, upstream: string, proxyHeader: string, upstreamTls = ''): string => `  - name: ${name}
+    const listener = (name: string, port: number, upstream: string, proxyHeader: string, upstreamTls = '', timeouts = ''): string => `  - name: ${name}
     listen: 127.0.0.1:${port}
     mode: tcp
-    tls:
+${timeouts}    tls:
       certificates:
         - certFile: server.pem
           keyFile: server.key
@@ -167,6 +167,13 @@ ${listener('direct', ports.direct as number, `tcp://127.0.0.1:${backend.port}`, 
         `tls://127.0.0.1:${tlsBackend.port}`,
         'v1',
         '        upstreamTls: { caFile: backend-ca.pem, certFile: to-backend.pem, keyFile: to-backend.key, serverName: radius.backend.test }\n',
+      )}${listener('idle', ports.idle as number, `tcp://127.0.0.1:${backend.port}`, 'v1', '', '    idleTimeoutMs: 300\n')}${listener(
+        'lifetime',
+        ports.lifetime as number,
+        `tcp://127.0.0.1:${backend.port}`,
+        'v1',
+        '',
+        '    maxLifetimeMs: 800\n',
       )}`,
     );
     proxy = await startProxy(await loadConfig(join(dir, 'dancegate.yaml')), { log: (d) => decisions.push(d) });
@@ -259,5 +266,22 @@ ${listener('direct', ports.direct as number, `tcp://127.0.0.1:${backend.port}`, 
     // The backend upper-cased the payload, then answered our FIN with BYE and its own FIN.
     expect(received).toBe('LAST WORDS\nBYE\n');
     expect(decisions[0]).toMatchObject({ outcome: 'forwarded', reason: 'authenticated' });
+  });
+
+  it.each([
+    ['idle', 'an idle established connection is closed after idleTimeoutMs', false],
+    ['lifetime', 'a busy established connection is closed at maxLifetimeMs all the same', true],
+  ] as const)('%s: %s', async (key, _label, busy) => {
+    const socket = tls.connect({ port: ports[key] as number, host: '127.0.0.1', servername: 'radsec.proxy.test', cert: client.certPem, key: client.keyPem, rejectUnauthorized: false });
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString()));
+    await once(socket, 'secureConnect');
+    socket.write('first\n');
+    const ticker = busy ? setInterval(() => socket.write('tick\n'), 100) : undefined;
+    await once(socket, 'close');
+    clearInterval(ticker);
+    expect(received.startsWith('FIRST\n')).toBe(true);
+    if (busy) expect(received.split('TICK').length - 1).toBeGreaterThan(2);
+    expect(decisions[0]).toMatchObject({ listener: key, outcome: 'forwarded', reason: 'authenticated' });
   });
 });
