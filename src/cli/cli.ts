@@ -308,18 +308,6 @@ async function configCommand(args: string[], io: CliIo): Promise<number> {
   return EXIT_OK;
 }
 
-function waitForStopSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: string): void => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      resolve(signal);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
-}
-
 async function serveCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parse(args, { config: { type: 'string', short: 'c' }, 'demo-port': { type: 'string' } });
   if (values.help) {
@@ -327,9 +315,8 @@ async function serveCommand(args: string[], io: CliIo): Promise<number> {
     return EXIT_OK;
   }
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-  const { startProxy } = await import('../proxy/proxy.js');
-  const stops: Array<() => Promise<void>> = [];
-  let demo: { files: DemoFiles; cwd: string } | undefined;
+  const { serve } = await import('./serve.js');
+  let demo: { files: DemoFiles; cwd: string; stop: () => Promise<void> } | undefined;
   let configPath: string;
   if (typeof values.config === 'string') {
     configPath = values.config;
@@ -338,27 +325,25 @@ async function serveCommand(args: string[], io: CliIo): Promise<number> {
     const wanted = values['demo-port'] === undefined ? 8443 : Number(values['demo-port']);
     if (!Number.isInteger(wanted) || wanted < 0 || wanted > 65535) throw new UsageError('--demo-port must be 0 to 65535');
     const backend = await demoModule.startEchoBackend();
-    stops.push(() => new Promise<void>((resolve) => backend.server.close(() => resolve())));
     const port = (await portIsFree(wanted)) ? wanted : 0;
     const cwd = process.cwd();
     const files = await demoModule.writeDemoConfig(join(cwd, 'certs', 'out'), port, backend.port);
     configPath = files.configFile;
-    demo = { files, cwd };
+    demo = { files, cwd, stop: () => new Promise<void>((resolve) => backend.server.close(() => resolve())) };
     io.stderr.write(`dancegate: embedded demo: echo backend on 127.0.0.1:${backend.port}, dev PKI in ${files.dir}\n`);
   }
-  const config = await loadConfigOrUsage(configPath);
-  const proxy = await startProxy(config);
-  stops.unshift(() => proxy.close());
-  for (const l of proxy.listeners) io.stderr.write(`dancegate: listener ${l.name} (${l.mode}) on ${l.host}:${l.port}, config ${config.source}\n`);
-  if (demo) {
-    const { demoCurlCommand } = await import('./demo.js');
-    const port = proxy.listeners[0]?.port ?? 0;
-    io.stderr.write(`dancegate: try it (the backend echoes the headers it receives, X-Dane-Client-Id among them):\n\n  ${demoCurlCommand(demo.files, port, demo.cwd)}\n\n`);
+  try {
+    const config = await loadConfigOrUsage(configPath);
+    const served = await serve(configPath, config, version(), io);
+    if (demo) {
+      const { demoCurlCommand } = await import('./demo.js');
+      const port = served.listeners[0]?.port ?? 0;
+      io.stderr.write(`dancegate: try it (the backend echoes the headers it receives, X-Dane-Client-Id among them):\n\n  ${demoCurlCommand(demo.files, port, demo.cwd)}\n\n`);
+    }
+    return await served.done;
+  } finally {
+    await demo?.stop();
   }
-  const signal = await waitForStopSignal();
-  io.stderr.write(`dancegate: ${signal}: stopping\n`);
-  for (const stop of stops) await stop();
-  return EXIT_OK;
 }
 
 function portIsFree(port: number): Promise<boolean> {

@@ -58,6 +58,8 @@ export async function ensureDemoPki(dir: string): Promise<Omit<DemoFiles, 'confi
 
 export function demoConfigYaml(listenPort: number, backendPort: number): string {
   return `# Written by 'dancegate serve' (embedded demo). Any dancegate.yaml looks like this.
+admin:
+  listen: 127.0.0.1:0
 resolver:
   localTlsaFile: demo-tlsa.txt
 listeners:

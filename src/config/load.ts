@@ -10,6 +10,7 @@
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import * as net from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import * as tls from 'node:tls';
@@ -237,6 +238,18 @@ const LimitsSchema = z.strictObject({
 });
 
 const ConfigSchema = z.strictObject({
+  workers: z.union([z.literal('auto'), count(1, 256)]).default(1),
+  admin: z
+    .union([z.literal(false), z.strictObject({ listen: nonEmpty.default('127.0.0.1:9901') })])
+    .default({ listen: '127.0.0.1:9901' }),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'silent']).default('info'),
+      destination: nonEmpty.default('stdout'),
+    })
+    .prefault({}),
+  shutdown: z.strictObject({ drainTimeoutMs: positiveMs(3_600_000).default(30_000) }).prefault({}),
+  reload: z.strictObject({ watch: z.boolean().default(false) }).prefault({}),
   resolver: ResolverSchema,
   limits: LimitsSchema.prefault({}),
   listeners: z.array(ListenerSchema).min(1, 'expected at least one listener'),
@@ -691,8 +704,32 @@ export async function parseConfigText(text: string, source: string): Promise<Dan
     if (listener) listeners.push(listener);
   }
   const limits = resolveLimits(raw.limits, problems);
+  let admin: DancegateConfig['admin'];
+  const adminRaw = raw.admin;
+  if (adminRaw !== false) {
+    const hp = parseHostPort(adminRaw.listen);
+    if (typeof hp === 'string') problems.add('admin.listen', hp);
+    else if (net.isIP(hp.host) === 0) problems.add('admin.listen', `expected an IP address to bind, got '${hp.host}'`);
+    else {
+      admin = hp;
+      const clash = hp.port === 0 ? -1 : raw.listeners.findIndex((l) => l.listen === adminRaw.listen);
+      if (clash !== -1) problems.add('admin.listen', `${adminRaw.listen} is already used by listeners[${clash}]`);
+    }
+  }
+  const destination = ['stdout', 'stderr'].includes(raw.log.destination) ? raw.log.destination : files.path(raw.log.destination);
+  const workers = raw.workers === 'auto' ? availableParallelism() : raw.workers;
   if (problems.list.length > 0 || resolver === undefined) throw new ConfigError(source, problems.list);
-  return { source, resolver, limits, listeners };
+  return {
+    source,
+    workers,
+    admin,
+    log: { level: raw.log.level, destination },
+    shutdown: raw.shutdown,
+    watchConfig: raw.reload.watch,
+    resolver,
+    limits,
+    listeners,
+  };
 }
 
 /** Read, parse and resolve a configuration file; throws ConfigError listing every problem. */

@@ -121,9 +121,28 @@ export interface LimitsConfig extends AdmissionLimits {
   readonly resolverGate: ResolverGateOptions | undefined;
 }
 
+export interface LogConfig {
+  readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';
+  /** 'stdout', 'stderr' or an absolute file path. */
+  readonly destination: string;
+}
+
+export interface AdminConfig {
+  readonly host: string;
+  readonly port: number;
+}
+
 export interface DancegateConfig {
   /** Absolute path of the file it came from. */
   readonly source: string;
+  /** Number of worker processes (1 = no cluster). */
+  readonly workers: number;
+  /** undefined = no admin listener. */
+  readonly admin: AdminConfig | undefined;
+  readonly log: LogConfig;
+  readonly shutdown: { readonly drainTimeoutMs: number };
+  /** Reload when the configuration file changes (besides SIGHUP). */
+  readonly watchConfig: boolean;
   readonly resolver: ResolverConfig;
   readonly limits: LimitsConfig;
   readonly listeners: readonly ListenerConfig[];

@@ -46,3 +46,20 @@ export type DecisionSink = (record: DecisionRecord) => void;
 export const jsonLineSink: DecisionSink = (record) => {
   process.stdout.write(`${JSON.stringify(record)}\n`);
 };
+
+/** The parts of a pino logger a decision sink needs. */
+export interface DecisionLogger {
+  info(fields: object, message: string): void;
+}
+
+/**
+ * Decisions as structured log lines through a pino logger: pino adds the
+ * timestamp and level; every field of the record follows, under the message
+ * "connection decision".
+ */
+export function loggerSink(logger: DecisionLogger): DecisionSink {
+  return (record) => {
+    const { time: _time, ...fields } = record;
+    logger.info(fields, 'connection decision');
+  };
+}

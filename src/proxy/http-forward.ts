@@ -9,11 +9,12 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
+import { performance } from 'node:perf_hooks';
+import { TLSSocket as TLSSocketClass, type TLSSocket } from 'node:tls';
 import httpProxy from 'http-proxy';
 import type { HttpModeConfig, RouteConfig } from '../config/types.js';
 import { rewriteIdentityHeaders, type ForwardedIdentity } from './http-headers.js';
-import type { ConnectionContext } from './listener.js';
+import type { ConnectionContext, ForwardingObserver } from './listener.js';
 import { selectBySni } from './sni.js';
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 421: 'Misdirected Request', 502: 'Bad Gateway', 503: 'Service Unavailable' };
@@ -31,9 +32,15 @@ export class HttpForwarder {
   /** One keep-alive agent per route: two routes to one URL may differ in upstream TLS settings. */
   private readonly agents = new Map<RouteConfig, http.Agent>();
 
+  private active = 0;
+  private idleWaiters: Array<() => void> = [];
+  private draining = false;
+
   constructor(
     private readonly config: HttpModeConfig,
     idleTimeoutMs: number,
+    private readonly observer: ForwardingObserver = {},
+    private readonly listenerName = '',
   ) {
     this.server = http.createServer(
       {
@@ -56,7 +63,9 @@ export class HttpForwarder {
       else socket.destroy();
     });
     this.proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, proxyTimeout: config.requestTimeoutMs });
+    this.proxy.on('proxyReq', (proxyReq: http.ClientRequest) => this.timeUpstreamConnect(proxyReq));
     this.proxy.on('error', (_err, _req, res) => {
+      this.observer.upstreamFailed?.(this.listenerName);
       if (res instanceof http.ServerResponse) {
         if (!res.headersSent) {
           res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
@@ -71,8 +80,42 @@ export class HttpForwarder {
   /** Serve HTTP on a verified connection. */
   accept(socket: TLSSocket, context: ConnectionContext): void {
     this.contexts.set(socket, context);
+    this.active++;
+    socket.once('close', () => {
+      this.active--;
+      this.observer.bytesRelayed?.(this.listenerName, socket.bytesRead, socket.bytesWritten);
+      if (this.active === 0) for (const waiter of this.idleWaiters.splice(0)) waiter();
+    });
     this.server.emit('connection', socket);
     socket.resume();
+  }
+
+  /** Client connections being served now. */
+  get activeConnections(): number {
+    return this.active;
+  }
+
+  /** Call `callback` once no connection is being served (at once if none is). */
+  onIdle(callback: () => void): void {
+    if (this.active === 0) callback();
+    else this.idleWaiters.push(callback);
+  }
+
+  /** Graceful stop: close idle keep-alive connections now; busy ones get `Connection: close` on their response. */
+  startDraining(): void {
+    this.draining = true;
+    this.server.closeIdleConnections();
+  }
+
+  /** Upstream connect time, for a request that opened a new upstream connection. */
+  private timeUpstreamConnect(proxyReq: http.ClientRequest): void {
+    const started = performance.now();
+    proxyReq.once('socket', (socket) => {
+      if (!socket.connecting) return;
+      socket.once(socket instanceof TLSSocketClass ? 'secureConnect' : 'connect', () => {
+        this.observer.upstreamConnected?.(this.listenerName, (performance.now() - started) / 1000);
+      });
+    });
   }
 
   /** Answer a refused client with 403 (or 503 + Retry-After when the cause is temporary: DNS trouble, capacity) and the reason code, then close. */
@@ -149,6 +192,7 @@ export class HttpForwarder {
       res.writeHead(prepared.status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' }).end(prepared.body);
       return;
     }
+    if (this.draining) res.setHeader('connection', 'close');
     try {
       this.proxy.web(req, res, { target: prepared.target, agent: prepared.agent, secure: true });
     } catch {

@@ -45,11 +45,41 @@ export interface ConnectionContext {
   readonly status: ConnectionReason;
 }
 
+/** Hooks for metrics about forwarding (all optional). */
+export interface ForwardingObserver {
+  upstreamConnected?(listener: string, seconds: number): void;
+  upstreamFailed?(listener: string): void;
+  bytesRelayed?(listener: string, fromClient: number, toClient: number): void;
+}
+
 export interface ListenerDependencies {
   readonly cache: Pick<TlsaCache, 'lookup'>;
   readonly log: DecisionSink;
   readonly admission: Admission;
+  readonly observer?: ForwardingObserver;
   readonly now?: () => Date;
+}
+
+/**
+ * What one connection runs on, fixed when it is accepted: a reload swaps in
+ * a new generation for new connections while established ones keep theirs.
+ */
+interface Generation {
+  readonly config: ListenerConfig;
+  readonly deps: ListenerDependencies;
+  readonly contexts: Array<{ serverNames: readonly string[]; context: tls.SecureContext }>;
+  readonly http: HttpForwarder | undefined;
+  readonly now: () => Date;
+}
+
+function generationFor(config: ListenerConfig, deps: ListenerDependencies): Generation {
+  return {
+    config,
+    deps,
+    contexts: secureContextFor(config),
+    http: config.mode === 'http' ? new HttpForwarder(config.http, config.idleTimeoutMs, deps.observer, config.name) : undefined,
+    now: deps.now ?? (() => new Date()),
+  };
 }
 
 /** A bare-bones TLS server context id: required for session resumption with requestCert (see the shared notes). */
@@ -92,28 +122,66 @@ function peerChain(socket: tls.TLSSocket): ParsedCertificate[] {
 
 export class DaneListener {
   private server: net.Server | undefined;
-  private readonly contexts: Array<{ serverNames: readonly string[]; context: tls.SecureContext }>;
-  private readonly http: HttpForwarder | undefined;
+  private current: Generation;
+  /** Forwarders of earlier generations, closed once their last connection ends. */
+  private readonly retired = new Set<HttpForwarder>();
+  /** Raw client sockets (each connection's lifetime). */
+  private readonly connections = new Set<net.Socket>();
   private readonly sockets = new Set<net.Socket>();
-  private readonly now: () => Date;
 
-  constructor(
-    readonly config: ListenerConfig,
-    private readonly deps: ListenerDependencies,
-  ) {
-    this.contexts = secureContextFor(config);
-    this.http = config.mode === 'http' ? new HttpForwarder(config.http, config.idleTimeoutMs) : undefined;
-    this.now = deps.now ?? (() => new Date());
+  constructor(config: ListenerConfig, deps: ListenerDependencies) {
+    this.current = generationFor(config, deps);
+  }
+
+  get config(): ListenerConfig {
+    return this.current.config;
+  }
+
+  /** Connections open now (accepted and not yet closed). */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /**
+   * Use a new configuration (same name, address and mode) for new
+   * connections; established ones keep the generation they started with.
+   * Builds everything first and throws (changing nothing) if the new
+   * certificates cannot be loaded; the returned function switches over.
+   */
+  prepareUpdate(config: ListenerConfig, deps: ListenerDependencies): () => void {
+    const next = generationFor(config, deps);
+    return () => {
+      const previous = this.current;
+      this.current = next;
+      if (previous.http) this.retire(previous.http);
+    };
+  }
+
+  private retire(forwarder: HttpForwarder): void {
+    if (forwarder.activeConnections === 0) forwarder.close();
+    else {
+      this.retired.add(forwarder);
+      forwarder.onIdle(() => {
+        this.retired.delete(forwarder);
+        forwarder.close();
+      });
+    }
   }
 
   async start(): Promise<{ host: string; port: number }> {
     const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => {
       this.sockets.add(socket);
-      socket.once('close', () => this.sockets.delete(socket));
+      this.connections.add(socket);
+      socket.once('close', () => {
+        this.sockets.delete(socket);
+        this.connections.delete(socket);
+        if (this.connections.size === 0) for (const waiter of this.drainWaiters.splice(0)) waiter();
+      });
       socket.on('error', () => undefined);
-      this.handle(socket).catch((err: unknown) => {
+      const generation = this.current;
+      this.handle(socket, generation).catch((err: unknown) => {
         // A bug must cost one connection, never the process.
-        process.emitWarning(`dancegate: listener ${this.config.name}: connection handler failed: ${err instanceof Error ? err.message : String(err)}`);
+        process.emitWarning(`dancegate: listener ${generation.config.name}: connection handler failed: ${err instanceof Error ? err.message : String(err)}`);
         socket.destroy();
       });
     });
@@ -129,18 +197,51 @@ export class DaneListener {
     return { host: address.address, port: address.port };
   }
 
-  /** Stop accepting and close every connection. */
+  private readonly drainWaiters: Array<() => void> = [];
+
+  /** Stop accepting new connections; established ones continue. */
+  async stopAccepting(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /**
+   * Graceful stop: no new connections; idle HTTP keep-alive connections are
+   * closed and busy ones answer with `Connection: close`; wait until every
+   * connection has ended or `deadlineMs` passes, then close the rest.
+   * Resolves true when every connection ended by itself.
+   */
+  async drain(deadlineMs: number): Promise<boolean> {
+    const stopped = this.stopAccepting();
+    for (const forwarder of [this.current.http, ...this.retired]) forwarder?.startDraining();
+    const clean = await new Promise<boolean>((resolve) => {
+      if (this.connections.size === 0) return resolve(true);
+      const timer = setTimeout(() => resolve(false), deadlineMs);
+      this.drainWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    await this.close();
+    await stopped;
+    return clean;
+  }
+
+  /** Stop accepting and close every connection now. */
   async close(): Promise<void> {
     const server = this.server;
     this.server = undefined;
     for (const s of this.sockets) s.destroy();
-    this.http?.close();
+    this.current.http?.close();
+    for (const forwarder of this.retired) forwarder.close();
+    this.retired.clear();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  private async handle(raw: net.Socket): Promise<void> {
+  private async handle(raw: net.Socket, generation: Generation): Promise<void> {
     const t0 = performance.now();
-    const config = this.config;
+    const { config, deps, http } = generation;
     let clientAddress = raw.remoteAddress ?? 'unknown';
     let clientPort = raw.remotePort ?? 0;
     const base: { -readonly [K in keyof DecisionRecord]?: DecisionRecord[K] } = {};
@@ -153,9 +254,9 @@ export class DaneListener {
       if (decided) return;
       decided = true;
       releaseBudget();
-      if (outcome === 'refused' && PENALIZED_REASONS.has(reason)) this.deps.admission.recordFailure(clientAddress);
-      this.deps.log({
-        time: this.now().toISOString(),
+      if (outcome === 'refused' && PENALIZED_REASONS.has(reason)) deps.admission.recordFailure(clientAddress);
+      deps.log({
+        time: generation.now().toISOString(),
         listener: config.name,
         route: undefined,
         source: `${clientAddress}:${clientPort}`,
@@ -208,7 +309,7 @@ export class DaneListener {
     }
 
     // Admission by the original client address: penalty box, rate, handshake budget.
-    const admitted = this.deps.admission.admitConnection(clientAddress);
+    const admitted = deps.admission.admitConnection(clientAddress);
     if (!admitted.ok) return refuseRaw(admitted.reason, admitted.detail);
     releaseBudget = admitted.release;
     if (raw.destroyed) releaseBudget();
@@ -246,11 +347,11 @@ export class DaneListener {
       base.claimedName = claimed.ok ? claimed.name : hello.daneClientId.name.slice(0, 253);
       if (!claimed.ok) return refuseRaw(claimed.reason, claimed.detail, 40);
       lookupStarted = performance.now();
-      this.deps.cache.lookup(claimed.name, abort.signal).catch(() => undefined);
+      deps.cache.lookup(claimed.name, abort.signal).catch(() => undefined);
     }
 
     // 4. Handshake, with our own deadline for handshake + verification.
-    const contextEntry = selectBySni(this.contexts, hello.serverName, true);
+    const contextEntry = selectBySni(generation.contexts, hello.serverName, true);
     const socket = new tls.TLSSocket(raw, {
       isServer: true,
       secureContext: contextEntry?.context,
@@ -301,13 +402,13 @@ export class DaneListener {
 
     const refuse = (reason: ConnectionReason, detail: string, extra: Partial<DecisionRecord> = {}): void => {
       clearTimeout(deadline);
-      if (config.policy === 'optional' && this.http) {
+      if (config.policy === 'optional' && http) {
         record('forwarded', reason, `unauthenticated: ${detail}`, extra);
-        this.forward(socket, { route, hello, clientAddress, clientPort, raw, identity: undefined, status: reason });
+        this.forward(generation, socket, { route, hello, clientAddress, clientPort, raw, identity: undefined, status: reason });
         return;
       }
       record('refused', reason, detail, extra);
-      if (this.http && config.http.refuseWith403) this.http.refuse(socket, reason, TEMPORARY_REASONS.has(reason as VerificationReason));
+      if (http && config.http.refuseWith403) http.refuse(socket, reason, TEMPORARY_REASONS.has(reason as VerificationReason));
       else socket.destroy();
     };
 
@@ -332,10 +433,10 @@ export class DaneListener {
     const result = await verifyClient({
       claimedName: name,
       chain,
-      cache: this.deps.cache,
+      cache: deps.cache,
       allowlist: route.allowlist,
       pkixRoots: config.pkixRoots,
-      now: this.now(),
+      now: generation.now(),
       signal: abort.signal,
     }).catch((err: unknown) => {
       if (socket.destroyed) return undefined;
@@ -362,15 +463,16 @@ export class DaneListener {
       durationsMs: { clientHello: clientHelloMs, handshake: handshakeMs, dns: dnsMs, total: 0 },
     };
     if (!result.authenticated || tlsa === undefined) return refuse(result.reason, result.detail, extra);
-    const identitySlot = this.deps.admission.admitIdentity(name);
+    const identitySlot = deps.admission.admitIdentity(name);
     if (!identitySlot.ok) return refuse(identitySlot.reason, identitySlot.detail, extra);
     socket.once('close', identitySlot.release);
     clearTimeout(deadline);
     record('forwarded', 'authenticated', result.detail, extra);
-    this.forward(socket, { route, hello, clientAddress, clientPort, raw, identity: { name, leaf, tlsa }, status: 'authenticated' });
+    this.forward(generation, socket, { route, hello, clientAddress, clientPort, raw, identity: { name, leaf, tlsa }, status: 'authenticated' });
   }
 
   private forward(
+    generation: Generation,
     socket: tls.TLSSocket,
     c: {
       route: RouteConfig;
@@ -383,7 +485,7 @@ export class DaneListener {
     },
   ): void {
     const context: ConnectionContext = {
-      listener: this.config,
+      listener: generation.config,
       route: c.route,
       clientAddress: c.clientAddress,
       clientPort: c.clientPort,
@@ -393,14 +495,14 @@ export class DaneListener {
       identity: c.identity,
       status: c.status,
     };
-    socket.setTimeout(this.config.idleTimeoutMs, () => socket.destroy());
-    const maxLifetimeMs = this.config.maxLifetimeMs;
+    socket.setTimeout(generation.config.idleTimeoutMs, () => socket.destroy());
+    const maxLifetimeMs = generation.config.maxLifetimeMs;
     if (maxLifetimeMs !== undefined) {
       const lifetime = setTimeout(() => socket.destroy(), maxLifetimeMs);
       lifetime.unref();
       socket.once('close', () => clearTimeout(lifetime));
     }
-    if (this.http) this.http.accept(socket, context);
-    else forwardTcp(socket, context);
+    if (generation.http) generation.http.accept(socket, context);
+    else forwardTcp(socket, context, generation.deps.observer);
   }
 }

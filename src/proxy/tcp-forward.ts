@@ -7,7 +7,8 @@
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import type { ConnectionContext } from './listener.js';
+import { performance } from 'node:perf_hooks';
+import type { ConnectionContext, ForwardingObserver } from './listener.js';
 import { encodeProxyV1, encodeProxyV2, PP2_CLIENT, type ProxyAddresses, type ProxyTlv } from './proxy-protocol.js';
 
 /** How long an upstream may take to accept (and, for tls://, finish its handshake). */
@@ -63,13 +64,17 @@ export function buildProxyHeader(socket: tls.TLSSocket, context: ConnectionConte
   });
 }
 
-export function forwardTcp(client: tls.TLSSocket, context: ConnectionContext, onUpstreamError?: (message: string) => void): void {
+export function forwardTcp(client: tls.TLSSocket, context: ConnectionContext, observer: ForwardingObserver = {}): void {
+  const listener = context.listener.name;
+  const onUpstreamError = (_message: string): void => observer.upstreamFailed?.(listener);
+  const started = performance.now();
+  client.once('close', () => observer.bytesRelayed?.(listener, client.bytesRead, client.bytesWritten));
   const up = context.route.upstream;
   let header: Buffer | undefined;
   try {
     header = buildProxyHeader(client, context);
   } catch (err) {
-    onUpstreamError?.(`cannot build PROXY header: ${(err as Error).message}`);
+    onUpstreamError(`cannot build PROXY header: ${(err as Error).message}`);
     client.destroy();
     return;
   }
@@ -91,6 +96,7 @@ export function forwardTcp(client: tls.TLSSocket, context: ConnectionContext, on
   });
   upstream.once(up.protocol === 'tls' ? 'secureConnect' : 'connect', () => {
     connected = true;
+    observer.upstreamConnected?.(listener, (performance.now() - started) / 1000);
     upstream.setTimeout(0);
     if (header) upstream.write(header);
     client.pipe(upstream);
@@ -98,7 +104,7 @@ export function forwardTcp(client: tls.TLSSocket, context: ConnectionContext, on
     client.resume();
   });
   upstream.on('error', (err) => {
-    if (!connected) onUpstreamError?.(`${up.url}: ${err.message}`);
+    if (!connected) onUpstreamError(`${up.url}: ${err.message}`);
     client.destroy();
   });
   client.on('error', () => upstream.destroy());

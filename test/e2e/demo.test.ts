@@ -51,7 +51,7 @@ describe('dancegate serve (embedded demo)', () => {
       child.kill('SIGTERM');
       const [code] = (await once(child, 'exit')) as [number | null];
       expect(code).toBe(0);
-      expect(stderr).toContain('SIGTERM: stopping');
+      expect(stdout).toContain('"msg":"drained cleanly"');
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
