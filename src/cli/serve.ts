@@ -120,6 +120,8 @@ async function runProxyProcess(config: DancegateConfig, version: string, io: Ser
     openConnections: () => live.proxy?.openConnections ?? 0,
     generation: () => live.proxy?.generation ?? 0,
   });
+  // prom-client answers the primary's metric requests only once an AggregatorRegistry exists in the worker.
+  if (role === 'worker') new AggregatorRegistry();
   const proxy = await startProxy(config, { log: loggerSink(logger), metrics });
   live.proxy = proxy;
   let failedReload: ReloadResult | undefined;

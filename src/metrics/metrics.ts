@@ -77,11 +77,14 @@ export class ProxyMetrics implements ForwardingObserver {
   readonly lastReloadSuccess = new Gauge({
     name: 'dancegate_config_last_reload_successful',
     help: '1 if the last reload succeeded (or none was tried), 0 if it was rejected',
+    // Across workers: 0 if any worker's last reload failed.
+    aggregator: 'min',
   });
   readonly buildInfo = new Gauge({
     name: 'dancegate_build_info',
     help: 'Always 1; labels say which dancegate and Node.js run',
     labelNames: ['version', 'node'] as const,
+    aggregator: 'first',
   });
 
   constructor(version: string, state: () => LiveState | undefined) {
@@ -90,6 +93,8 @@ export class ProxyMetrics implements ForwardingObserver {
     new Gauge({
       name: 'dancegate_config_generation',
       help: 'Configuration generation in force (1 at start, +1 per successful reload)',
+      // Across workers: the oldest generation still in force somewhere.
+      aggregator: 'min',
       collect() {
         this.set(state()?.generation() ?? 0);
       },

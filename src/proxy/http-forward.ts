@@ -107,14 +107,16 @@ export class HttpForwarder {
     this.server.closeIdleConnections();
   }
 
-  /** Upstream connect time, for a request that opened a new upstream connection. */
+  /**
+   * Upstream connect time, for a request that opened a new upstream
+   * connection (http-proxy emits 'proxyReq' once the request has its socket).
+   */
   private timeUpstreamConnect(proxyReq: http.ClientRequest): void {
+    const socket = proxyReq.socket;
+    if (!socket?.connecting) return;
     const started = performance.now();
-    proxyReq.once('socket', (socket) => {
-      if (!socket.connecting) return;
-      socket.once(socket instanceof TLSSocketClass ? 'secureConnect' : 'connect', () => {
-        this.observer.upstreamConnected?.(this.listenerName, (performance.now() - started) / 1000);
-      });
+    socket.once(socket instanceof TLSSocketClass ? 'secureConnect' : 'connect', () => {
+      this.observer.upstreamConnected?.(this.listenerName, (performance.now() - started) / 1000);
     });
   }
 
