@@ -12,6 +12,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { ConfigError, loadConfig } from '../config/load.js';
@@ -180,8 +181,10 @@ async function runProxyProcess(config: DancegateConfig, version: string, io: Ser
       process.on('SIGINT', () => stop('SIGINT'));
       process.on('SIGHUP', () => void reload());
       if (config.watchConfig) {
+        // Watch the directory, not the file: editors and config managers replace the file (a new inode).
         let timer: NodeJS.Timeout | undefined;
-        watch(config.source, () => {
+        watch(dirname(config.source), (_event, file) => {
+          if (file !== null && file !== basename(config.source)) return;
           clearTimeout(timer);
           timer = setTimeout(() => void reload(), 300);
         }).unref();
@@ -222,6 +225,8 @@ async function runPrimary(configPath: string, config: DancegateConfig, version: 
   let lastReload: ReloadResult | undefined;
   let nextId = 1;
   const workers = new Set<Worker>();
+  /** Workers that have bound their listeners and answer messages. */
+  const ready = new Set<Worker>();
   let listeners: Array<{ name: string; host: string; port: number; mode: string }> = [];
   cluster.setupPrimary({ exec: process.argv[1] ?? '', args: ['serve', '-c', configPath], silent: false });
 
@@ -233,37 +238,45 @@ async function runPrimary(configPath: string, config: DancegateConfig, version: 
       worker.on('message', (m: WorkerReply) => {
         if (m.type === 'dancegate:listening') {
           listeners = m.listeners ?? listeners;
+          ready.add(worker);
+          // A worker that became ready during shutdown is told at once.
+          if (shuttingDown) worker.send({ type: 'dancegate:shutdown' });
           resolve();
         }
       });
       worker.once('exit', (code, signal) => {
         workers.delete(worker);
+        ready.delete(worker);
         resolve();
         if (shuttingDown) return;
         restarts++;
-        logger.error({ event: 'worker-exit', pid: worker.process.pid, code, signal, restarts }, 'worker died; starting a new one');
+        logger.error({ event: 'worker-exit', workerPid: worker.process.pid, code, signal, restarts }, 'worker died; starting a new one');
         setTimeout(() => void fork(), Math.min(5_000, 250 * restarts)).unref();
       });
     });
 
-  const ask = <T extends WorkerReply>(type: string, timeoutMs = 10_000): Promise<T[]> =>
+  const ask = <T extends WorkerReply>(type: string, timeoutMs = 5_000): Promise<T[]> =>
     Promise.all(
-      [...workers].map(
+      [...ready].map(
         (worker) =>
           new Promise<T>((resolve) => {
             const id = nextId++;
-            const timer = setTimeout(() => {
-              worker.off('message', onMessage);
-              resolve({ type: 'timeout', id } as T);
-            }, timeoutMs);
-            const onMessage = (m: T): void => {
-              if (m.id !== id) return;
+            const finish = (reply: T): void => {
               clearTimeout(timer);
               worker.off('message', onMessage);
-              resolve(m);
+              worker.off('exit', onExit);
+              resolve(reply);
             };
+            const timer = setTimeout(() => finish({ type: 'timeout', id } as T), timeoutMs);
+            const onMessage = (m: T): void => {
+              if (m.id === id) finish(m);
+            };
+            // A worker that dies meanwhile will not answer.
+            const onExit = (): void => finish({ type: 'exited', id } as T);
             worker.on('message', onMessage);
-            worker.send({ type, id });
+            worker.once('exit', onExit);
+            if (worker.isConnected()) worker.send({ type, id });
+            else finish({ type: 'exited', id } as T);
           }),
       ),
     );
@@ -275,6 +288,7 @@ async function runPrimary(configPath: string, config: DancegateConfig, version: 
         readiness: async () => {
           const replies = await ask<WorkerReply>('dancegate:status');
           const ok = replies.length === config.workers && replies.every((r) => r.ready?.ready === true);
+          // (a worker still starting after a restart is not counted: not ready)
           return {
             ready: !shuttingDown && ok,
             checks: { workers: { ok, detail: `${replies.filter((r) => r.ready?.ready).length}/${config.workers} workers ready` } },
@@ -318,8 +332,9 @@ async function runPrimary(configPath: string, config: DancegateConfig, version: 
       if (shuttingDown) return;
       shuttingDown = true;
       logger.info({ event: 'shutdown', signal: why }, 'draining every worker');
+      // Ready workers drain; one still starting gets the message as soon as it is ready.
       const exits = [...workers].map((w) => new Promise<number>((r) => w.once('exit', (code) => r(code ?? 1))));
-      for (const w of workers) w.send({ type: 'dancegate:shutdown' });
+      for (const w of ready) w.send({ type: 'dancegate:shutdown' });
       void Promise.all(exits).then(async (codes) => {
         await admin?.close();
         const code = codes.every((c) => c === 0) ? 0 : 1;

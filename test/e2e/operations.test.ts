@@ -8,7 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
@@ -91,8 +91,9 @@ interface Ports {
   admin: number;
 }
 
-function configText(ports: Ports, options: { allow?: string; workers?: number; log: string; drainMs?: number }): string {
+function configText(ports: Ports, options: { allow?: string; workers?: number; log: string; drainMs?: number; watch?: boolean }): string {
   return `workers: ${options.workers ?? 1}
+reload: { watch: ${options.watch ?? false} }
 admin: { listen: "127.0.0.1:${ports.admin}" }
 log: { destination: ${options.log} }
 shutdown: { drainTimeoutMs: ${options.drainMs ?? 10000} }
@@ -129,7 +130,7 @@ class Instance {
     child.stderr?.on('data', (d: Buffer) => (this.stderr += d.toString()));
   }
 
-  static async start(name: string, options: { allow?: string; workers?: number; drainMs?: number } = {}): Promise<Instance> {
+  static async start(name: string, options: { allow?: string; workers?: number; drainMs?: number; watch?: boolean } = {}): Promise<Instance> {
     const ports = { http: await freePort(), tcp: await freePort(), admin: await freePort() };
     const configFile = join(fx.dir, `${name}.yaml`);
     const logFile = join(fx.dir, `${name}.log`);
@@ -379,6 +380,22 @@ describe('reload', () => {
   });
 });
 
+describe('reload on file change (reload.watch)', () => {
+  it('replacing the file (write elsewhere, rename over it) reloads', async () => {
+    const dg = await Instance.start('watched', { watch: true });
+    try {
+      expect((await get(dg.ports.http, fx.certs.b)).status).toBe(200);
+      const temporary = `${dg.configFile}.new`;
+      await writeFile(temporary, configText(dg.ports, { allow: `'${A}'`, log: dg.logFile, watch: true }));
+      await rename(temporary, dg.configFile);
+      await untilTrue('generation 2', async () => (await dg.metric('dancegate_config_generation')) === 2);
+      expect((await get(dg.ports.http, fx.certs.b)).status).toBe(403);
+    } finally {
+      await dg.stop();
+    }
+  }, 30_000);
+});
+
 describe('graceful shutdown', () => {
   it('SIGTERM lets an in-flight HTTP request finish, refuses new connections, and exits 0', async () => {
     const dg = await Instance.start('drain');
@@ -429,8 +446,19 @@ describe('workers: 2', () => {
       expect(status.role).toBe('primary');
       expect(status.workers.map((w) => w.role)).toEqual(['worker', 'worker']);
       expect(new Set(status.workers.map((w) => w.pid))).toEqual(pids);
+
+      // A worker that dies is replaced, and the service goes on.
+      const victim = [...pids][0] as number;
+      process.kill(victim, 'SIGKILL');
+      await untilTrue('a replacement worker', async () => {
+        const s = JSON.parse((await dg.admin('/status')).body) as { workers: Array<{ pid?: number }> };
+        return s.workers.length === 2 && s.workers.every((w) => w.pid !== undefined && w.pid !== victim);
+      }, 30_000);
+      expect((await get(dg.ports.http, fx.certs.a)).status).toBe(200);
+      expect((await dg.logLines()).some((l) => l.event === 'worker-exit' && l.workerPid === victim && l.signal === 'SIGKILL')).toBe(true);
     } finally {
-      expect(await dg.stop()).toBe(0);
+      const exitCode = await dg.stop();
+      expect(exitCode).toBe(0);
     }
   }, 60_000);
 });
