@@ -458,7 +458,9 @@ describe('workers: 2', () => {
       expect((await dg.logLines()).some((l) => l.event === 'worker-exit' && l.workerPid === victim && l.signal === 'SIGKILL')).toBe(true);
     } finally {
       const exitCode = await dg.stop();
-      expect(exitCode).toBe(0);
+      // On failure, say what the processes logged about themselves.
+      const events = (await dg.logLines()).filter((l) => l.msg !== 'connection decision');
+      expect(exitCode, `${JSON.stringify(events)}\n${dg.stderr}`).toBe(0);
     }
   }, 60_000);
 });
