@@ -22,6 +22,7 @@ import { formatTlsaRdata, tlsaRecordForCertificate } from '../../src/dane/tlsa.j
 import type { DecisionRecord } from '../../src/proxy/decision-log.js';
 import { startProxy, type RunningProxy } from '../../src/proxy/proxy.js';
 import { stallingTls12Hello } from '../lab/client-hello-builder.js';
+import { waitUntil } from '../lab/wait.js';
 import { freePort, startDnssecLab, type DnsLab } from '../lab/dnssec-lab.js';
 import { startSilentDns, type SilentDns } from '../lab/silent-dns.js';
 
@@ -30,13 +31,6 @@ const SNI = 'api.proxy.test';
 const LEGIT = 'legit._device.clients.test';
 const HOSTILE_CONNECTIONS = 30;
 
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe('abuse resistance under a small hostile load', () => {
   let dir: string;
@@ -124,10 +118,10 @@ listeners:
       socket.write(stallingTls12Hello(SNI, `h${i}.slow.test`));
       hostile.push(socket);
     }
-    await until('the gate to refuse the surplus', () => (proxy.gate?.stats().refused.zoneQueueFull ?? 0) === HOSTILE_CONNECTIONS - 4);
+    await waitUntil('the gate to refuse the surplus', () => (proxy.gate?.stats().refused.zoneQueueFull ?? 0) === HOSTILE_CONNECTIONS - 4);
     expect(proxy.gate?.stats()).toMatchObject({ inFlight: 2, queued: 2, zonesSaturated: 1 });
     // Only the two in flight reached Unbound.
-    await until('Unbound to log the two queries', async () => (await lab.clientQueries()).length >= 2);
+    await waitUntil('Unbound to log the two queries', async () => (await lab.clientQueries()).length >= 2);
     expect((await lab.clientQueries()).filter((q) => q.name.endsWith('slow.test')).length).toBe(2);
     // The stalled handshakes are all held, none decided yet.
     expect(proxy.admission.handshakesInProgress).toBe(HOSTILE_CONNECTIONS);
@@ -160,13 +154,13 @@ listeners:
       await once(s, 'connect');
       held.push(s);
     }
-    await until('five handshakes to be held', () => proxy.admission.handshakesInProgress === HOSTILE_CONNECTIONS + 5);
+    await waitUntil('five handshakes to be held', () => proxy.admission.handshakesInProgress === HOSTILE_CONNECTIONS + 5);
     const sixth = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.2.1' });
     sixth.on('error', () => undefined);
     await once(sixth, 'close');
     expect(decisions.at(-1)).toMatchObject({ outcome: 'refused', reason: 'handshake-budget-ip', source: expect.stringMatching(/^127\.0\.2\.1:/) });
     for (const s of held) s.destroy();
-    await until('the budget to be released', () => proxy.admission.handshakesInProgress === HOSTILE_CONNECTIONS);
+    await waitUntil('the budget to be released', () => proxy.admission.handshakesInProgress === HOSTILE_CONNECTIONS);
   });
 
   it('penalty box: an address that fails three times is refused outright afterwards', async () => {
@@ -188,9 +182,9 @@ listeners:
   it('when the hostile clients go away, their queued lookups are dropped without a query', async () => {
     await lab.resetQueryLog();
     for (const s of hostile) s.destroy();
-    await until('the queue to empty', () => proxy.gate?.stats().queued === 0);
+    await waitUntil('the queue to empty', () => proxy.gate?.stats().queued === 0);
     expect(proxy.gate?.stats().cancelled).toBe(2);
-    await until('the handshake budget to be free', () => proxy.admission.handshakesInProgress === 0);
+    await waitUntil('the handshake budget to be free', () => proxy.admission.handshakesInProgress === 0);
     // The two queued names were never asked.
     const asked = (await lab.clientQueries()).map((q) => q.name);
     expect(asked.filter((n) => /^h(2|3)\.slow\.test$/.test(n))).toEqual([]);

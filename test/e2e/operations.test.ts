@@ -19,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
 import { parseCertificateDer } from '../../src/dane/certificate.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../../src/dane/tlsa.js';
+import { waitUntil } from '../lab/wait.js';
 import { freePort } from '../lab/dnssec-lab.js';
 
 const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
@@ -199,13 +200,6 @@ function get(port: number, cert: IssuedCertificate | undefined, path = '/'): Pro
   });
 }
 
-async function untilTrue(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('one process', () => {
   let dg: Instance;
@@ -262,7 +256,7 @@ describe('one process', () => {
   });
 
   it('decision log lines, field by field, one per refusal reason', async () => {
-    await untilTrue('the log file', async () => (await dg.logLines()).filter((l) => l.msg === 'connection decision').length >= 5);
+    await waitUntil('the log file', async () => (await dg.logLines()).filter((l) => l.msg === 'connection decision').length >= 5);
     const decisions = (await dg.logLines()).filter((l) => l.msg === 'connection decision');
     const byReason = (reason: string): Record<string, unknown> | undefined => decisions.find((d) => d.reason === reason);
     const common = {
@@ -311,7 +305,7 @@ describe('one process', () => {
     raw.on('error', () => undefined);
     await once(raw, 'connect');
     raw.end('GET / HTTP/1.1\r\n\r\n');
-    await untilTrue('the invalid-hello line', async () => (await dg.logLines()).some((l) => l.reason === 'client-hello-invalid'));
+    await waitUntil('the invalid-hello line', async () => (await dg.logLines()).some((l) => l.reason === 'client-hello-invalid'));
     expect((await dg.logLines()).find((l) => l.reason === 'client-hello-invalid')).toEqual({
       level: 'info',
       time: expect.any(String),
@@ -345,15 +339,15 @@ describe('reload', () => {
     session.on('data', (d: Buffer) => (echoed += d.toString()));
     await once(session, 'secureConnect');
     session.write('before\n');
-    await untilTrue('the first echo', async () => echoed === 'before\n');
+    await waitUntil('the first echo', async () => echoed === 'before\n');
 
     await writeFile(dg.configFile, configText(dg.ports, { allow: `'${A}'`, log: dg.logFile }));
     dg.child.kill('SIGHUP');
-    await untilTrue('generation 2', async () => (await dg.metric('dancegate_config_generation')) === 2);
+    await waitUntil('generation 2', async () => (await dg.metric('dancegate_config_generation')) === 2);
 
     // The established session of B, no longer allowed, goes on.
     session.write('after\n');
-    await untilTrue('the second echo', async () => echoed === 'before\nafter\n');
+    await waitUntil('the second echo', async () => echoed === 'before\nafter\n');
     // New connections follow the new allowlist.
     expect((await get(dg.ports.http, fx.certs.b)).status).toBe(403);
     expect(await get(dg.ports.http, fx.certs.a)).toEqual({ status: 200, body: `hello ${A}` });
@@ -367,7 +361,7 @@ describe('reload', () => {
   it('an invalid configuration on SIGHUP is rejected as a whole; the old one keeps working', async () => {
     await writeFile(dg.configFile, `${configText(dg.ports, { allow: `'${B}'`, log: dg.logFile })}bogus: true\n`);
     dg.child.kill('SIGHUP');
-    await untilTrue('the failure to be counted', async () => (await dg.metric('dancegate_config_reloads_total{result="failure"}')) === 1);
+    await waitUntil('the failure to be counted', async () => (await dg.metric('dancegate_config_reloads_total{result="failure"}')) === 1);
     expect(await dg.metric('dancegate_config_last_reload_successful')).toBe(0);
     expect(await dg.metric('dancegate_config_generation')).toBe(2);
     // Still the allowlist of generation 2: A allowed, B refused.
@@ -388,7 +382,7 @@ describe('reload on file change (reload.watch)', () => {
       const temporary = `${dg.configFile}.new`;
       await writeFile(temporary, configText(dg.ports, { allow: `'${A}'`, log: dg.logFile, watch: true }));
       await rename(temporary, dg.configFile);
-      await untilTrue('generation 2', async () => (await dg.metric('dancegate_config_generation')) === 2);
+      await waitUntil('generation 2', async () => (await dg.metric('dancegate_config_generation')) === 2);
       expect((await get(dg.ports.http, fx.certs.b)).status).toBe(403);
     } finally {
       await dg.stop();
@@ -400,9 +394,9 @@ describe('graceful shutdown', () => {
   it('SIGTERM lets an in-flight HTTP request finish, refuses new connections, and exits 0', async () => {
     const dg = await Instance.start('drain');
     const inFlight = get(dg.ports.http, fx.certs.a, '/slow');
-    await untilTrue('the request to be in flight', async () => (await dg.metric('dancegate_open_connections')) === 1);
+    await waitUntil('the request to be in flight', async () => (await dg.metric('dancegate_open_connections')) === 1);
     dg.child.kill('SIGTERM');
-    await untilTrue('the listener to close', async () => {
+    await waitUntil('the listener to close', async () => {
       const probe = net.connect(dg.ports.http, '127.0.0.1');
       const refused = await new Promise<boolean>((resolve) => {
         probe.once('connect', () => resolve(false));
@@ -438,7 +432,7 @@ describe('workers: 2', () => {
       const requests = 24;
       for (let i = 0; i < requests; i++) expect((await get(dg.ports.http, fx.certs.a)).status).toBe(200);
       expect(await dg.metric('dancegate_connections_total{listener="api",outcome="forwarded",reason="authenticated"}')).toBe(requests);
-      await untilTrue('the decision lines', async () => (await dg.logLines()).filter((l) => l.msg === 'connection decision').length === requests);
+      await waitUntil('the decision lines', async () => (await dg.logLines()).filter((l) => l.msg === 'connection decision').length === requests);
       const pids = new Set((await dg.logLines()).filter((l) => l.msg === 'connection decision').map((l) => l.pid));
       expect(pids.size).toBe(2);
       expect(pids.has(dg.child.pid)).toBe(false);
@@ -450,7 +444,7 @@ describe('workers: 2', () => {
       // A worker that dies is replaced, and the service goes on.
       const victim = [...pids][0] as number;
       process.kill(victim, 'SIGKILL');
-      await untilTrue('a replacement worker', async () => {
+      await waitUntil('a replacement worker', async () => {
         const s = JSON.parse((await dg.admin('/status')).body) as { workers: Array<{ pid?: number }> };
         return s.workers.length === 2 && s.workers.every((w) => w.pid !== undefined && w.pid !== victim);
       }, 30_000);
