@@ -43,6 +43,11 @@ export interface DnsLab {
   readonly dotPort: number | undefined;
   readonly authoritative: { readonly host: '127.0.0.1'; readonly port: number };
   readonly dir: string;
+  /**
+   * Replace a zone's records (same origin, same keys), re-sign it and make
+   * NSD load it (SIGHUP). Unbound keeps what it cached until the TTLs run out.
+   */
+  updateZone(origin: string, records: readonly string[]): Promise<void>;
   /** Questions clients asked Unbound since start or the last reset (from Unbound's query log). */
   clientQueries(): Promise<Array<{ name: string; type: string }>>;
   resetQueryLog(): Promise<void>;
@@ -81,12 +86,17 @@ export async function freePort(): Promise<number> {
   return address.port;
 }
 
-async function signZone(dir: string, zone: LabZone, zoneFile: string): Promise<{ signedFile: string; ds: string }> {
+interface ZoneKeys {
+  readonly ksk: string;
+  readonly zsk: string;
+}
+
+async function signZone(dir: string, zone: LabZone, zoneFile: string, existing?: ZoneKeys): Promise<{ signedFile: string; ds: string; keys?: ZoneKeys }> {
   if (zone.signing === 'unsigned') return { signedFile: zoneFile, ds: '' };
   const alg = ALGORITHM_NAMES[zone.signing.algorithm];
   const bits = alg.startsWith('RSA') ? ['-b', '2048'] : [];
-  const ksk = (await run('ldns-keygen', ['-a', alg, ...bits, '-k', zone.origin], { cwd: dir })).stdout.trim();
-  const zsk = (await run('ldns-keygen', ['-a', alg, ...bits, zone.origin], { cwd: dir })).stdout.trim();
+  const ksk = existing?.ksk ?? (await run('ldns-keygen', ['-a', alg, ...bits, '-k', zone.origin], { cwd: dir })).stdout.trim();
+  const zsk = existing?.zsk ?? (await run('ldns-keygen', ['-a', alg, ...bits, zone.origin], { cwd: dir })).stdout.trim();
   const signedFile = `${zoneFile}.signed`;
   const dates = zone.expiredSignatures ? ['-i', '20200101000000', '-e', '20200201000000'] : [];
   await run('ldns-signzone', ['-n', '-t', '0', '-s', '', ...dates, '-f', signedFile, zoneFile, ksk, zsk], { cwd: dir });
@@ -100,7 +110,20 @@ async function signZone(dir: string, zone: LabZone, zoneFile: string): Promise<{
     await writeFile(signedFile, lines.join('\n'));
   }
   const ds = await readFile(join(dir, `${ksk}.ds`), 'utf8');
-  return { signedFile, ds };
+  return { signedFile, ds, keys: { ksk, zsk } };
+}
+
+function zoneText(zone: LabZone, serial: number): string {
+  const minimum = zone.soaMinimum ?? 60;
+  return [
+    `$ORIGIN ${zone.origin}.`,
+    '$TTL 300',
+    `@ IN SOA ns.${zone.origin}. hostmaster.${zone.origin}. ${serial} 3600 600 86400 ${minimum}`,
+    `@ IN NS ns.${zone.origin}.`,
+    'ns IN A 127.0.0.1',
+    ...zone.records,
+    '',
+  ].join('\n');
 }
 
 async function waitForAnswer(port: number, name: string, child: ChildProcess, logFile: string, what: string): Promise<void> {
@@ -145,22 +168,12 @@ export async function startDnssecLab(zones: readonly LabZone[], options: LabOpti
   try {
     const anchors: string[] = [];
     const nsdZones: string[] = [];
+    const signed = new Map<string, { zone: LabZone; zoneFile: string; keys: ZoneKeys | undefined; serial: number }>();
     for (const zone of zones) {
       const zoneFile = join(dir, `${zone.origin}.zone`);
-      const minimum = zone.soaMinimum ?? 60;
-      await writeFile(
-        zoneFile,
-        [
-          `$ORIGIN ${zone.origin}.`,
-          '$TTL 300',
-          `@ IN SOA ns.${zone.origin}. hostmaster.${zone.origin}. 1 3600 600 86400 ${minimum}`,
-          `@ IN NS ns.${zone.origin}.`,
-          'ns IN A 127.0.0.1',
-          ...zone.records,
-          '',
-        ].join('\n'),
-      );
-      const { signedFile, ds } = await signZone(dir, zone, zoneFile);
+      await writeFile(zoneFile, zoneText(zone, 1));
+      const { signedFile, ds, keys } = await signZone(dir, zone, zoneFile);
+      signed.set(zone.origin, { zone, zoneFile, keys, serial: 1 });
       if (ds) anchors.push(ds.trim());
       nsdZones.push(`zone:\n  name: "${zone.origin}"\n  zonefile: "${signedFile}"\n`);
     }
@@ -265,6 +278,23 @@ export async function startDnssecLab(zones: readonly LabZone[], options: LabOpti
           queries.push({ name: (match[1] as string).toLowerCase(), type: match[2] as string });
         }
         return queries;
+      },
+      async updateZone(origin: string, records: readonly string[]) {
+        const entry = signed.get(origin);
+        if (!entry) throw new Error(`no zone ${origin} in the lab`);
+        entry.serial++;
+        entry.zone = { ...entry.zone, records };
+        await writeFile(entry.zoneFile, zoneText(entry.zone, entry.serial));
+        await signZone(dir, entry.zone, entry.zoneFile, entry.keys);
+        nsd.kill('SIGHUP');
+        // NSD has the new zone once it serves the new serial.
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+          const { stdout } = await run('dig', ['+short', '+time=1', '+tries=1', '@127.0.0.1', '-p', String(nsdPort), `${origin}.`, 'SOA']);
+          if (stdout.split(/\s+/)[2] === String(entry.serial)) return;
+          if (Date.now() > deadline) throw new Error(`NSD did not load serial ${entry.serial} of ${origin}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
       },
       async resetQueryLog() {
         logOffset = (await stat(unboundLog)).size;
