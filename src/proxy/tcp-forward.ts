@@ -78,40 +78,50 @@ export function forwardTcp(client: tls.TLSSocket, context: ConnectionContext, ob
     client.destroy();
     return;
   }
-  const upstream: net.Socket =
-    up.protocol === 'tls'
-      ? tls.connect({
-          host: up.host,
-          port: up.port,
-          servername: up.tls?.serverName ?? (net.isIP(up.host) ? undefined : up.host),
-          ca: up.tls?.caPem,
-          cert: up.tls?.certPem,
-          key: up.tls?.keyPem,
-        })
-      : net.connect({ host: up.host, port: up.port, allowHalfOpen: true });
+  // The PROXY header goes first on the TCP connection, before any TLS (as HAProxy's send-proxy
+  // does and FreeRADIUS's RadSec listener expects); then the upstream TLS handshake, if any.
+  const tcp = net.connect({ host: up.host, port: up.port, allowHalfOpen: true });
+  let upstream: net.Socket = tcp;
   let connected = false;
   // Connect (and upstream TLS handshake) deadline; afterwards the client side's idle timeout governs.
-  upstream.setTimeout(UPSTREAM_CONNECT_TIMEOUT_MS, () => {
+  const deadline = setTimeout(() => {
     if (!connected) upstream.destroy(new Error(`no connection within ${UPSTREAM_CONNECT_TIMEOUT_MS} ms`));
-  });
-  upstream.once(up.protocol === 'tls' ? 'secureConnect' : 'connect', () => {
+  }, UPSTREAM_CONNECT_TIMEOUT_MS);
+  deadline.unref();
+  const ready = (): void => {
     connected = true;
+    clearTimeout(deadline);
     observer.upstreamConnected?.(listener, (performance.now() - started) / 1000);
-    upstream.setTimeout(0);
-    if (header) upstream.write(header);
     client.pipe(upstream);
     upstream.pipe(client);
     client.resume();
+  };
+  tcp.once('connect', () => {
+    if (header) tcp.write(header);
+    if (up.protocol !== 'tls') return ready();
+    const secured = tls.connect({
+      socket: tcp,
+      servername: up.tls?.serverName ?? (net.isIP(up.host) ? undefined : up.host),
+      ca: up.tls?.caPem,
+      cert: up.tls?.certPem,
+      key: up.tls?.keyPem,
+    });
+    upstream = secured;
+    wire(secured);
+    secured.once('secureConnect', ready);
   });
-  upstream.on('error', (err) => {
-    if (!connected) onUpstreamError(`${up.url}: ${err.message}`);
-    client.destroy();
-  });
-  client.on('error', () => upstream.destroy());
-  upstream.on('close', () => {
-    if (!client.destroyed && client.writableEnded !== true) client.end();
-    setTimeout(() => client.destroy(), 5000).unref();
-  });
-  client.on('close', () => upstream.destroy());
-  upstream.setNoDelay(true);
+  const wire = (socket: net.Socket): void => {
+    socket.on('error', (err) => {
+      if (!connected) onUpstreamError(`${up.url}: ${err.message}`);
+      client.destroy();
+    });
+    client.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      if (!client.destroyed && client.writableEnded !== true) client.end();
+      setTimeout(() => client.destroy(), 5000).unref();
+    });
+    client.on('close', () => socket.destroy());
+    socket.setNoDelay(true);
+  };
+  wire(tcp);
 }

@@ -30,31 +30,38 @@ async function startProxyAwareBackend(
 ): Promise<{ port: number; headers: Array<Extract<ProxyParse, { status: 'complete' }>>; peers: string[]; close(): Promise<void> }> {
   const headers: Array<Extract<ProxyParse, { status: 'complete' }>> = [];
   const peers: string[] = [];
-  const onConnection = (socket: net.Socket): void => {
-    if (socket instanceof tls.TLSSocket) peers.push(String(socket.getPeerCertificate().subject?.CN ?? '(none)'));
+  const secureContext = tlsOptions ? tls.createSecureContext(tlsOptions) : undefined;
+  /** After the PROXY header: echo upper-cased (inside TLS when this backend speaks TLS, as FreeRADIUS's RadSec listener does). */
+  const serve = (socket: net.Socket, rest: Buffer): void => {
+    if (rest.length > 0) socket.unshift(rest);
+    const stream: net.Socket = secureContext
+      ? new tls.TLSSocket(socket, { isServer: true, secureContext, requestCert: tlsOptions?.requestCert, rejectUnauthorized: tlsOptions?.rejectUnauthorized })
+      : socket;
+    if (stream instanceof tls.TLSSocket) stream.once('secure', () => peers.push(String(stream.getPeerCertificate().subject?.CN ?? '(none)')));
+    stream.on('data', (chunk: Buffer) => stream.write(chunk.toString().toUpperCase()));
+    stream.on('end', () => stream.end('BYE\n'));
+    stream.on('error', () => undefined);
+    // The TLS socket takes the buffered bytes over; resuming the raw socket here would hand them to nobody.
+    if (stream === socket) socket.resume();
+  };
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     let buffered = Buffer.alloc(0);
-    let headerDone = false;
-    socket.on('data', (chunk: Buffer) => {
-      if (headerDone) {
-        socket.write(chunk.toString().toUpperCase());
-        return;
-      }
+    socket.on('error', () => undefined);
+    const onData = (chunk: Buffer): void => {
       buffered = Buffer.concat([buffered, chunk]);
       const parsed = parseProxyHeader(buffered);
       if (parsed.status === 'incomplete') return;
+      socket.off('data', onData);
+      socket.pause();
       if (parsed.status !== 'complete') {
         socket.destroy();
         return;
       }
       headers.push(parsed);
-      headerDone = true;
-      const rest = buffered.subarray(parsed.headerBytes);
-      if (rest.length > 0) socket.write(rest.toString().toUpperCase());
-    });
-    socket.on('end', () => socket.end('BYE\n'));
-    socket.on('error', () => undefined);
-  };
-  const server = tlsOptions ? tls.createServer(tlsOptions, onConnection) : net.createServer({ allowHalfOpen: true }, onConnection);
+      serve(socket, buffered.subarray(parsed.headerBytes));
+    };
+    socket.on('data', onData);
+  });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return {
@@ -242,7 +249,7 @@ ${listener('direct', ports.direct as number, `tcp://127.0.0.1:${backend.port}`, 
     expect(decisions[0]?.source).toBe(`127.0.0.1:${source?.sourcePort}`);
   });
 
-  it('re-originates TLS to the upstream with its own CA, client certificate and server name, PROXY v1 inside', async () => {
+  it('re-originates TLS to the upstream with its own CA, client certificate and server name, after a PROXY v1 line in the clear', async () => {
     const r = await sClient(ports.tlsUpstream as number, dir, 'client', 'access-request');
     expect(r.output).toBe('ACCESS-REQUEST\n');
     expect(tlsBackend.peers).toEqual(['dancegate-to-backend']);
