@@ -228,6 +228,9 @@ async function runPrimary(configPath: string, config: DancegateConfig, version: 
   /** Workers that have bound their listeners and answer messages. */
   const ready = new Set<Worker>();
   let listeners: Array<{ name: string; host: string; port: number; mode: string }> = [];
+  // Workers accept connections themselves (the kernel spreads them); with Node's default round-robin
+  // the primary would accept every connection and pass it over IPC, which halves the handshake rate.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ exec: process.argv[1] ?? '', args: ['serve', '-c', configPath], silent: false });
 
   let restarts = 0;

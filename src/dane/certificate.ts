@@ -74,13 +74,105 @@ export function extractSpki(der: Buffer): Buffer {
   return der.subarray(pos, spki.end);
 }
 
-export function parseCertificateDer(input: Uint8Array): ParsedCertificate {
+/** What @peculiar/x509 gives us: everything but the SPKI, DER, digest and SAN names. */
+type CertificateDetails = Pick<ParsedCertificate, 'subject' | 'issuer' | 'notBefore' | 'notAfter' | 'isCA' | 'pathLength' | 'keyCertSign'> & {
+  readonly dnsNames: readonly string[];
+};
+
+function parseDetails(der: Buffer): CertificateDetails {
+  let peculiar: x509.X509Certificate;
+  try {
+    peculiar = new x509.X509Certificate(der);
+  } catch (err) {
+    throw new CertificateParseError(`not a DER X.509 certificate: ${(err as Error).message}`);
+  }
+  const san = peculiar.getExtension(x509.SubjectAlternativeNameExtension);
+  const basic = peculiar.getExtension(x509.BasicConstraintsExtension);
+  const keyUsage = peculiar.getExtension(x509.KeyUsagesExtension);
+  return {
+    subject: peculiar.subject,
+    issuer: peculiar.issuer,
+    notBefore: peculiar.notBefore,
+    notAfter: peculiar.notAfter,
+    dnsNames: san ? san.names.items.filter((n) => n.type === 'dns').map((n) => n.value.toLowerCase()) : [],
+    isCA: basic?.ca ?? false,
+    pathLength: basic?.ca ? basic.pathLength : undefined,
+    keyCertSign: keyUsage ? (keyUsage.usages & x509.KeyUsageFlags.keyCertSign) !== 0 : undefined,
+  };
+}
+
+/**
+ * SAN dNSNames from OpenSSL's rendering ("DNS:a, DNS:b, IP Address:…"), or
+ * undefined when a value is quoted (it held a comma, quote or control
+ * character) and only a real ASN.1 parse can be trusted.
+ */
+function dnsNamesFromNode(node: NodeX509Certificate): string[] | undefined {
+  const san = node.subjectAltName;
+  if (san === undefined) return [];
+  if (san.includes('"')) return undefined;
+  return san
+    .split(', ')
+    .filter((entry) => entry.startsWith('DNS:'))
+    .map((entry) => entry.slice(4).toLowerCase());
+}
+
+/** A parsed certificate whose @peculiar/x509 details are read on first use (they cost most of the parse). */
+class LazyCertificate implements ParsedCertificate {
+  private details: CertificateDetails | undefined;
+  readonly sha256Hex: string;
+  readonly dnsNames: readonly string[];
+
+  constructor(
+    readonly der: Buffer,
+    readonly spki: Buffer,
+    readonly node: NodeX509Certificate,
+  ) {
+    this.sha256Hex = createHash('sha256').update(der).digest('hex');
+    this.dnsNames = dnsNamesFromNode(node) ?? this.get().dnsNames;
+  }
+
+  /** Throws CertificateParseError when @peculiar/x509 cannot read what OpenSSL could. */
+  private get(): CertificateDetails {
+    this.details ??= parseDetails(this.der);
+    return this.details;
+  }
+
+  get subject(): string {
+    return this.get().subject;
+  }
+  get issuer(): string {
+    return this.get().issuer;
+  }
+  get notBefore(): Date {
+    return this.get().notBefore;
+  }
+  get notAfter(): Date {
+    return this.get().notAfter;
+  }
+  get isCA(): boolean {
+    return this.get().isCA;
+  }
+  get pathLength(): number | undefined {
+    return this.get().pathLength;
+  }
+  get keyCertSign(): boolean | undefined {
+    return this.get().keyCertSign;
+  }
+}
+
+/**
+ * Parse a DER certificate: size, framing (no trailing bytes), SPKI and
+ * OpenSSL's parse are checked now. With `lazy`, the rest (names, dates,
+ * constraints) is parsed on first use, and a failure then throws
+ * CertificateParseError from the property; the proxy's hot path (DANE-EE)
+ * never needs it. Without, everything is parsed and checked at once.
+ */
+export function parseCertificateDer(input: Uint8Array, options: { lazy?: boolean } = {}): ParsedCertificate {
   if (input.length > MAX_CERTIFICATE_BYTES) {
     throw new CertificateParseError(`certificate is ${input.length} bytes; the limit is ${MAX_CERTIFICATE_BYTES}`);
   }
   const der = Buffer.from(input);
   let node: NodeX509Certificate;
-  let peculiar: x509.X509Certificate;
   let spki: Buffer;
   try {
     const outer = readTlv(der, 0);
@@ -90,28 +182,12 @@ export function parseCertificateDer(input: Uint8Array): ParsedCertificate {
     }
     spki = Buffer.from(extractSpki(der));
     node = new NodeX509Certificate(der);
-    peculiar = new x509.X509Certificate(der);
   } catch (err) {
     throw new CertificateParseError(`not a DER X.509 certificate: ${(err as Error).message}`);
   }
-  const san = peculiar.getExtension(x509.SubjectAlternativeNameExtension);
-  const dnsNames = san ? san.names.items.filter((n) => n.type === 'dns').map((n) => n.value.toLowerCase()) : [];
-  const basic = peculiar.getExtension(x509.BasicConstraintsExtension);
-  const keyUsage = peculiar.getExtension(x509.KeyUsagesExtension);
-  return {
-    der,
-    spki,
-    node,
-    subject: peculiar.subject,
-    issuer: peculiar.issuer,
-    notBefore: peculiar.notBefore,
-    notAfter: peculiar.notAfter,
-    dnsNames,
-    isCA: basic?.ca ?? false,
-    pathLength: basic?.ca ? basic.pathLength : undefined,
-    keyCertSign: keyUsage ? (keyUsage.usages & x509.KeyUsageFlags.keyCertSign) !== 0 : undefined,
-    sha256Hex: createHash('sha256').update(der).digest('hex'),
-  };
+  const cert = new LazyCertificate(der, spki, node);
+  if (!options.lazy) void cert.subject;
+  return cert;
 }
 
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;

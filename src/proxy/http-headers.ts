@@ -63,7 +63,7 @@ const HOP_BY_HOP = ['keep-alive', 'proxy-connection', 'proxy-authorization', 'pr
  * Remove `Connection` and every header it names (a client could name our
  * identity header there, so that a proxy behind us deletes it), and the
  * other hop-by-hop headers. `Upgrade` survives for WebSocket handshakes,
- * `close` so that the client's connection closes as it asked.
+ * `close` and `keep-alive` so that the client's connection lives as it asked.
  */
 function stripHopByHop(headers: IncomingHttpHeaders): void {
   const connection = headers.connection;
@@ -72,12 +72,14 @@ function stripHopByHop(headers: IncomingHttpHeaders): void {
     .map((t) => normalizedName(t.trim()))
     .filter((t) => t.length > 0);
   const upgrading = named.includes('upgrade') && headers.upgrade !== undefined;
-  const drop = new Set([...named.filter((t) => t !== 'upgrade' && t !== 'close'), ...HOP_BY_HOP, 'connection']);
+  const drop = new Set([...named.filter((t) => t !== 'upgrade' && t !== 'close' && t !== 'keep-alive'), ...HOP_BY_HOP, 'connection']);
   for (const key of Object.keys(headers)) if (drop.has(normalizedName(key))) delete headers[key];
-  // What Connection may still say: upgrade (WebSocket) or close (http-proxy copies it to the response,
-  // and without it Node would keep the client's connection open against its wish).
+  // What Connection may still say: upgrade (WebSocket), close or keep-alive. http-proxy copies it to
+  // the response: without close Node would keep a connection the client wants closed, and without
+  // keep-alive an HTTP/1.0 client (ab, old devices) would get 'Connection: close' after every request.
   if (upgrading) headers.connection = 'upgrade';
   else if (named.includes('close')) headers.connection = 'close';
+  else if (named.includes('keep-alive')) headers.connection = 'keep-alive';
 }
 
 export function rewriteIdentityHeaders(headers: IncomingHttpHeaders, identity: ForwardedIdentity, config: HttpModeConfig): void {

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { TlsaCache } from '../dane/cache.js';
-import { parseCertificateDer, type ParsedCertificate } from '../dane/certificate.js';
+import { CertificateParseError, parseCertificateDer, type ParsedCertificate } from '../dane/certificate.js';
 import { MAX_CHAIN_LENGTH } from '../dane/match.js';
 import { TEMPORARY_REASONS, verifyClient, type VerificationReason } from '../dane/verify.js';
 import type { ListenerConfig, RouteConfig } from '../config/types.js';
@@ -114,7 +114,8 @@ function peerChain(socket: tls.TLSSocket): ParsedCertificate[] {
   const seen = new Set<tls.DetailedPeerCertificate>();
   while (cert && cert.raw && !seen.has(cert) && chain.length <= MAX_CHAIN_LENGTH) {
     seen.add(cert);
-    chain.push(parseCertificateDer(cert.raw));
+    // The leaf's names, dates and constraints are parsed only if a check needs them (DANE-EE does not).
+    chain.push(parseCertificateDer(cert.raw, { lazy: chain.length === 0 }));
     cert = cert.issuerCertificate;
   }
   return chain;
@@ -440,10 +441,12 @@ export class DaneListener {
       signal: abort.signal,
     }).catch((err: unknown) => {
       if (socket.destroyed) return undefined;
-      // Not expected (the cache rejects only on abort): fail closed with a reason.
-      return { failed: err instanceof Error ? err.message : String(err) };
+      // A leaf that OpenSSL read but whose details cannot be parsed, or (not expected) a cache failure: fail closed with a reason.
+      return { failed: err instanceof Error ? err.message : String(err), certificate: err instanceof CertificateParseError };
     });
-    if (result !== undefined && 'failed' in result) return refuse('dns-server-error', `verification failed: ${result.failed}`);
+    if (result !== undefined && 'failed' in result) {
+      return refuse(result.certificate ? 'no-matching-record' : 'dns-server-error', `verification failed: ${result.failed}`);
+    }
     if (result === undefined) {
       clearTimeout(deadline);
       record('refused', 'client-closed', 'client went away during verification');

@@ -286,3 +286,20 @@ describe('isIssuedBy', () => {
     expect(isIssuedBy(parsed(child()), parsed(issuer()))).toBe(expected);
   });
 });
+
+describe('parseCertificateDer lazy (the proxy hot path)', () => {
+  it('gives the same fields as the eager parse, SAN names from OpenSSL included', async () => {
+    const cert = await createCertificate({ commonName: 'Multi', dnsNames: ['A.example.test', 'b._device.example.test', 'c.example.test'] });
+    const eager = parseCertificateDer(cert.der);
+    const lazy = parseCertificateDer(cert.der, { lazy: true });
+    expect(lazy.dnsNames).toEqual(['a.example.test', 'b._device.example.test', 'c.example.test']);
+    for (const key of ['dnsNames', 'subject', 'issuer', 'notBefore', 'notAfter', 'isCA', 'pathLength', 'keyCertSign', 'sha256Hex'] as const) {
+      expect(lazy[key]).toEqual(eager[key]);
+    }
+    expect(lazy.spki.equals(eager.spki)).toBe(true);
+  });
+
+  it('still refuses at once what OpenSSL or the framing refuses', () => {
+    expect(() => parseCertificateDer(Buffer.from([0x30, 0x03, 1, 2, 3]), { lazy: true })).toThrow(CertificateParseError);
+  });
+});

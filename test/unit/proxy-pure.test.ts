@@ -143,11 +143,17 @@ describe('rewriteIdentityHeaders against smuggling', () => {
   it.each([
     ['underscore variants (CGI/WSGI fold _ into -)', { 'x-dane_client-id': 'admin', x_dane_status: 'authenticated', client_cert: ':Zm9v:', 'x-forwarded_for': '1.2.3.4' }],
     ['hop-by-hop headers', { 'keep-alive': 'timeout=5', 'proxy-connection': 'keep-alive', 'proxy-authorization': 'Basic eA==' }],
-    ['Connection naming headers, ours among them', { connection: 'keep-alive, X-Dane-Status, x-custom', 'x-custom': 'gone' }],
+    ['Connection naming headers, ours among them', { connection: 'X-Dane-Status, x-custom', 'x-custom': 'gone' }],
   ])('strips %s', (_label, sent) => {
     const headers: IncomingHttpHeaders = { accept: '*/*', ...sent };
     rewriteIdentityHeaders(headers, unauthenticated, config);
     expect(headers).toEqual({ accept: '*/*', ...base });
+  });
+
+  it('keeps keep-alive (HTTP/1.0 clients): Connection becomes exactly "keep-alive"', () => {
+    const headers: IncomingHttpHeaders = { connection: 'Keep-Alive, X-Dane-Status', 'x-dane-status': 'forged' };
+    rewriteIdentityHeaders(headers, unauthenticated, config);
+    expect(headers).toEqual({ connection: 'keep-alive', ...base });
   });
 
   it('keeps close: Connection becomes exactly "close"', () => {

@@ -1,0 +1,336 @@
+/**
+ * bench/compare: dancegate against nginx and HAProxy as mTLS front proxies,
+ * on this machine, loopback only, ECDSA P-256 everywhere, the same plain
+ * HTTP backend (an nginx returning "ok") behind every proxy.
+ *
+ *  1. New mTLS handshakes per second: `openssl s_time -new -www /` with a
+ *     client certificate, PARALLEL processes, RUNS runs of SECONDS each, the
+ *     median reported; for dancegate (DANE-EE, warm cache), dancegate with
+ *     its TLSA cache off (every connection asks Unbound), nginx
+ *     (ssl_verify_client on) and HAProxy (verify required), all with as many
+ *     workers/threads as cores. Also the OpenSSL crypto bound for the same
+ *     handshake from `openssl speed`.
+ *  2. Request throughput and latency over kept-alive mTLS connections with
+ *     ApacheBench (`ab -k -E`), and ab against a TLS endpoint that does no
+ *     proxying, to show ab is not the bottleneck.
+ *  3. DANE decision latency per connection (verifyClient through the cache
+ *     and the real resolver), warm and cold, p50/p99.
+ *  4. Memory per idle authenticated connection: CONNECTIONS TCP-mode
+ *     connections held open; dancegate's RSS before and after.
+ *
+ *   npm run bench:compare     (PARALLEL=16 RUNS=3 SECONDS=5 CONNECTIONS=9000)
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import * as net from 'node:net';
+import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import * as tls from 'node:tls';
+import { promisify } from 'node:util';
+import { createCertificate } from '../certs/pki.js';
+import { TlsaCache } from '../src/dane/cache.js';
+import { parseCertificateDer } from '../src/dane/certificate.js';
+import { DnsTlsaResolver } from '../src/dane/resolver.js';
+import { formatTlsaRdata, tlsaRecordForCertificate } from '../src/dane/tlsa.js';
+import { verifyClient } from '../src/dane/verify.js';
+import { freePort, startDnssecLab } from '../test/lab/dnssec-lab.js';
+
+const run = promisify(execFile);
+const PARALLEL = Number(process.env.PARALLEL ?? 16);
+const RUNS = Number(process.env.RUNS ?? 3);
+const SECONDS = Number(process.env.SECONDS ?? 5);
+/**
+ * Idle connections for the memory figure. dancegate holds two descriptors per
+ * connection (client and upstream); this machine's hard descriptor limit is
+ * 20,000 per process, so 9,000 is the most it can hold, not 10,000.
+ */
+const CONNECTIONS = Number(process.env.CONNECTIONS ?? 9_000);
+/** Which parts to run, e.g. PARTS=1,2 (default all). */
+const PARTS = new Set((process.env.PARTS ?? '1,2,3,4').split(',').map(Number));
+/** Which systems, e.g. SYSTEMS=dancegate,nginx (default all). */
+const SYSTEMS = (process.env.SYSTEMS ?? 'dancegate,nginx,haproxy').split(',');
+const CORES = availableParallelism();
+const CLIENT = 'client1._device.bench.test';
+const CLI = join(import.meta.dirname, '../src/cli/main.js');
+
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
+const percentile = (values: number[], p: number): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+};
+
+function daemon(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
+  child.once('exit', (code) => {
+    if (code !== 0 && code !== null) process.stderr.write(`${command} exited ${code}: ${err}\n`);
+  });
+  process.once('exit', () => child.kill('SIGKILL'));
+  return child;
+}
+
+async function stopDaemon(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(t);
+}
+
+async function waitForPort(port: number): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${port}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Handshakes per second: PARALLEL s_time processes for SECONDS, summed. */
+async function handshakeRate(port: number, dir: string): Promise<number> {
+  const one = async (): Promise<number> => {
+    const { stdout } = await run('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-www', '/', '-time', String(SECONDS), '-cert', join(dir, 'client.pem'), '-key', join(dir, 'client.key'), '-CAfile', join(dir, 'ca.pem')], { timeout: (SECONDS + 30) * 1000 });
+    const m = /(\d+) connections in ([\d.]+) real seconds/.exec(stdout);
+    if (!m) throw new Error(`s_time said: ${stdout.slice(-500)}`);
+    return Number(m[1]) / Number(m[2]);
+  };
+  const rates = await Promise.all(Array.from({ length: PARALLEL }, one));
+  return rates.reduce((a, b) => a + b, 0);
+}
+
+/** ApacheBench over kept-alive mTLS: requests/s and p50/p99 ms. */
+async function throughput(port: number, dir: string): Promise<{ rps: number; p50: number; p99: number }> {
+  const { stdout } = await run('ab', ['-q', '-k', '-n', '20000', '-c', '32', '-E', join(dir, 'client-with-key.pem'), '-H', 'Host: bench.test', `https://127.0.0.1:${port}/`], { timeout: 120_000 });
+  const rps = Number(/Requests per second:\s+([\d.]+)/.exec(stdout)?.[1]);
+  const p50 = Number(/\s50%\s+(\d+)/.exec(stdout)?.[1]);
+  const p99 = Number(/\s99%\s+(\d+)/.exec(stdout)?.[1]);
+  const failed = Number(/Failed requests:\s+(\d+)/.exec(stdout)?.[1]);
+  const non2xx = Number(/Non-2xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0);
+  if (failed > 0 || non2xx > 0) throw new Error(`ab: ${failed} failed, ${non2xx} non-2xx on port ${port}`);
+  return { rps, p50, p99 };
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'dancegate-compare-'));
+  const children: ChildProcess[] = [];
+  const out: string[] = [];
+  const say = (line: string): void => {
+    out.push(line);
+    console.log(line);
+  };
+  try {
+    const versions = {
+      node: process.version,
+      openssl: (await run('openssl', ['version'])).stdout.trim(),
+      nginx: (await run('nginx', ['-v'])).stderr.trim(),
+      haproxy: (await run('haproxy', ['-v'])).stdout.split('\n')[0] ?? '',
+    };
+    say(`bench/compare on ${CORES}x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; ${Object.values(versions).join('; ')}`);
+    say(`PARALLEL=${PARALLEL} RUNS=${RUNS} SECONDS=${SECONDS} CONNECTIONS=${CONNECTIONS}`);
+
+    // PKI: one CA for everything, ECDSA P-256.
+    const ca = await createCertificate({ commonName: 'bench CA', isCA: true });
+    const server = await createCertificate({ commonName: 'bench.test', dnsNames: ['bench.test'], issuer: ca, extendedKeyUsage: 'server' });
+    const client = await createCertificate({ commonName: CLIENT, dnsNames: [CLIENT], issuer: ca, extendedKeyUsage: 'client' });
+    await writeFile(join(dir, 'ca.pem'), ca.certPem);
+    await writeFile(join(dir, 'server.pem'), server.certPem);
+    await writeFile(join(dir, 'server.key'), server.keyPem);
+    await writeFile(join(dir, 'server-combined.pem'), server.certPem + server.keyPem);
+    await writeFile(join(dir, 'client.pem'), client.certPem);
+    await writeFile(join(dir, 'client.key'), client.keyPem);
+    await writeFile(join(dir, 'client-with-key.pem'), client.certPem + client.keyPem);
+
+    const lab = await startDnssecLab([{ origin: 'bench.test', signing: { algorithm: 13 }, records: [`client1._device 300 IN TLSA ${formatTlsaRdata(tlsaRecordForCertificate(parseCertificateDer(client.der), 3, 1, 1))}`] }]);
+    const ports = { backend: await freePort(), tlsOnly: await freePort(), nginx: await freePort(), haproxy: await freePort(), dgWarm: await freePort(), dgCold: await freePort(), dgTcp: await freePort(), echo: await freePort() };
+
+    // Backend and the two C proxies.
+    await writeFile(
+      join(dir, 'nginx.conf'),
+      `worker_processes ${CORES};
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log warn;
+daemon off;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  upstream backend { server 127.0.0.1:${ports.backend}; keepalive 64; }
+  server { listen 127.0.0.1:${ports.backend}; location / { return 200 "ok"; } }
+  server {
+    listen 127.0.0.1:${ports.tlsOnly} ssl;
+    ssl_certificate ${dir}/server.pem; ssl_certificate_key ${dir}/server.key;
+    location / { return 200 "ok"; }
+  }
+  server {
+    listen 127.0.0.1:${ports.nginx} ssl;
+    ssl_certificate ${dir}/server.pem; ssl_certificate_key ${dir}/server.key;
+    ssl_client_certificate ${dir}/ca.pem; ssl_verify_client on;
+    ssl_session_cache off; ssl_session_tickets off;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+`,
+    );
+    children.push(daemon('nginx', ['-c', join(dir, 'nginx.conf'), '-e', join(dir, 'nginx-error.log')]));
+    await writeFile(
+      join(dir, 'haproxy.cfg'),
+      `global
+  nbthread ${CORES}
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend mtls
+  bind 127.0.0.1:${ports.haproxy} ssl crt ${dir}/server-combined.pem ca-file ${dir}/ca.pem verify required no-tls-tickets
+  default_backend b
+backend b
+  http-reuse always
+  server s 127.0.0.1:${ports.backend}
+`,
+    );
+    children.push(daemon('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')]));
+
+    const dancegateConfig = (port: number, cacheTtl: number, mode: 'http' | 'tcp', workers: number | 'auto'): string => `workers: ${workers}
+admin: false
+log: { level: warn }
+resolver:
+  servers: [{ address: "127.0.0.1:${lab.resolver.port}" }]
+  cache: { maxPositiveTtlSeconds: ${cacheTtl} }
+limits:
+  newConnectionsPerIp: false
+  penaltyBox: false
+  handshakes: { maxConcurrent: 100000, maxConcurrentPerIp: 100000 }
+listeners:
+  - name: bench
+    listen: 127.0.0.1:${port}
+    mode: ${mode}
+    tls: { certificates: [{ certFile: server.pem, keyFile: server.key }] }
+    routes:
+      - upstream: ${mode === 'http' ? `http://127.0.0.1:${ports.backend}` : `tcp://127.0.0.1:${ports.echo}`}
+        allow: ['*._device.bench.test']
+`;
+    await writeFile(join(dir, 'dg-warm.yaml'), dancegateConfig(ports.dgWarm, 300, 'http', 'auto'));
+    await writeFile(join(dir, 'dg-cold.yaml'), dancegateConfig(ports.dgCold, 0, 'http', 'auto'));
+    children.push(daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-warm.yaml')]));
+    children.push(daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-cold.yaml')]));
+    for (const p of [ports.backend, ports.tlsOnly, ports.nginx, ports.haproxy, ports.dgWarm, ports.dgCold]) await waitForPort(p);
+
+    // 1. Handshakes.
+    const systems: Array<[string, number]> = [
+      [`dancegate ${CORES} workers, DANE-EE warm cache`, ports.dgWarm],
+      [`dancegate ${CORES} workers, TLSA cache off`, ports.dgCold],
+      [`nginx ${CORES} workers, ssl_verify_client on`, ports.nginx],
+      [`HAProxy ${CORES} threads, verify required`, ports.haproxy],
+    ];
+    const chosen = systems.filter(([name]) => SYSTEMS.some((s) => name.toLowerCase().startsWith(s)));
+    const handshakes = new Map<string, number>();
+    for (const [name, port] of PARTS.has(1) ? chosen : []) {
+      await handshakeRate(port, dir); // warm-up
+      const rates: number[] = [];
+      for (let i = 0; i < RUNS; i++) rates.push(await handshakeRate(port, dir));
+      handshakes.set(name, median(rates));
+      say(`handshakes/s  ${name.padEnd(48)} ${median(rates).toFixed(0).padStart(6)}  (runs: ${rates.map((r) => r.toFixed(0)).join(', ')})`);
+    }
+    const nginxRate = handshakes.get(systems[2]?.[0] ?? '') ?? NaN;
+    for (const [name] of PARTS.has(1) ? chosen : []) say(`  ratio to nginx: ${name.padEnd(48)} x${((handshakes.get(name) ?? NaN) / nginxRate).toFixed(2)}`);
+
+    // The crypto bound: what one full handshake needs from OpenSSL, both sides on these cores.
+    if (PARTS.has(1)) {
+    const speed = (await run('openssl', ['speed', '-seconds', '2', '-multi', String(CORES), 'ecdsap256', 'ecdhx25519'], { timeout: 120_000 })).stdout;
+    const ecdsa = /256 bits ecdsa \(nistp256\)\s+[\d.]+s\s+[\d.]+s\s+([\d.]+)\s+([\d.]+)/.exec(speed);
+    const ecdh = /253 bits ecdh \(X25519\)\s+[\d.]+s\s+([\d.]+)/.exec(speed);
+    if (ecdsa && ecdh) {
+      const sign = 1 / Number(ecdsa[1]);
+      const verify = 1 / Number(ecdsa[2]);
+      const dh = 1 / Number(ecdh[1]);
+      // Server: 1 sign, 2 verifies (CertificateVerify, client certificate); client: 1 sign, 2 verifies; each: keygen + derive.
+      const perHandshake = 2 * sign + 4 * verify + 4 * dh;
+      say(`crypto bound (openssl speed, ${CORES} cores, client and server sides together): ${(1 / perHandshake).toFixed(0)} handshakes/s`);
+    }
+    }
+
+    // 2. Throughput over kept-alive connections.
+    if (PARTS.has(2)) {
+      const tlsOnly = await throughput(ports.tlsOnly, dir);
+      say(`ab -k -c 32 (kept-alive), plain TLS endpoint without proxying: ${tlsOnly.rps.toFixed(0)} req/s (ab's own ceiling)`);
+    }
+    for (const [name, port] of PARTS.has(2) ? chosen : []) {
+      const t = await throughput(port, dir);
+      say(`req/s  ${name.padEnd(48)} ${t.rps.toFixed(0).padStart(6)}   p50 ${t.p50} ms  p99 ${t.p99} ms`);
+    }
+
+    // 3. DANE decision latency (verifyClient through the cache and the real resolver).
+    if (PARTS.has(3)) {
+    const chain = [parseCertificateDer(client.der)];
+    const resolver = new DnsTlsaResolver({ servers: [{ host: '127.0.0.1', port: lab.resolver.port, transport: 'udp' }] });
+    const decide = async (cache: TlsaCache): Promise<number> => {
+      const t0 = performance.now();
+      const r = await verifyClient({ claimedName: CLIENT, chain, cache });
+      if (!r.authenticated) throw new Error(`not authenticated: ${r.reason}`);
+      return performance.now() - t0;
+    };
+    const warmCache = new TlsaCache(resolver);
+    await decide(warmCache);
+    const warm: number[] = [];
+    for (let i = 0; i < 2000; i++) warm.push(await decide(warmCache));
+    const cold: number[] = [];
+    for (let i = 0; i < 300; i++) cold.push(await decide(new TlsaCache(resolver)));
+    say(`DANE decision, warm cache: p50 ${percentile(warm, 50).toFixed(3)} ms  p99 ${percentile(warm, 99).toFixed(3)} ms`);
+    say(`DANE decision, cold cache (query to Unbound, which has it cached): p50 ${percentile(cold, 50).toFixed(3)} ms  p99 ${percentile(cold, 99).toFixed(3)} ms`);
+    }
+
+    // 4. Memory per idle authenticated TCP-mode connection (one worker, so one RSS).
+    if (PARTS.has(4)) {
+    // The echo upstream in its own process: this one holds the client sockets.
+    const echo = daemon(process.execPath, ['-e', `require('net').createServer((s) => { s.on('error', () => {}); s.pipe(s); }).listen(${ports.echo}, '127.0.0.1')`]);
+    children.push(echo);
+    await waitForPort(ports.echo);
+    await writeFile(join(dir, 'dg-tcp.yaml'), dancegateConfig(ports.dgTcp, 300, 'tcp', 1));
+    const tcpProxy = daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-tcp.yaml')]);
+    children.push(tcpProxy);
+    await waitForPort(ports.dgTcp);
+    const rssOf = async (pid: number): Promise<number> => Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1]) * 1024;
+    // Warm up (JIT, cache) with a few connections, then measure.
+    const sockets: tls.TLSSocket[] = [];
+    const openOne = (): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const s = tls.connect({ port: ports.dgTcp, host: '127.0.0.1', servername: 'bench.test', ca: ca.certPem, cert: client.certPem, key: client.keyPem });
+        s.once('secureConnect', () => {
+          s.write('x');
+          s.once('data', () => resolve());
+        });
+        s.once('error', reject);
+        sockets.push(s);
+      });
+    for (let i = 0; i < 50; i++) await openOne();
+    await new Promise((r) => setTimeout(r, 1000));
+    const pid = tcpProxy.pid as number;
+    const before = await rssOf(pid);
+    for (let done = 0; done < CONNECTIONS; done += 100) await Promise.all(Array.from({ length: Math.min(100, CONNECTIONS - done) }, openOne));
+    await new Promise((r) => setTimeout(r, 2000));
+    const after = await rssOf(pid);
+    say(`idle authenticated TCP-mode connections: ${CONNECTIONS} (each with its upstream connection); dancegate RSS ${(before / 2 ** 20).toFixed(0)} MB → ${(after / 2 ** 20).toFixed(0)} MB: ${((after - before) / CONNECTIONS / 1024).toFixed(1)} KB per connection`);
+    for (const s of sockets) s.destroy();
+    }
+    await lab.stop();
+    await writeFile(join(import.meta.dirname, 'last-compare.txt'), `${out.join('\n')}\n`);
+  } finally {
+    await Promise.all(children.map(stopDaemon));
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
