@@ -178,7 +178,8 @@ export class HttpForwarder {
       status: context.status,
       certificateDer: context.identity?.leaf.der,
       certificateSha256Hex: context.identity?.leaf.sha256Hex,
-      certificateSubject: context.identity?.leaf.subject,
+      // Only XFCC needs the subject, and reading it costs a full certificate parse.
+      certificateSubject: this.config.forwardXfcc ? context.identity?.leaf.subject : undefined,
       tlsa: context.identity?.tlsa,
       clientAddress: context.clientAddress,
     };
