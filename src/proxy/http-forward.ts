@@ -162,7 +162,8 @@ export class HttpForwarder {
     }
     const host = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
     // The Host must lead to the route the TLS SNI chose, or a client allowed on one route could reach another.
-    if (host === '' || selectBySni(context.listener.routes, host, false) !== context.route) {
+    // An HTTP/1.0 request may carry no Host at all: then the SNI alone decides (Node refuses HTTP/1.1 without Host).
+    if (host !== '' && selectBySni(context.listener.routes, host, false) !== context.route) {
       return { status: 421, body: 'Misdirected Request: the Host header does not belong to the TLS server name of this connection\n' };
     }
     return undefined;

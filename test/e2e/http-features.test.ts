@@ -198,6 +198,17 @@ ${listener('optional', `    policy: optional
     expect(seen).toEqual([]);
   });
 
+  it('an HTTP/1.0 request without Host is routed by the TLS server name alone', async () => {
+    const socket = tls.connect({ port: ports.required, host: '127.0.0.1', servername: SNI, ca: serverCa.certPem, cert: device.certPem, key: device.keyPem });
+    await once(socket, 'secureConnect');
+    socket.write('GET /old HTTP/1.0\r\n\r\n');
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString()));
+    await once(socket, 'close');
+    expect(received.startsWith('HTTP/1.1 200 OK\r\n'), received).toBe(true);
+    expect(seen.map((x) => x.headers['x-dane-client-id'])).toEqual([NAME]);
+  });
+
   it('400 for an absolute-form request target', async () => {
     const r = await get(ports.required, device, {}, 'https://admin.proxy.test/r');
     expect(r.status).toBe(400);
