@@ -114,8 +114,9 @@ function peerChain(socket: tls.TLSSocket): ParsedCertificate[] {
   const seen = new Set<tls.DetailedPeerCertificate>();
   while (cert && cert.raw && !seen.has(cert) && chain.length <= MAX_CHAIN_LENGTH) {
     seen.add(cert);
-    // The leaf's names, dates and constraints are parsed only if a check needs them (DANE-EE does not).
-    chain.push(parseCertificateDer(cert.raw, { lazy: chain.length === 0 }));
+    // Names, dates and constraints are parsed only if a check needs them: DANE-EE needs none, and
+    // clients often send their CA too. A certificate that fails that parse later refuses the client.
+    chain.push(parseCertificateDer(cert.raw, { lazy: true }));
     cert = cert.issuerCertificate;
   }
   return chain;
