@@ -167,7 +167,7 @@ class LazyCertificate implements ParsedCertificate {
  * CertificateParseError from the property; the proxy's hot path (DANE-EE)
  * never needs it. Without, everything is parsed and checked at once.
  */
-export function parseCertificateDer(input: Uint8Array, options: { lazy?: boolean } = {}): ParsedCertificate {
+export function parseCertificateDer(input: Uint8Array, options: { lazy?: boolean; node?: NodeX509Certificate } = {}): ParsedCertificate {
   if (input.length > MAX_CERTIFICATE_BYTES) {
     throw new CertificateParseError(`certificate is ${input.length} bytes; the limit is ${MAX_CERTIFICATE_BYTES}`);
   }
@@ -181,7 +181,8 @@ export function parseCertificateDer(input: Uint8Array, options: { lazy?: boolean
       throw new CertificateParseError(`${der.length - outer.end} trailing bytes after the certificate`);
     }
     spki = Buffer.from(extractSpki(der));
-    node = new NodeX509Certificate(der);
+    // OpenSSL's own parse, or the one the caller already has for these bytes (a TLS peer certificate).
+    node = options.node ?? new NodeX509Certificate(der);
   } catch (err) {
     throw new CertificateParseError(`not a DER X.509 certificate: ${(err as Error).message}`);
   }

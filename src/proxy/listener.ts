@@ -4,7 +4,7 @@
  * decision, then hand the connection to HTTP or TCP forwarding. Nothing is
  * forwarded before the decision.
  */
-import { constants as cryptoConstants } from 'node:crypto';
+import { constants as cryptoConstants, type X509Certificate } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
@@ -108,15 +108,19 @@ function inCidrs(address: string, cidrs: readonly string[]): boolean {
   return list.check(plain, net.isIPv6(plain) ? 'ipv6' : 'ipv4');
 }
 
-function peerChain(socket: tls.TLSSocket): ParsedCertificate[] {
+/**
+ * The certificates the client sent, leaf first, walked from the leaf
+ * object getPeerX509Certificate() returned (a second call, or
+ * getPeerCertificate(true) after it, no longer shows the issuers). Details
+ * are parsed only if a check needs them.
+ */
+function peerChain(leaf: X509Certificate): ParsedCertificate[] {
   const chain: ParsedCertificate[] = [];
-  let cert: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
-  const seen = new Set<tls.DetailedPeerCertificate>();
-  while (cert && cert.raw && !seen.has(cert) && chain.length <= MAX_CHAIN_LENGTH) {
-    seen.add(cert);
-    // Names, dates and constraints are parsed only if a check needs them: DANE-EE needs none, and
-    // clients often send their CA too. A certificate that fails that parse later refuses the client.
-    chain.push(parseCertificateDer(cert.raw, { lazy: true }));
+  const seen = new Set<string>();
+  let cert: X509Certificate | undefined = leaf;
+  while (cert && !seen.has(cert.fingerprint256) && chain.length <= MAX_CHAIN_LENGTH) {
+    seen.add(cert.fingerprint256);
+    chain.push(parseCertificateDer(cert.raw, { lazy: true, node: cert }));
     cert = cert.issuerCertificate;
   }
   return chain;
@@ -415,9 +419,11 @@ export class DaneListener {
     };
 
     // 5. Our own verification, on every connection (resumed ones included).
+    // The leaf alone first; the whole chain only if a record needs it.
     let chain: ParsedCertificate[];
+    const peer = socket.getPeerX509Certificate();
     try {
-      chain = peerChain(socket);
+      chain = peer ? [parseCertificateDer(peer.raw, { lazy: true, node: peer })] : [];
     } catch (err) {
       return refuse('no-matching-record', `unparseable client certificate: ${(err as Error).message}`);
     }
@@ -432,19 +438,29 @@ export class DaneListener {
     }
     if (!claimed.ok) return;
     const name = claimed.name;
-    const result = await verifyClient({
-      claimedName: name,
-      chain,
-      cache: deps.cache,
-      allowlist: route.allowlist,
-      pkixRoots: config.pkixRoots,
-      now: generation.now(),
-      signal: abort.signal,
-    }).catch((err: unknown) => {
-      if (socket.destroyed) return undefined;
-      // A leaf that OpenSSL read but whose details cannot be parsed, or (not expected) a cache failure: fail closed with a reason.
-      return { failed: err instanceof Error ? err.message : String(err), certificate: err instanceof CertificateParseError };
-    });
+    const verify = (withChain: readonly ParsedCertificate[]): ReturnType<typeof verifyClient> =>
+      verifyClient({
+        claimedName: name,
+        chain: withChain,
+        cache: deps.cache,
+        allowlist: route.allowlist,
+        pkixRoots: config.pkixRoots,
+        now: generation.now(),
+        signal: abort.signal,
+      });
+    const result = await verify(chain)
+      .then((first) => {
+        // DANE-TA and PKIX records look at the issuers: match again with the chain the client sent (the lookup is cached now).
+        const needsChain = first.lookup?.kind === 'secure' && first.lookup.records.some((r) => r.usage !== 3);
+        if (first.authenticated || !needsChain || socket.destroyed || peer === undefined) return first;
+        chain = peerChain(peer);
+        return verify(chain);
+      })
+      .catch((err: unknown) => {
+        if (socket.destroyed) return undefined;
+        // A leaf that OpenSSL read but whose details cannot be parsed, or (not expected) a cache failure: fail closed with a reason.
+        return { failed: err instanceof Error ? err.message : String(err), certificate: err instanceof CertificateParseError };
+      });
     if (result !== undefined && 'failed' in result) {
       return refuse(result.certificate ? 'no-matching-record' : 'dns-server-error', `verification failed: ${result.failed}`);
     }
