@@ -324,6 +324,34 @@ listeners:
     const after = await rssOf(pid);
     say(`idle authenticated TCP-mode connections: ${CONNECTIONS} (each with its upstream connection); dancegate RSS ${(before / 2 ** 20).toFixed(0)} MB → ${(after / 2 ** 20).toFixed(0)} MB: ${((after - before) / CONNECTIONS / 1024).toFixed(1)} KB per connection`);
     for (const s of sockets) s.destroy();
+
+    // The floor: a bare node:tls echo server (requestCert, no proxying, no upstream), same client, same count.
+    const floorPort = await freePort();
+    const floorScript = `const tls = require('tls'), fs = require('fs');
+      tls.createServer({ cert: fs.readFileSync(${JSON.stringify(join(dir, 'server.pem'))}), key: fs.readFileSync(${JSON.stringify(join(dir, 'server.key'))}), requestCert: true, rejectUnauthorized: false },
+        (s) => { s.on('error', () => {}); s.on('data', (d) => s.write(d)); }).listen(${floorPort}, '127.0.0.1');`;
+    const floor = daemon(process.execPath, ['-e', floorScript]);
+    children.push(floor);
+    await waitForPort(floorPort);
+    const floorSockets: tls.TLSSocket[] = [];
+    const openFloor = (): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const s = tls.connect({ port: floorPort, host: '127.0.0.1', rejectUnauthorized: false, cert: client.certPem, key: client.keyPem });
+        s.once('secureConnect', () => {
+          s.write('x');
+          s.once('data', () => resolve());
+        });
+        s.once('error', reject);
+        floorSockets.push(s);
+      });
+    for (let i = 0; i < 50; i++) await openFloor();
+    await new Promise((r) => setTimeout(r, 1000));
+    const floorBefore = await rssOf(floor.pid as number);
+    for (let done = 0; done < CONNECTIONS; done += 100) await Promise.all(Array.from({ length: Math.min(100, CONNECTIONS - done) }, openFloor));
+    await new Promise((r) => setTimeout(r, 2000));
+    const floorAfter = await rssOf(floor.pid as number);
+    say(`the floor, a bare node:tls server holding ${CONNECTIONS} idle mutual-TLS connections (one socket each): ${((floorAfter - floorBefore) / CONNECTIONS / 1024).toFixed(1)} KB per connection`);
+    for (const s of floorSockets) s.destroy();
     }
     await lab.stop();
     await writeFile(join(import.meta.dirname, 'last-compare.txt'), `${out.join('\n')}\n`);
