@@ -303,27 +303,30 @@ listeners:
     children.push(tcpProxy);
     await waitForPort(ports.dgTcp);
     const rssOf = async (pid: number): Promise<number> => Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1]) * 1024;
-    // Warm up (JIT, cache) with a few connections, then measure.
-    const sockets: tls.TLSSocket[] = [];
-    const openOne = (): Promise<void> =>
-      new Promise((resolve, reject) => {
-        const s = tls.connect({ port: ports.dgTcp, host: '127.0.0.1', servername: 'bench.test', ca: ca.certPem, cert: client.certPem, key: client.keyPem });
-        s.once('secureConnect', () => {
-          s.write('x');
-          s.once('data', () => resolve());
+    /** Open CONNECTIONS idle mutual-TLS connections to `port` (after 50 to warm up); the server's RSS growth per connection. */
+    const bytesPerConnection = async (port: number, pid: number): Promise<{ perConnection: number; before: number; after: number }> => {
+      const sockets: tls.TLSSocket[] = [];
+      const openOne = (): Promise<void> =>
+        new Promise((resolve, reject) => {
+          const s = tls.connect({ port, host: '127.0.0.1', servername: 'bench.test', ca: ca.certPem, cert: client.certPem, key: client.keyPem });
+          s.once('secureConnect', () => {
+            s.write('x');
+            s.once('data', () => resolve());
+          });
+          s.once('error', reject);
+          sockets.push(s);
         });
-        s.once('error', reject);
-        sockets.push(s);
-      });
-    for (let i = 0; i < 50; i++) await openOne();
-    await new Promise((r) => setTimeout(r, 1000));
-    const pid = tcpProxy.pid as number;
-    const before = await rssOf(pid);
-    for (let done = 0; done < CONNECTIONS; done += 100) await Promise.all(Array.from({ length: Math.min(100, CONNECTIONS - done) }, openOne));
-    await new Promise((r) => setTimeout(r, 2000));
-    const after = await rssOf(pid);
-    say(`idle authenticated TCP-mode connections: ${CONNECTIONS} (each with its upstream connection); dancegate RSS ${(before / 2 ** 20).toFixed(0)} MB → ${(after / 2 ** 20).toFixed(0)} MB: ${((after - before) / CONNECTIONS / 1024).toFixed(1)} KB per connection`);
-    for (const s of sockets) s.destroy();
+      for (let i = 0; i < 50; i++) await openOne();
+      await new Promise((r) => setTimeout(r, 1000));
+      const before = await rssOf(pid);
+      for (let done = 0; done < CONNECTIONS; done += 100) await Promise.all(Array.from({ length: Math.min(100, CONNECTIONS - done) }, openOne));
+      await new Promise((r) => setTimeout(r, 2000));
+      const after = await rssOf(pid);
+      for (const s of sockets) s.destroy();
+      return { perConnection: (after - before) / CONNECTIONS, before, after };
+    };
+    const proxied = await bytesPerConnection(ports.dgTcp, tcpProxy.pid as number);
+    say(`idle authenticated TCP-mode connections: ${CONNECTIONS} (each with its upstream connection); dancegate RSS ${(proxied.before / 2 ** 20).toFixed(0)} MB → ${(proxied.after / 2 ** 20).toFixed(0)} MB: ${(proxied.perConnection / 1024).toFixed(1)} KB per connection`);
 
     // The floor: a bare node:tls echo server (requestCert, no proxying, no upstream), same client, same count.
     const floorPort = await freePort();
@@ -333,25 +336,8 @@ listeners:
     const floor = daemon(process.execPath, ['-e', floorScript]);
     children.push(floor);
     await waitForPort(floorPort);
-    const floorSockets: tls.TLSSocket[] = [];
-    const openFloor = (): Promise<void> =>
-      new Promise((resolve, reject) => {
-        const s = tls.connect({ port: floorPort, host: '127.0.0.1', rejectUnauthorized: false, cert: client.certPem, key: client.keyPem });
-        s.once('secureConnect', () => {
-          s.write('x');
-          s.once('data', () => resolve());
-        });
-        s.once('error', reject);
-        floorSockets.push(s);
-      });
-    for (let i = 0; i < 50; i++) await openFloor();
-    await new Promise((r) => setTimeout(r, 1000));
-    const floorBefore = await rssOf(floor.pid as number);
-    for (let done = 0; done < CONNECTIONS; done += 100) await Promise.all(Array.from({ length: Math.min(100, CONNECTIONS - done) }, openFloor));
-    await new Promise((r) => setTimeout(r, 2000));
-    const floorAfter = await rssOf(floor.pid as number);
-    say(`the floor, a bare node:tls server holding ${CONNECTIONS} idle mutual-TLS connections (one socket each): ${((floorAfter - floorBefore) / CONNECTIONS / 1024).toFixed(1)} KB per connection`);
-    for (const s of floorSockets) s.destroy();
+    const bare = await bytesPerConnection(floorPort, floor.pid as number);
+    say(`the floor, a bare node:tls server holding ${CONNECTIONS} idle mutual-TLS connections (one socket each): ${(bare.perConnection / 1024).toFixed(1)} KB per connection`);
     }
     await lab.stop();
     await writeFile(join(import.meta.dirname, 'last-compare.txt'), `${out.join('\n')}\n`);
