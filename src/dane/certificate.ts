@@ -106,8 +106,7 @@ function parseDetails(der: Buffer): CertificateDetails {
  * undefined when a value is quoted (it held a comma, quote or control
  * character) and only a real ASN.1 parse can be trusted.
  */
-function dnsNamesFromNode(node: NodeX509Certificate): string[] | undefined {
-  const san = node.subjectAltName;
+function dnsNamesFromOpenSsl(san: string | undefined): string[] | undefined {
   if (san === undefined) return [];
   if (san.includes('"')) return undefined;
   return san
@@ -116,19 +115,38 @@ function dnsNamesFromNode(node: NodeX509Certificate): string[] | undefined {
     .map((entry) => entry.slice(4).toLowerCase());
 }
 
-/** A parsed certificate whose @peculiar/x509 details are read on first use (they cost most of the parse). */
+/**
+ * A parsed certificate whose @peculiar/x509 details, OpenSSL object and
+ * digest are made on first use (they cost most of the parse).
+ */
 class LazyCertificate implements ParsedCertificate {
   private details: CertificateDetails | undefined;
-  readonly sha256Hex: string;
+  private nodeCertificate: NodeX509Certificate | undefined;
+  private sha256: string | undefined;
   readonly dnsNames: readonly string[];
 
   constructor(
     readonly der: Buffer,
     readonly spki: Buffer,
-    readonly node: NodeX509Certificate,
+    node: NodeX509Certificate | undefined,
+    subjectAltName: string | undefined,
   ) {
-    this.sha256Hex = createHash('sha256').update(der).digest('hex');
-    this.dnsNames = dnsNamesFromNode(node) ?? this.get().dnsNames;
+    this.nodeCertificate = node;
+    this.dnsNames = dnsNamesFromOpenSsl(subjectAltName) ?? this.get().dnsNames;
+  }
+
+  get node(): NodeX509Certificate {
+    try {
+      this.nodeCertificate ??= new NodeX509Certificate(this.der);
+    } catch (err) {
+      throw new CertificateParseError(`not a DER X.509 certificate: ${(err as Error).message}`);
+    }
+    return this.nodeCertificate;
+  }
+
+  get sha256Hex(): string {
+    this.sha256 ??= createHash('sha256').update(this.der).digest('hex');
+    return this.sha256;
   }
 
   /** Throws CertificateParseError when @peculiar/x509 cannot read what OpenSSL could. */
@@ -160,6 +178,13 @@ class LazyCertificate implements ParsedCertificate {
   }
 }
 
+/** A certificate OpenSSL has already parsed in a TLS handshake, as node:tls shows it (getPeerCertificate()). */
+export interface TlsPeerCertificate {
+  readonly raw: Buffer;
+  /** OpenSSL's SAN rendering; absent when the certificate has none. */
+  readonly subjectaltname?: string | undefined;
+}
+
 /**
  * Parse a DER certificate: size, framing (no trailing bytes), SPKI and
  * OpenSSL's parse are checked now. With `lazy`, the rest (names, dates,
@@ -167,7 +192,7 @@ class LazyCertificate implements ParsedCertificate {
  * CertificateParseError from the property; the proxy's hot path (DANE-EE)
  * never needs it. Without, everything is parsed and checked at once.
  */
-export function parseCertificateDer(input: Uint8Array, options: { lazy?: boolean; node?: NodeX509Certificate } = {}): ParsedCertificate {
+export function parseCertificateDer(input: Uint8Array, options: { lazy?: boolean } = {}): ParsedCertificate {
   if (input.length > MAX_CERTIFICATE_BYTES) {
     throw new CertificateParseError(`certificate is ${input.length} bytes; the limit is ${MAX_CERTIFICATE_BYTES}`);
   }
@@ -181,14 +206,34 @@ export function parseCertificateDer(input: Uint8Array, options: { lazy?: boolean
       throw new CertificateParseError(`${der.length - outer.end} trailing bytes after the certificate`);
     }
     spki = Buffer.from(extractSpki(der));
-    // OpenSSL's own parse, or the one the caller already has for these bytes (a TLS peer certificate).
-    node = options.node ?? new NodeX509Certificate(der);
+    node = new NodeX509Certificate(der);
   } catch (err) {
     throw new CertificateParseError(`not a DER X.509 certificate: ${(err as Error).message}`);
   }
-  const cert = new LazyCertificate(der, spki, node);
+  const cert = new LazyCertificate(der, spki, node, node.subjectAltName);
   if (!options.lazy) void cert.subject;
   return cert;
+}
+
+/**
+ * A client certificate from the TLS handshake, for the proxy's hot path:
+ * OpenSSL parsed it already, so only the framing and SPKI are read now; SAN
+ * names come from OpenSSL's rendering, and everything else (OpenSSL's
+ * object, @peculiar/x509 details, the digest) on first use.
+ */
+export function parseTlsPeerCertificate(peer: TlsPeerCertificate): ParsedCertificate {
+  if (peer.raw.length > MAX_CERTIFICATE_BYTES) {
+    throw new CertificateParseError(`certificate is ${peer.raw.length} bytes; the limit is ${MAX_CERTIFICATE_BYTES}`);
+  }
+  let spki: Buffer;
+  try {
+    const outer = readTlv(peer.raw, 0);
+    if (outer.tag !== 0x30 || outer.end !== peer.raw.length) throw new CertificateParseError('not one DER SEQUENCE');
+    spki = Buffer.from(extractSpki(peer.raw));
+  } catch (err) {
+    throw new CertificateParseError(`not a DER X.509 certificate: ${(err as Error).message}`);
+  }
+  return new LazyCertificate(Buffer.from(peer.raw), spki, undefined, peer.subjectaltname);
 }
 
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;

@@ -4,12 +4,12 @@
  * decision, then hand the connection to HTTP or TCP forwarding. Nothing is
  * forwarded before the decision.
  */
-import { constants as cryptoConstants, type X509Certificate } from 'node:crypto';
+import { constants as cryptoConstants } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { TlsaCache } from '../dane/cache.js';
-import { CertificateParseError, parseCertificateDer, type ParsedCertificate } from '../dane/certificate.js';
+import { CertificateParseError, parseTlsPeerCertificate, type ParsedCertificate } from '../dane/certificate.js';
 import { MAX_CHAIN_LENGTH } from '../dane/match.js';
 import { TEMPORARY_REASONS, verifyClient, type VerificationReason } from '../dane/verify.js';
 import type { ListenerConfig, RouteConfig } from '../config/types.js';
@@ -109,18 +109,18 @@ function inCidrs(address: string, cidrs: readonly string[]): boolean {
 }
 
 /**
- * The certificates the client sent, leaf first, walked from the leaf
- * object getPeerX509Certificate() returned (a second call, or
- * getPeerCertificate(true) after it, no longer shows the issuers). Details
- * are parsed only if a check needs them.
+ * The certificates the client sent, leaf first, from node:tls's detailed
+ * peer certificate (a self-signed last one is its own issuer there).
+ * Details are parsed only if a check needs them. Not taken on the hot path:
+ * it renders every certificate of the chain into JS objects.
  */
-function peerChain(leaf: X509Certificate): ParsedCertificate[] {
+function peerChain(socket: tls.TLSSocket): ParsedCertificate[] {
   const chain: ParsedCertificate[] = [];
   const seen = new Set<string>();
-  let cert: X509Certificate | undefined = leaf;
-  while (cert && !seen.has(cert.fingerprint256) && chain.length <= MAX_CHAIN_LENGTH) {
+  let cert: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  while (cert?.raw && !seen.has(cert.fingerprint256) && chain.length <= MAX_CHAIN_LENGTH) {
     seen.add(cert.fingerprint256);
-    chain.push(parseCertificateDer(cert.raw, { lazy: true, node: cert }));
+    chain.push(parseTlsPeerCertificate(cert));
     cert = cert.issuerCertificate;
   }
   return chain;
@@ -419,11 +419,12 @@ export class DaneListener {
     };
 
     // 5. Our own verification, on every connection (resumed ones included).
-    // The leaf alone first; the whole chain only if a record needs it.
+    // The leaf alone first, as node:tls's plain object (the cheapest view of it: getPeerX509Certificate()
+    // costs twice as much); the whole chain only if a record needs it.
     let chain: ParsedCertificate[];
-    const peer = socket.getPeerX509Certificate();
+    const peer: tls.PeerCertificate | null = socket.getPeerCertificate(false);
     try {
-      chain = peer ? [parseCertificateDer(peer.raw, { lazy: true, node: peer })] : [];
+      chain = peer?.raw ? [parseTlsPeerCertificate(peer)] : [];
     } catch (err) {
       return refuse('no-matching-record', `unparseable client certificate: ${(err as Error).message}`);
     }
@@ -452,8 +453,8 @@ export class DaneListener {
       .then((first) => {
         // DANE-TA and PKIX records look at the issuers: match again with the chain the client sent (the lookup is cached now).
         const needsChain = first.lookup?.kind === 'secure' && first.lookup.records.some((r) => r.usage !== 3);
-        if (first.authenticated || !needsChain || socket.destroyed || peer === undefined) return first;
-        chain = peerChain(peer);
+        if (first.authenticated || !needsChain || socket.destroyed) return first;
+        chain = peerChain(socket);
         return verify(chain);
       })
       .catch((err: unknown) => {

@@ -9,6 +9,7 @@ import {
   parseCertificateDer,
   parseCertificates,
   parseCertificatesPem,
+  parseTlsPeerCertificate,
   type ParsedCertificate,
 } from '../../src/dane/certificate.js';
 import { DAY_MS, nodeSpki, parsed, wholeSecondNow } from './fixtures/pki-fixtures.js';
@@ -301,5 +302,47 @@ describe('parseCertificateDer lazy (the proxy hot path)', () => {
 
   it('still refuses at once what OpenSSL or the framing refuses', () => {
     expect(() => parseCertificateDer(Buffer.from([0x30, 0x03, 1, 2, 3]), { lazy: true })).toThrow(CertificateParseError);
+  });
+});
+
+describe('parseTlsPeerCertificate (a certificate OpenSSL already read in the handshake)', () => {
+  const fields = ['dnsNames', 'subject', 'issuer', 'notBefore', 'notAfter', 'isCA', 'pathLength', 'keyCertSign', 'sha256Hex'] as const;
+
+  it.each([
+    ['several SAN names, mixed case', ['A.example.test', 'b._device.example.test'], ['a.example.test', 'b._device.example.test']],
+    ['no SAN extension', undefined, []],
+    // OpenSSL quotes a value holding a comma or quote: the names then come from the ASN.1 parse, not the rendering.
+    ['a SAN value OpenSSL quotes', ['a.example.test', 'we,ird"x.test'], ['a.example.test', 'we,ird"x.test']],
+  ] as const)('%s: the same fields as the full parse', async (_label, dnsNames, expected) => {
+    const cert = await createCertificate({ commonName: 'Peer', dnsNames });
+    const subjectaltname = new X509Certificate(cert.der).subjectAltName;
+    const peer = parseTlsPeerCertificate({ raw: cert.der, subjectaltname });
+    const eager = parseCertificateDer(cert.der);
+    expect(peer.dnsNames).toEqual(expected);
+    for (const key of fields) expect(peer[key]).toEqual(eager[key]);
+    expect(peer.spki.equals(eager.spki)).toBe(true);
+    expect(peer.node.fingerprint256).toBe(eager.node.fingerprint256);
+  });
+
+  it.each([
+    ['trailing bytes', (der: Buffer) => Buffer.concat([der, Buffer.from([0])]), 'not a DER X.509 certificate: not one DER SEQUENCE'],
+    ['a truncated certificate', (der: Buffer) => der.subarray(0, der.length - 1), 'not a DER X.509 certificate: truncated DER'],
+    ['not a SEQUENCE', (der: Buffer) => Buffer.concat([Buffer.from([0x31]), der.subarray(1)]), 'not a DER X.509 certificate: not one DER SEQUENCE'],
+    ['over the size limit', () => Buffer.alloc(MAX_CERTIFICATE_BYTES + 1, 0x30), `certificate is ${MAX_CERTIFICATE_BYTES + 1} bytes; the limit is ${MAX_CERTIFICATE_BYTES}`],
+  ] as const)('refuses %s with a CertificateParseError naming it', async (_label, mangle, message) => {
+    const cert = await createCertificate({ commonName: 'Peer', dnsNames: ['a.example.test'] });
+    expect(() => parseTlsPeerCertificate({ raw: mangle(cert.der) })).toThrow(new CertificateParseError(message));
+  });
+
+  it('makes OpenSSL\'s object only when asked, and says so when it cannot', async () => {
+    const cert = await createCertificate({ commonName: 'Peer', dnsNames: ['a.example.test'] });
+    // Well framed, SPKI readable, but the signature algorithm is garbage: OpenSSL refuses it on first use.
+    const broken = Buffer.from(cert.der);
+    const spki = extractSpki(broken);
+    const after = broken.indexOf(spki) + spki.length;
+    broken.fill(0xff, after, after + 4);
+    const peer = parseTlsPeerCertificate({ raw: broken, subjectaltname: 'DNS:a.example.test' });
+    expect(peer.dnsNames).toEqual(['a.example.test']);
+    expect(() => peer.node).toThrow(CertificateParseError);
   });
 });
