@@ -50,7 +50,7 @@ const CONNECTIONS = Number(process.env.CONNECTIONS ?? 9_000);
 /** Which parts to run, e.g. PARTS=1,2 (default all). */
 const PARTS = new Set((process.env.PARTS ?? '1,2,3,4').split(',').map(Number));
 /** Which systems, e.g. SYSTEMS=dancegate,nginx (default all). */
-const SYSTEMS = (process.env.SYSTEMS ?? 'dancegate,nginx,haproxy').split(',');
+const SYSTEMS = (process.env.SYSTEMS ?? 'dancegate,nginx,haproxy,node').split(',');
 const CORES = availableParallelism();
 const CLIENT = 'client1._device.bench.test';
 const CLI = join(import.meta.dirname, '../src/cli/main.js');
@@ -152,7 +152,7 @@ async function main(): Promise<void> {
     await writeFile(join(dir, 'client-with-key.pem'), client.certPem + client.keyPem);
 
     const lab = await startDnssecLab([{ origin: 'bench.test', signing: { algorithm: 13 }, records: [`client1._device 300 IN TLSA ${formatTlsaRdata(tlsaRecordForCertificate(parseCertificateDer(client.der), 3, 1, 1))}`] }]);
-    const ports = { backend: await freePort(), tlsOnly: await freePort(), nginx: await freePort(), haproxy: await freePort(), dgWarm: await freePort(), dgCold: await freePort(), dgTcp: await freePort(), echo: await freePort() };
+    const ports = { backend: await freePort(), tlsOnly: await freePort(), nginx: await freePort(), haproxy: await freePort(), dgWarm: await freePort(), dgCold: await freePort(), dgNoDane: await freePort(), nodeFloor: await freePort(), nodeProxy: await freePort(), dgTcp: await freePort(), echo: await freePort() };
 
     // Backend and the two C proxies.
     await writeFile(
@@ -203,7 +203,7 @@ backend b
     );
     children.push(daemon('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')]));
 
-    const dancegateConfig = (port: number, cacheTtl: number, mode: 'http' | 'tcp', workers: number | 'auto'): string => `workers: ${workers}
+    const dancegateConfig = (port: number, cacheTtl: number, mode: 'http' | 'tcp', workers: number | 'auto', withoutDane = false): string => `workers: ${workers}
 admin: false
 log: { level: warn }
 resolver:
@@ -217,16 +217,25 @@ listeners:
   - name: bench
     listen: 127.0.0.1:${port}
     mode: ${mode}
-    tls: { certificates: [{ certFile: server.pem, keyFile: server.key }] }
+${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFile: server.pem, keyFile: server.key }] }
     routes:
       - upstream: ${mode === 'http' ? `http://127.0.0.1:${ports.backend}` : `tcp://127.0.0.1:${ports.echo}`}
-        allow: ['*._device.bench.test']
+        allow: ['${withoutDane ? 'nobody.bench.test' : '*._device.bench.test'}']
 `;
     await writeFile(join(dir, 'dg-warm.yaml'), dancegateConfig(ports.dgWarm, 300, 'http', 'auto'));
     await writeFile(join(dir, 'dg-cold.yaml'), dancegateConfig(ports.dgCold, 0, 'http', 'auto'));
     children.push(daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-warm.yaml')]));
     children.push(daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-cold.yaml')]));
-    for (const p of [ports.backend, ports.tlsOnly, ports.nginx, ports.haproxy, ports.dgWarm, ports.dgCold]) await waitForPort(p);
+    // dancegate's own mTLS path without DANE: policy optional and a route whose allowlist does not hold
+    // the client's name, so every connection is forwarded unauthenticated with no lookup and no match.
+    await writeFile(join(dir, 'dg-no-dane.yaml'), dancegateConfig(ports.dgNoDane, 300, 'http', 'auto', true));
+    children.push(daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-no-dane.yaml')]));
+    // Node's own floor (bench/node-floor.ts): node:https with requestCert on every core, answering "ok"
+    // itself, and the same forwarding each request with http.request: nothing of dancegate.
+    const nodeFloor = (mode: 'self' | 'proxy', port: number): ChildProcess =>
+      daemon(process.execPath, [join(import.meta.dirname, 'node-floor.js'), mode, String(port), join(dir, 'server.pem'), join(dir, 'server.key'), String(CORES), String(ports.backend)]);
+    children.push(nodeFloor('self', ports.nodeFloor), nodeFloor('proxy', ports.nodeProxy));
+    for (const p of [ports.backend, ports.tlsOnly, ports.nginx, ports.haproxy, ports.dgWarm, ports.dgCold, ports.dgNoDane, ports.nodeFloor, ports.nodeProxy]) await waitForPort(p);
 
     // 1. Handshakes.
     const systems: Array<[string, number]> = [
@@ -234,18 +243,29 @@ listeners:
       [`dancegate ${CORES} workers, TLSA cache off`, ports.dgCold],
       [`nginx ${CORES} workers, ssl_verify_client on`, ports.nginx],
       [`HAProxy ${CORES} threads, verify required`, ports.haproxy],
+      [`dancegate ${CORES} workers, same path without DANE`, ports.dgNoDane],
+      [`node:https ${CORES} workers, requestCert, answers itself`, ports.nodeFloor],
+      [`node:https ${CORES} workers, requestCert, http.request`, ports.nodeProxy],
     ];
     const chosen = systems.filter(([name]) => SYSTEMS.some((s) => name.toLowerCase().startsWith(s)));
     const handshakes = new Map<string, number>();
-    for (const [name, port] of PARTS.has(1) ? chosen : []) {
-      await handshakeRate(port, dir); // warm-up
-      const rates: number[] = [];
-      for (let i = 0; i < RUNS; i++) rates.push(await handshakeRate(port, dir));
-      handshakes.set(name, median(rates));
-      say(`handshakes/s  ${name.padEnd(48)} ${median(rates).toFixed(0).padStart(6)}  (runs: ${rates.map((r) => r.toFixed(0)).join(', ')})`);
+    // Round robin: run i of every system before run i+1 of any, so drift on this shared machine hits all alike.
+    const rates = new Map<string, number[]>(chosen.map(([name]) => [name, []]));
+    for (let i = -1; i < (PARTS.has(1) ? RUNS : -1); i++) {
+      for (const [name, port] of chosen) {
+        const rate = await handshakeRate(port, dir);
+        if (i >= 0) rates.get(name)?.push(rate); // run -1 is the warm-up
+      }
+    }
+    for (const [name, runs] of PARTS.has(1) ? rates : []) {
+      handshakes.set(name, median(runs));
+      say(`handshakes/s  ${name.padEnd(48)} ${median(runs).toFixed(0).padStart(6)}  (runs: ${runs.map((r) => r.toFixed(0)).join(', ')})`);
     }
     const nginxRate = handshakes.get(systems[2]?.[0] ?? '') ?? NaN;
     for (const [name] of PARTS.has(1) ? chosen : []) say(`  ratio to nginx: ${name.padEnd(48)} x${((handshakes.get(name) ?? NaN) / nginxRate).toFixed(2)}`);
+    const withoutDane = handshakes.get(systems[4]?.[0] ?? '');
+    const warmDane = handshakes.get(systems[0]?.[0] ?? '');
+    if (withoutDane !== undefined && warmDane !== undefined) say(`DANE overhead, warm cache: ${(100 * (1 - warmDane / withoutDane)).toFixed(1)} % of dancegate's rate without DANE`);
 
     // The crypto bound: what one full handshake needs from OpenSSL, both sides on these cores.
     if (PARTS.has(1)) {
