@@ -8,8 +8,10 @@
  *     median reported; for dancegate (DANE-EE, warm cache), dancegate with
  *     its TLSA cache off (every connection asks Unbound), nginx
  *     (ssl_verify_client on) and HAProxy (verify required), all with as many
- *     workers/threads as cores. Also the OpenSSL crypto bound for the same
- *     handshake from `openssl speed`.
+ *     workers/threads as cores; dancegate on the same path without DANE
+ *     (the DANE overhead ratio); Node's own floor (bench/node-floor.ts).
+ *     Systems are measured round robin. Also the OpenSSL crypto bound for
+ *     the same handshake from `openssl speed`.
  *  2. Request throughput and latency over kept-alive mTLS connections with
  *     ApacheBench (`ab -k -E`), and ab against a TLS endpoint that does no
  *     proxying, to show ab is not the bottleneck.
@@ -18,7 +20,7 @@
  *  4. Memory per idle authenticated connection: CONNECTIONS TCP-mode
  *     connections held open; dancegate's RSS before and after.
  *
- *   npm run bench:compare     (PARALLEL=16 RUNS=3 SECONDS=5 CONNECTIONS=9000)
+ *   npm run bench:compare     (PARALLEL=16 RUNS=3 SECONDS=5 CONNECTIONS=10000)
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -43,15 +45,18 @@ const RUNS = Number(process.env.RUNS ?? 3);
 const SECONDS = Number(process.env.SECONDS ?? 5);
 /**
  * Idle connections for the memory figure. dancegate holds two descriptors per
- * connection (client and upstream); this machine's hard descriptor limit is
- * 20,000 per process, so 9,000 is the most it can hold, not 10,000.
+ * connection (client and upstream) and this machine's hard descriptor limit
+ * is 20,000 per process, so dancegate runs one worker per core here and its
+ * RSS is the sum over its processes.
  */
-const CONNECTIONS = Number(process.env.CONNECTIONS ?? 9_000);
+const CONNECTIONS = Number(process.env.CONNECTIONS ?? 10_000);
 /** Which parts to run, e.g. PARTS=1,2 (default all). */
 const PARTS = new Set((process.env.PARTS ?? '1,2,3,4').split(',').map(Number));
 /** Which systems, e.g. SYSTEMS=dancegate,nginx (default all). */
 const SYSTEMS = (process.env.SYSTEMS ?? 'dancegate,nginx,haproxy,node').split(',');
 const CORES = availableParallelism();
+/** /proc's clock ticks per second (USER_HZ, 100 on Linux). */
+const CLOCK_TICKS = 100;
 const CLIENT = 'client1._device.bench.test';
 const CLI = join(import.meta.dirname, '../src/cli/main.js');
 
@@ -68,9 +73,15 @@ function daemon(command: string, args: string[], env: NodeJS.ProcessEnv = proces
   child.once('exit', (code) => {
     if (code !== 0 && code !== null) process.stderr.write(`${command} exited ${code}: ${err}\n`);
   });
-  process.once('exit', () => child.kill('SIGKILL'));
+  started.add(child);
   return child;
 }
+
+/** Every daemon this run started, killed if the run dies before stopping them. */
+const started = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of started) child.kill('SIGKILL');
+});
 
 async function stopDaemon(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
@@ -97,16 +108,45 @@ async function waitForPort(port: number): Promise<void> {
   }
 }
 
-/** Handshakes per second: PARALLEL s_time processes for SECONDS, summed. */
-async function handshakeRate(port: number, dir: string): Promise<number> {
+/** A process and its children (cluster workers, nginx workers). */
+async function processTree(pid: number): Promise<number[]> {
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean).map(Number);
+  return [pid, ...children];
+}
+
+/** CPU seconds (user + system) a process tree has used so far. */
+async function cpuSeconds(pid: number): Promise<number> {
+  let ticks = 0;
+  for (const p of await processTree(pid)) {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const stat = await readFile(`/proc/${p}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / CLOCK_TICKS;
+}
+
+/** RSS of a process tree, summed. */
+async function rssOf(pid: number): Promise<number> {
+  let total = 0;
+  for (const p of await processTree(pid)) total += Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${p}/status`, 'utf8'))?.[1]) * 1024;
+  return total;
+}
+
+/** Handshakes per second (PARALLEL s_time processes for SECONDS, summed) and the server's CPU ms per handshake. */
+async function handshakeRate(port: number, pid: number, dir: string): Promise<{ rate: number; cpuMs: number }> {
+  let connections = 0;
   const one = async (): Promise<number> => {
     const { stdout } = await run('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-www', '/', '-time', String(SECONDS), '-cert', join(dir, 'client.pem'), '-key', join(dir, 'client.key'), '-CAfile', join(dir, 'ca.pem')], { timeout: (SECONDS + 30) * 1000 });
     const m = /(\d+) connections in ([\d.]+) real seconds/.exec(stdout);
     if (!m) throw new Error(`s_time said: ${stdout.slice(-500)}`);
+    connections += Number(m[1]);
     return Number(m[1]) / Number(m[2]);
   };
+  const cpuBefore = await cpuSeconds(pid);
   const rates = await Promise.all(Array.from({ length: PARALLEL }, one));
-  return rates.reduce((a, b) => a + b, 0);
+  const cpu = (await cpuSeconds(pid)) - cpuBefore;
+  return { rate: rates.reduce((a, b) => a + b, 0), cpuMs: (1000 * cpu) / connections };
 }
 
 /** ApacheBench over kept-alive mTLS: requests/s and p50/p99 ms. */
@@ -166,12 +206,6 @@ http {
   access_log off;
   keepalive_requests 100000;
   upstream backend { server 127.0.0.1:${ports.backend}; keepalive 64; }
-  server { listen 127.0.0.1:${ports.backend}; location / { return 200 "ok"; } }
-  server {
-    listen 127.0.0.1:${ports.tlsOnly} ssl;
-    ssl_certificate ${dir}/server.pem; ssl_certificate_key ${dir}/server.key;
-    location / { return 200 "ok"; }
-  }
   server {
     listen 127.0.0.1:${ports.nginx} ssl;
     ssl_certificate ${dir}/server.pem; ssl_certificate_key ${dir}/server.key;
@@ -182,7 +216,29 @@ http {
 }
 `,
     );
-    children.push(daemon('nginx', ['-c', join(dir, 'nginx.conf'), '-e', join(dir, 'nginx-error.log')]));
+    const nginx = daemon('nginx', ['-c', join(dir, 'nginx.conf'), '-e', join(dir, 'nginx-error.log')]);
+    // The backend (and the TLS endpoint that shows ab's ceiling) in an nginx of its own, so that the
+    // proxy nginx's CPU figures hold only its own work.
+    await writeFile(
+      join(dir, 'backend.conf'),
+      `worker_processes ${CORES};
+pid ${dir}/backend.pid;
+error_log ${dir}/backend-error.log warn;
+daemon off;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  server { listen 127.0.0.1:${ports.backend}; location / { return 200 "ok"; } }
+  server {
+    listen 127.0.0.1:${ports.tlsOnly} ssl;
+    ssl_certificate ${dir}/server.pem; ssl_certificate_key ${dir}/server.key;
+    location / { return 200 "ok"; }
+  }
+}
+`,
+    );
+    children.push(nginx, daemon('nginx', ['-c', join(dir, 'backend.conf'), '-e', join(dir, 'backend-error.log')]));
     await writeFile(
       join(dir, 'haproxy.cfg'),
       `global
@@ -201,7 +257,8 @@ backend b
   server s 127.0.0.1:${ports.backend}
 `,
     );
-    children.push(daemon('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')]));
+    const haproxy = daemon('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')]);
+    children.push(haproxy);
 
     const dancegateConfig = (port: number, cacheTtl: number, mode: 'http' | 'tcp', workers: number | 'auto', withoutDane = false): string => `workers: ${workers}
 admin: false
@@ -224,48 +281,62 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
 `;
     await writeFile(join(dir, 'dg-warm.yaml'), dancegateConfig(ports.dgWarm, 300, 'http', 'auto'));
     await writeFile(join(dir, 'dg-cold.yaml'), dancegateConfig(ports.dgCold, 0, 'http', 'auto'));
-    children.push(daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-warm.yaml')]));
-    children.push(daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-cold.yaml')]));
+    const dgWarm = daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-warm.yaml')]);
+    const dgCold = daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-cold.yaml')]);
+    children.push(dgWarm, dgCold);
     // dancegate's own mTLS path without DANE: policy optional and a route whose allowlist does not hold
     // the client's name, so every connection is forwarded unauthenticated with no lookup and no match.
     await writeFile(join(dir, 'dg-no-dane.yaml'), dancegateConfig(ports.dgNoDane, 300, 'http', 'auto', true));
-    children.push(daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-no-dane.yaml')]));
+    const dgNoDane = daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-no-dane.yaml')]);
+    children.push(dgNoDane);
     // Node's own floor (bench/node-floor.ts): node:https with requestCert on every core, answering "ok"
     // itself, and the same forwarding each request with http.request: nothing of dancegate.
     const nodeFloor = (mode: 'self' | 'proxy', port: number): ChildProcess =>
       daemon(process.execPath, [join(import.meta.dirname, 'node-floor.js'), mode, String(port), join(dir, 'server.pem'), join(dir, 'server.key'), String(CORES), String(ports.backend)]);
-    children.push(nodeFloor('self', ports.nodeFloor), nodeFloor('proxy', ports.nodeProxy));
+    const nodeSelf = nodeFloor('self', ports.nodeFloor);
+    const nodeProxy = nodeFloor('proxy', ports.nodeProxy);
+    children.push(nodeSelf, nodeProxy);
     for (const p of [ports.backend, ports.tlsOnly, ports.nginx, ports.haproxy, ports.dgWarm, ports.dgCold, ports.dgNoDane, ports.nodeFloor, ports.nodeProxy]) await waitForPort(p);
 
     // 1. Handshakes.
-    const systems: Array<[string, number]> = [
-      [`dancegate ${CORES} workers, DANE-EE warm cache`, ports.dgWarm],
-      [`dancegate ${CORES} workers, TLSA cache off`, ports.dgCold],
-      [`nginx ${CORES} workers, ssl_verify_client on`, ports.nginx],
-      [`HAProxy ${CORES} threads, verify required`, ports.haproxy],
-      [`dancegate ${CORES} workers, same path without DANE`, ports.dgNoDane],
-      [`node:https ${CORES} workers, requestCert, answers itself`, ports.nodeFloor],
-      [`node:https ${CORES} workers, requestCert, http.request`, ports.nodeProxy],
+    const systems: Array<[string, number, ChildProcess]> = [
+      [`dancegate ${CORES} workers, DANE-EE warm cache`, ports.dgWarm, dgWarm],
+      [`dancegate ${CORES} workers, TLSA cache off`, ports.dgCold, dgCold],
+      [`nginx ${CORES} workers, ssl_verify_client on`, ports.nginx, nginx],
+      [`HAProxy ${CORES} threads, verify required`, ports.haproxy, haproxy],
+      [`dancegate ${CORES} workers, same path without DANE`, ports.dgNoDane, dgNoDane],
+      [`node:https ${CORES} workers, requestCert, answers itself`, ports.nodeFloor, nodeSelf],
+      [`node:https ${CORES} workers, requestCert, http.request`, ports.nodeProxy, nodeProxy],
     ];
     const chosen = systems.filter(([name]) => SYSTEMS.some((s) => name.toLowerCase().startsWith(s)));
     const handshakes = new Map<string, number>();
+    const cpuPerHandshake = new Map<string, number>();
     // Round robin: run i of every system before run i+1 of any, so drift on this shared machine hits all alike.
-    const rates = new Map<string, number[]>(chosen.map(([name]) => [name, []]));
+    const runs = new Map<string, Array<{ rate: number; cpuMs: number }>>(chosen.map(([name]) => [name, []]));
     for (let i = -1; i < (PARTS.has(1) ? RUNS : -1); i++) {
-      for (const [name, port] of chosen) {
-        const rate = await handshakeRate(port, dir);
-        if (i >= 0) rates.get(name)?.push(rate); // run -1 is the warm-up
+      for (const [name, port, child] of chosen) {
+        const result = await handshakeRate(port, child.pid as number, dir);
+        if (i >= 0) runs.get(name)?.push(result); // run -1 is the warm-up
       }
     }
-    for (const [name, runs] of PARTS.has(1) ? rates : []) {
-      handshakes.set(name, median(runs));
-      say(`handshakes/s  ${name.padEnd(48)} ${median(runs).toFixed(0).padStart(6)}  (runs: ${runs.map((r) => r.toFixed(0)).join(', ')})`);
+    for (const [name, results] of PARTS.has(1) ? runs : []) {
+      const rates = results.map((r) => r.rate);
+      const cpu = results.map((r) => r.cpuMs);
+      handshakes.set(name, median(rates));
+      cpuPerHandshake.set(name, median(cpu));
+      say(`handshakes/s  ${name.padEnd(56)} ${median(rates).toFixed(0).padStart(6)}  (runs: ${rates.map((r) => r.toFixed(0)).join(', ')}); server CPU ${median(cpu).toFixed(2)} ms per handshake (${cpu.map((c) => c.toFixed(2)).join(', ')})`);
     }
-    const nginxRate = handshakes.get(systems[2]?.[0] ?? '') ?? NaN;
-    for (const [name] of PARTS.has(1) ? chosen : []) say(`  ratio to nginx: ${name.padEnd(48)} x${((handshakes.get(name) ?? NaN) / nginxRate).toFixed(2)}`);
-    const withoutDane = handshakes.get(systems[4]?.[0] ?? '');
-    const warmDane = handshakes.get(systems[0]?.[0] ?? '');
-    if (withoutDane !== undefined && warmDane !== undefined) say(`DANE overhead, warm cache: ${(100 * (1 - warmDane / withoutDane)).toFixed(1)} % of dancegate's rate without DANE`);
+    const nginxName = systems[2]?.[0] ?? '';
+    for (const [name] of PARTS.has(1) ? chosen : []) {
+      say(`  against nginx: ${name.padEnd(56)} rate x${((handshakes.get(name) ?? NaN) / (handshakes.get(nginxName) ?? NaN)).toFixed(2)}, handshakes per CPU second x${((cpuPerHandshake.get(nginxName) ?? NaN) / (cpuPerHandshake.get(name) ?? NaN)).toFixed(2)}`);
+    }
+    const dane = systems[0]?.[0] ?? '';
+    const withoutDane = systems[4]?.[0] ?? '';
+    if (handshakes.has(dane) && handshakes.has(withoutDane)) {
+      const rateCost = 1 - (handshakes.get(dane) as number) / (handshakes.get(withoutDane) as number);
+      const cpuCost = (cpuPerHandshake.get(dane) as number) / (cpuPerHandshake.get(withoutDane) as number) - 1;
+      say(`DANE overhead, warm cache, against dancegate's own path without DANE: ${(100 * rateCost).toFixed(1)} % of the handshake rate, ${(100 * cpuCost).toFixed(1)} % more server CPU per handshake`);
+    }
 
     // The crypto bound: what one full handshake needs from OpenSSL, both sides on these cores.
     if (PARTS.has(1)) {
@@ -312,17 +383,16 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
     say(`DANE decision, cold cache (query to Unbound, which has it cached): p50 ${percentile(cold, 50).toFixed(3)} ms  p99 ${percentile(cold, 99).toFixed(3)} ms`);
     }
 
-    // 4. Memory per idle authenticated TCP-mode connection (one worker, so one RSS).
+    // 4. Memory per idle authenticated TCP-mode connection (RSS summed over the primary and its workers).
     if (PARTS.has(4)) {
     // The echo upstream in its own process: this one holds the client sockets.
     const echo = daemon(process.execPath, ['-e', `require('net').createServer((s) => { s.on('error', () => {}); s.pipe(s); }).listen(${ports.echo}, '127.0.0.1')`]);
     children.push(echo);
     await waitForPort(ports.echo);
-    await writeFile(join(dir, 'dg-tcp.yaml'), dancegateConfig(ports.dgTcp, 300, 'tcp', 1));
+    await writeFile(join(dir, 'dg-tcp.yaml'), dancegateConfig(ports.dgTcp, 300, 'tcp', CORES));
     const tcpProxy = daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-tcp.yaml')]);
     children.push(tcpProxy);
     await waitForPort(ports.dgTcp);
-    const rssOf = async (pid: number): Promise<number> => Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1]) * 1024;
     /** Open CONNECTIONS idle mutual-TLS connections to `port` (after 50 to warm up); the server's RSS growth per connection. */
     const bytesPerConnection = async (port: number, pid: number): Promise<{ perConnection: number; before: number; after: number }> => {
       const sockets: tls.TLSSocket[] = [];
@@ -346,7 +416,7 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
       return { perConnection: (after - before) / CONNECTIONS, before, after };
     };
     const proxied = await bytesPerConnection(ports.dgTcp, tcpProxy.pid as number);
-    say(`idle authenticated TCP-mode connections: ${CONNECTIONS} (each with its upstream connection); dancegate RSS ${(proxied.before / 2 ** 20).toFixed(0)} MB → ${(proxied.after / 2 ** 20).toFixed(0)} MB: ${(proxied.perConnection / 1024).toFixed(1)} KB per connection`);
+    say(`idle authenticated TCP-mode connections: ${CONNECTIONS} (each with its upstream connection); dancegate (${CORES} workers) RSS ${(proxied.before / 2 ** 20).toFixed(0)} MB → ${(proxied.after / 2 ** 20).toFixed(0)} MB: ${(proxied.perConnection / 1024).toFixed(1)} KB per connection`);
 
     // The floor: a bare node:tls echo server (requestCert, no proxying, no upstream), same client, same count.
     const floorPort = await freePort();

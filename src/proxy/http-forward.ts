@@ -178,8 +178,8 @@ export class HttpForwarder {
       name: context.identity?.name,
       status: context.status,
       certificateDer: context.identity?.leaf.der,
-      certificateSha256Hex: context.identity?.leaf.sha256Hex,
-      // Only XFCC needs the subject, and reading it costs a full certificate parse.
+      // Only XFCC needs the digest and the subject; the subject costs a full certificate parse.
+      certificateSha256Hex: this.config.forwardXfcc ? context.identity?.leaf.sha256Hex : undefined,
       certificateSubject: this.config.forwardXfcc ? context.identity?.leaf.subject : undefined,
       tlsa: context.identity?.tlsa,
       clientAddress: context.clientAddress,
