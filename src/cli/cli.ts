@@ -3,6 +3,7 @@
  * returns the exit code: 0 success (authenticated), 1 not authenticated,
  * 2 usage or configuration error.
  */
+import cluster from 'node:cluster';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer, isIP } from 'node:net';
@@ -333,7 +334,8 @@ async function serveCommand(args: string[], io: CliIo): Promise<number> {
     io.stderr.write(`dancegate: embedded demo: echo backend on 127.0.0.1:${backend.port}, dev PKI in ${files.dir}\n`);
   }
   try {
-    const config = await loadConfigOrUsage(configPath);
+    // A cluster worker never reads the file: the primary hands it the text in force.
+    const config = cluster.isWorker ? undefined : await loadConfigOrUsage(configPath);
     const served = await serve(configPath, config, version(), io);
     if (demo) {
       const { demoCurlCommand } = await import('./demo.js');

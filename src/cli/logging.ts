@@ -6,15 +6,30 @@
 import { destination, pino, stdTimeFunctions, type Logger } from 'pino';
 import type { LogConfig } from '../config/types.js';
 
+/** Each logger's destination, for reopening a log file after rotation. */
+const destinations = new WeakMap<Logger, ReturnType<typeof destination>>();
+
 export function createLogger(config: LogConfig): Logger {
   const dest = config.destination === 'stdout' ? 1 : config.destination === 'stderr' ? 2 : config.destination;
-  return pino(
+  const stream = destination({ dest, sync: false, mkdir: true });
+  const logger = pino(
     {
       level: config.level,
       base: { pid: process.pid },
       timestamp: stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination({ dest, sync: false, mkdir: true }),
+    stream,
   );
+  destinations.set(logger, stream);
+  return logger;
+}
+
+/**
+ * Reopen a file destination (after logrotate moved the file away); nothing
+ * for stdout/stderr. The level and destination themselves are fixed for the
+ * life of the process: a reload that changes them is told so.
+ */
+export function reopenLog(logger: Logger, config: LogConfig): void {
+  if (config.destination !== 'stdout' && config.destination !== 'stderr') destinations.get(logger)?.reopen();
 }

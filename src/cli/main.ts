@@ -2,14 +2,16 @@
 import cluster from 'node:cluster';
 import { runCli } from './cli.js';
 
-runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr }).then(
+const argv = process.argv.slice(2);
+runCli(argv, { stdout: process.stdout, stderr: process.stderr }).then(
   (code) => {
     process.exitCode = code;
-    // A cluster worker's IPC channel would keep it alive: leave once done.
-    if (cluster.isWorker) process.exit(code);
+    // `serve` has drained (or failed to start) when runCli returns: nothing it opened may keep
+    // the process alive (a cluster worker's IPC channel would, for one).
+    if (cluster.isWorker || argv[0] === 'serve') process.exit(code);
   },
   (err: unknown) => {
     process.stderr.write(`dancegate: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 70;
+    process.exit(70);
   },
 );

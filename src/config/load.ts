@@ -732,8 +732,8 @@ export async function parseConfigText(text: string, source: string): Promise<Dan
   };
 }
 
-/** Read, parse and resolve a configuration file; throws ConfigError listing every problem. */
-export async function loadConfig(path: string): Promise<DancegateConfig> {
+/** Read a configuration file's text (bounded); throws ConfigError. `source` is its absolute path. */
+export async function readConfigText(path: string): Promise<{ source: string; text: string }> {
   const source = resolve(path);
   let text: string;
   try {
@@ -744,5 +744,11 @@ export async function loadConfig(path: string): Promise<DancegateConfig> {
   if (Buffer.byteLength(text) > MAX_CONFIG_FILE_BYTES) {
     throw new ConfigError(source, [`the configuration file is larger than ${MAX_CONFIG_FILE_BYTES} bytes`]);
   }
+  return { source, text };
+}
+
+/** Read, parse and resolve a configuration file; throws ConfigError listing every problem. */
+export async function loadConfig(path: string): Promise<DancegateConfig> {
+  const { source, text } = await readConfigText(path);
   return parseConfigText(text, source);
 }

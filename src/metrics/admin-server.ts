@@ -1,6 +1,6 @@
 /**
  * The admin listener (loopback by default): GET /metrics (Prometheus text),
- * /healthz (the process is alive), /readyz (listeners bound and the
+ * /healthz (the process is alive; a cluster primary: a worker is up), /readyz (listeners bound and the
  * resolver answering; 503 otherwise), /status (JSON). Nothing else.
  */
 import * as http from 'node:http';
@@ -15,6 +15,8 @@ export interface AdminSource {
   metrics(): Promise<{ contentType: string; body: string }>;
   readiness(): Promise<Readiness>;
   status(): Promise<object>;
+  /** /healthz: the process can serve (a cluster primary: at least one worker up); default always ok. */
+  health?(): { ok: boolean; detail: string };
 }
 
 export interface AdminServer {
@@ -38,9 +40,11 @@ export async function startAdminServer(host: string, port: number, source: Admin
       if (!res.headersSent) json(res, 500, { error: err instanceof Error ? err.message : String(err) });
     };
     switch (path) {
-      case '/healthz':
-        res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' }).end('ok\n');
+      case '/healthz': {
+        const health = source.health?.() ?? { ok: true, detail: 'ok' };
+        res.writeHead(health.ok ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8' }).end(`${health.detail}\n`);
         return;
+      }
       case '/metrics':
         source.metrics().then(({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body), fail);
         return;

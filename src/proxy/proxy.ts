@@ -69,12 +69,27 @@ export interface RunningProxy {
    * configuration stays in force and the error is returned.
    */
   reload(next: DancegateConfig): Promise<ReloadResult>;
+  /**
+   * The first half of reload: build everything the new configuration needs
+   * (new listeners bound, certificates loaded) without switching. Then
+   * exactly one of commit() (cannot fail) or abort(). Used by the cluster
+   * primary to switch every worker or none. A drain aborts it.
+   */
+  prepareReload(next: DancegateConfig): Promise<PreparedReload | { readonly error: string }>;
   /** Graceful stop; resolves true when every connection ended before the deadline. */
   drain(deadlineMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
+export interface PreparedReload {
+  /** Switch; `generation` sets the new generation number (the cluster primary's), default +1. */
+  commit(generation?: number): ReloadResult;
+  abort(): Promise<void>;
+}
+
 export interface ProxyOptions {
+  /** The generation number of `config` (a cluster worker started after reloads); default 1. */
+  readonly generation?: number;
   readonly log?: DecisionSink;
   readonly dnsResolver?: TlsaResolver;
   /** Extra hooks: metrics (counting decisions, resolver outcomes, forwarding). */
@@ -92,10 +107,20 @@ interface Shared {
   readonly admission: Admission;
 }
 
-function sharedFor(config: DancegateConfig, options: ProxyOptions): Shared {
+/** The admission limits without the resolver gate's (which has its own object). */
+const admissionLimitsKey = (config: DancegateConfig): string => JSON.stringify({ ...config.limits, resolverGate: undefined });
+
+/**
+ * What one generation shares. Admission control (penalty box, per-IP and
+ * per-identity counts, handshake budget) carries over from `previous` when
+ * its limits are unchanged, so a reload does not forgive or forget anything;
+ * the TLSA cache starts empty (the local TLSA file or resolver may have changed).
+ */
+function sharedFor(config: DancegateConfig, options: ProxyOptions, previous?: Shared): Shared {
   const { resolver, gate } = resolverFor(config, options.dnsResolver);
   const counted = options.metrics ? options.metrics.countingResolver(resolver) : resolver;
-  return { config, cache: new TlsaCache(counted, config.resolver.cache), gate, admission: new Admission(config.limits) };
+  const admission = previous && admissionLimitsKey(previous.config) === admissionLimitsKey(config) ? previous.admission : new Admission(config.limits);
+  return { config, cache: new TlsaCache(counted, config.resolver.cache), gate, admission };
 }
 
 export async function startProxy(config: DancegateConfig, options: ProxyOptions = {}): Promise<RunningProxy> {
@@ -111,8 +136,12 @@ export async function startProxy(config: DancegateConfig, options: ProxyOptions 
   let running = new Map<string, { listener: DaneListener; address: ListenerAddress }>();
   /** Listeners removed or moved by a reload: no longer accepting, their connections running out. */
   const leaving = new Set<DaneListener>();
-  let generation = 1;
+  let generation = options.generation ?? 1;
   let lastReload: ReloadResult | undefined;
+  /** Set by drain/close: no reload may start listeners any more. */
+  let closing = false;
+  /** Prepared reloads waiting for commit or abort (a drain aborts them). */
+  const pending = new Set<PreparedReload>();
 
   const startListener = async (lc: ListenerConfig, s: Shared): Promise<{ listener: DaneListener; address: ListenerAddress }> => {
     const listener = new DaneListener(lc, depsFor(s));
@@ -121,7 +150,59 @@ export async function startProxy(config: DancegateConfig, options: ProxyOptions 
   };
   const retire = (listener: DaneListener): void => {
     leaving.add(listener);
-    void listener.drain(config.shutdown?.drainTimeoutMs ?? 30_000).then(() => leaving.delete(listener));
+    void listener.drain(shared.config.shutdown.drainTimeoutMs).then(() => leaving.delete(listener));
+  };
+
+  const prepareReload = async (next: DancegateConfig): Promise<PreparedReload | { readonly error: string }> => {
+    if (closing) return { error: 'shutting down' };
+    let nextShared: Shared;
+    const nextRunning = new Map<string, { listener: DaneListener; address: ListenerAddress }>();
+    const newlyStarted: DaneListener[] = [];
+    const updates: Array<() => void> = [];
+    try {
+      nextShared = sharedFor(next, options, shared);
+      for (const lc of next.listeners) {
+        const old = running.get(lc.name);
+        const oldConfig = old?.listener.config;
+        if (old && oldConfig && oldConfig.host === lc.host && oldConfig.port === lc.port && oldConfig.mode === lc.mode) {
+          // Same address and mode: build the new generation now (may throw), switch on commit.
+          updates.push(old.listener.prepareUpdate(lc, depsFor(nextShared)));
+          nextRunning.set(lc.name, old);
+        } else {
+          const started = await startListener(lc, nextShared);
+          newlyStarted.push(started.listener);
+          nextRunning.set(lc.name, started);
+          if (closing) throw new Error('shutting down');
+        }
+      }
+    } catch (err) {
+      await Promise.all(newlyStarted.map((l) => l.close()));
+      return { error: (err as Error).message };
+    }
+    let settled = false;
+    const prepared: PreparedReload = {
+      commit(nextGeneration?: number): ReloadResult {
+        const time = new Date().toISOString();
+        if (settled || closing) return { ok: false, time, generation, error: settled ? 'this reload was already settled' : 'shutting down' };
+        settled = true;
+        pending.delete(prepared);
+        for (const apply of updates) apply();
+        for (const [name, old] of running) if (nextRunning.get(name) !== old) retire(old.listener);
+        running = nextRunning;
+        shared = nextShared;
+        generation = nextGeneration ?? generation + 1;
+        lastReload = { ok: true, time, generation };
+        return lastReload;
+      },
+      async abort(): Promise<void> {
+        if (settled) return;
+        settled = true;
+        pending.delete(prepared);
+        await Promise.all(newlyStarted.map((l) => l.close()));
+      },
+    };
+    pending.add(prepared);
+    return prepared;
   };
 
   try {
@@ -165,43 +246,26 @@ export async function startProxy(config: DancegateConfig, options: ProxyOptions 
     },
     async reload(next: DancegateConfig): Promise<ReloadResult> {
       const time = new Date().toISOString();
-      const nextShared = sharedFor(next, options);
-      const nextRunning = new Map<string, { listener: DaneListener; address: ListenerAddress }>();
-      const newlyStarted: DaneListener[] = [];
-      const updates: Array<() => void> = [];
-      try {
-        for (const lc of next.listeners) {
-          const old = running.get(lc.name);
-          const oldConfig = old?.listener.config;
-          if (old && oldConfig && oldConfig.host === lc.host && oldConfig.port === lc.port && oldConfig.mode === lc.mode) {
-            // Same address and mode: build the new generation now (may throw), switch after every listener is ready.
-            updates.push(old.listener.prepareUpdate(lc, depsFor(nextShared)));
-            nextRunning.set(lc.name, old);
-          } else {
-            const started = await startListener(lc, nextShared);
-            newlyStarted.push(started.listener);
-            nextRunning.set(lc.name, started);
-          }
-        }
-      } catch (err) {
-        await Promise.all(newlyStarted.map((l) => l.close()));
-        lastReload = { ok: false, time, generation, error: (err as Error).message };
+      const prepared = await prepareReload(next);
+      if ('error' in prepared) {
+        lastReload = { ok: false, time, generation, error: prepared.error };
         return lastReload;
       }
-      for (const apply of updates) apply();
-      for (const [name, old] of running) if (nextRunning.get(name) !== old) retire(old.listener);
-      running = nextRunning;
-      shared = nextShared;
-      generation++;
-      lastReload = { ok: true, time, generation };
-      return lastReload;
+      const result = prepared.commit();
+      if (!result.ok) lastReload = result;
+      return result;
     },
+    prepareReload,
     async drain(deadlineMs: number): Promise<boolean> {
+      closing = true;
+      await Promise.all([...pending].map((p) => p.abort()));
       const all = [...[...running.values()].map((r) => r.listener), ...leaving];
       const results = await Promise.all(all.map((l) => l.drain(deadlineMs)));
       return results.every(Boolean);
     },
     async close() {
+      closing = true;
+      await Promise.all([...pending].map((p) => p.abort()));
       await Promise.all([...[...running.values()].map((r) => r.listener.close()), ...[...leaving].map((l) => l.close())]);
     },
   };

@@ -425,6 +425,64 @@ describe('graceful shutdown', () => {
   }, 30_000);
 });
 
+describe('workers: 2, reloads', () => {
+  let dg: Instance;
+  beforeAll(async () => {
+    dg = await Instance.start('cluster-reload', { workers: 2 });
+  }, 30_000);
+  afterAll(async () => {
+    await dg?.stop();
+  });
+
+  const workerStatuses = async (): Promise<Array<{ pid: number; generation: number }>> =>
+    (JSON.parse((await dg.admin('/status')).body) as { workers: Array<{ pid: number; generation: number }> }).workers;
+
+  it('/healthz counts the workers that are up', async () => {
+    expect(await dg.admin('/healthz')).toEqual({ status: 200, body: '2 worker(s) up\n' });
+    expect(await dg.metric('dancegate_workers_ready')).toBe(2);
+  });
+
+  it('a valid SIGHUP switches every worker to the same new generation', async () => {
+    await writeFile(dg.configFile, configText(dg.ports, { allow: `'${A}'`, workers: 2, log: dg.logFile }));
+    dg.child.kill('SIGHUP');
+    await waitUntil('the reload to be counted', async () => (await dg.metric('dancegate_config_reloads_total{result="success"}')) === 1);
+    expect((await workerStatuses()).map((w) => w.generation)).toEqual([2, 2]);
+    expect(await dg.metric('dancegate_config_generation')).toBe(2);
+    expect(await dg.metric('dancegate_config_last_reload_successful')).toBe(1);
+    // Several connections, so that both workers answer: all follow the new allowlist.
+    for (let i = 0; i < 6; i++) {
+      expect((await get(dg.ports.http, fx.certs.b)).status).toBe(403);
+      expect((await get(dg.ports.http, fx.certs.a)).status).toBe(200);
+    }
+    const reloadLines = (await dg.logLines()).filter((l) => l.event === 'reload' && l.ok === true && l.msg === 'configuration reloaded');
+    expect(new Set(reloadLines.map((l) => l.pid)).size).toBe(2);
+  });
+
+  it('an invalid file is rejected by the primary and counted; a worker restarted afterwards runs the configuration in force, not the file', async () => {
+    await writeFile(dg.configFile, `${configText(dg.ports, { allow: `'${B}'`, workers: 2, log: dg.logFile })}bogus: true\n`);
+    dg.child.kill('SIGHUP');
+    await waitUntil('the failure to be counted', async () => (await dg.metric('dancegate_config_reloads_total{result="failure"}')) === 1);
+    expect(await dg.metric('dancegate_config_last_reload_successful')).toBe(0);
+    const status = JSON.parse((await dg.admin('/status')).body) as { generation: number; lastReload: { ok: boolean; error: string } };
+    expect(status.generation).toBe(2);
+    expect(status.lastReload).toMatchObject({ ok: false, error: '(top level): Unrecognized key: "bogus"' });
+
+    // The invalid file is still on disk. A worker that dies is replaced from the text in force.
+    const [victim] = await workerStatuses();
+    process.kill(victim?.pid as number, 'SIGKILL');
+    await waitUntil('a replacement worker, ready', async () => {
+      const workers = await workerStatuses().catch(() => []);
+      return workers.length === 2 && workers.every((w) => w.pid !== victim?.pid) && (await dg.ready());
+    }, 30_000);
+    expect((await workerStatuses()).map((w) => w.generation)).toEqual([2, 2]);
+    expect(await dg.metric('dancegate_worker_restarts_total')).toBe(1);
+    for (let i = 0; i < 6; i++) {
+      expect((await get(dg.ports.http, fx.certs.a)).status).toBe(200);
+      expect((await get(dg.ports.http, fx.certs.b)).status).toBe(403);
+    }
+  }, 45_000);
+});
+
 describe('workers: 2', () => {
   it('both workers serve, and the aggregated counters add up', async () => {
     const dg = await Instance.start('workers', { workers: 2 });
