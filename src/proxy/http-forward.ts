@@ -32,8 +32,6 @@ export class HttpForwarder {
   /** One keep-alive agent per route: two routes to one URL may differ in upstream TLS settings. */
   private readonly agents = new Map<RouteConfig, http.Agent>();
 
-  private active = 0;
-  private idleWaiters: Array<() => void> = [];
   private draining = false;
 
   constructor(
@@ -80,25 +78,11 @@ export class HttpForwarder {
   /** Serve HTTP on a verified connection. */
   accept(socket: TLSSocket, context: ConnectionContext): void {
     this.contexts.set(socket, context);
-    this.active++;
     socket.once('close', () => {
-      this.active--;
       this.observer.bytesRelayed?.(this.listenerName, socket.bytesRead, socket.bytesWritten);
-      if (this.active === 0) for (const waiter of this.idleWaiters.splice(0)) waiter();
     });
     this.server.emit('connection', socket);
     socket.resume();
-  }
-
-  /** Client connections being served now. */
-  get activeConnections(): number {
-    return this.active;
-  }
-
-  /** Call `callback` once no connection is being served (at once if none is). */
-  onIdle(callback: () => void): void {
-    if (this.active === 0) callback();
-    else this.idleWaiters.push(callback);
   }
 
   /** Graceful stop: close idle keep-alive connections now; busy ones get `Connection: close` on their response. */

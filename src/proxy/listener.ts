@@ -70,6 +70,12 @@ interface Generation {
   readonly contexts: Array<{ serverNames: readonly string[]; context: tls.SecureContext }>;
   readonly http: HttpForwarder | undefined;
   readonly now: () => Date;
+  /**
+   * Connections accepted under this generation and not yet closed, counted
+   * from the accept (ClientHello, handshake and lookup included), since each
+   * is handed to this generation's forwarder whenever its decision comes.
+   */
+  open: number;
 }
 
 function generationFor(config: ListenerConfig, deps: ListenerDependencies): Generation {
@@ -79,6 +85,7 @@ function generationFor(config: ListenerConfig, deps: ListenerDependencies): Gene
     contexts: secureContextFor(config),
     http: config.mode === 'http' ? new HttpForwarder(config.http, config.idleTimeoutMs, deps.observer, config.name) : undefined,
     now: deps.now ?? (() => new Date()),
+    open: 0,
   };
 }
 
@@ -129,8 +136,8 @@ function peerChain(socket: tls.TLSSocket): ParsedCertificate[] {
 export class DaneListener {
   private server: net.Server | undefined;
   private current: Generation;
-  /** Forwarders of earlier generations, closed once their last connection ends. */
-  private readonly retired = new Set<HttpForwarder>();
+  /** Earlier generations with connections left; their forwarder is closed when the last one ends. */
+  private readonly retired = new Set<Generation>();
   /** Raw client sockets (each connection's lifetime). */
   private readonly connections = new Set<net.Socket>();
   private readonly sockets = new Set<net.Socket>();
@@ -152,39 +159,42 @@ export class DaneListener {
    * Use a new configuration (same name, address and mode) for new
    * connections; established ones keep the generation they started with.
    * Builds everything first and throws (changing nothing) if the new
-   * certificates cannot be loaded; the returned function switches over.
+   * certificates cannot be loaded; `apply` switches over, `discard` drops it.
    */
-  prepareUpdate(config: ListenerConfig, deps: ListenerDependencies): () => void {
+  prepareUpdate(config: ListenerConfig, deps: ListenerDependencies): { apply(): void; discard(): void } {
     const next = generationFor(config, deps);
-    return () => {
-      const previous = this.current;
-      this.current = next;
-      if (previous.http) this.retire(previous.http);
+    return {
+      apply: () => {
+        const previous = this.current;
+        this.current = next;
+        this.retired.add(previous);
+        this.closeIfDone(previous);
+      },
+      // An aborted reload: the forwarder built for it never served anything.
+      discard: () => next.http?.close(),
     };
   }
 
-  private retire(forwarder: HttpForwarder): void {
-    if (forwarder.activeConnections === 0) forwarder.close();
-    else {
-      this.retired.add(forwarder);
-      forwarder.onIdle(() => {
-        this.retired.delete(forwarder);
-        forwarder.close();
-      });
-    }
+  /** Close a retired generation's forwarder once no connection accepted under it is left. */
+  private closeIfDone(generation: Generation): void {
+    if (generation.open > 0 || !this.retired.delete(generation)) return;
+    generation.http?.close();
   }
 
   async start(): Promise<{ host: string; port: number }> {
     const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => {
+      const generation = this.current;
+      generation.open++;
       this.sockets.add(socket);
       this.connections.add(socket);
       socket.once('close', () => {
         this.sockets.delete(socket);
         this.connections.delete(socket);
+        generation.open--;
+        this.closeIfDone(generation);
         if (this.connections.size === 0) for (const waiter of this.drainWaiters.splice(0)) waiter();
       });
       socket.on('error', () => undefined);
-      const generation = this.current;
       this.handle(socket, generation).catch((err: unknown) => {
         // A bug must cost one connection, never the process.
         process.emitWarning(`dancegate: listener ${generation.config.name}: connection handler failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -220,7 +230,7 @@ export class DaneListener {
    */
   async drain(deadlineMs: number): Promise<boolean> {
     const stopped = this.stopAccepting();
-    for (const forwarder of [this.current.http, ...this.retired]) forwarder?.startDraining();
+    for (const generation of [this.current, ...this.retired]) generation.http?.startDraining();
     const clean = await new Promise<boolean>((resolve) => {
       if (this.connections.size === 0) return resolve(true);
       const timer = setTimeout(() => resolve(false), deadlineMs);
@@ -239,8 +249,7 @@ export class DaneListener {
     const server = this.server;
     this.server = undefined;
     for (const s of this.sockets) s.destroy();
-    this.current.http?.close();
-    for (const forwarder of this.retired) forwarder.close();
+    for (const generation of [this.current, ...this.retired]) generation.http?.close();
     this.retired.clear();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }

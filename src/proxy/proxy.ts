@@ -158,7 +158,7 @@ export async function startProxy(config: DancegateConfig, options: ProxyOptions 
     let nextShared: Shared;
     const nextRunning = new Map<string, { listener: DaneListener; address: ListenerAddress }>();
     const newlyStarted: DaneListener[] = [];
-    const updates: Array<() => void> = [];
+    const updates: Array<{ apply(): void; discard(): void }> = [];
     try {
       nextShared = sharedFor(next, options, shared);
       for (const lc of next.listeners) {
@@ -176,6 +176,7 @@ export async function startProxy(config: DancegateConfig, options: ProxyOptions 
         }
       }
     } catch (err) {
+      for (const update of updates) update.discard();
       await Promise.all(newlyStarted.map((l) => l.close()));
       return { error: (err as Error).message };
     }
@@ -186,7 +187,7 @@ export async function startProxy(config: DancegateConfig, options: ProxyOptions 
         if (settled || closing) return { ok: false, time, generation, error: settled ? 'this reload was already settled' : 'shutting down' };
         settled = true;
         pending.delete(prepared);
-        for (const apply of updates) apply();
+        for (const update of updates) update.apply();
         for (const [name, old] of running) if (nextRunning.get(name) !== old) retire(old.listener);
         running = nextRunning;
         shared = nextShared;
@@ -198,6 +199,7 @@ export async function startProxy(config: DancegateConfig, options: ProxyOptions 
         if (settled) return;
         settled = true;
         pending.delete(prepared);
+        for (const update of updates) update.discard();
         await Promise.all(newlyStarted.map((l) => l.close()));
       },
     };

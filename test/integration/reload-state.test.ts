@@ -1,8 +1,11 @@
 /**
- * A reload keeps the admission state (penalty box, per-IP and per-identity
- * counts) when `limits` did not change, so a reload forgives nothing; with
- * changed limits it starts afresh under the new ones.
+ * What a reload keeps and drops: the admission state (penalty box, per-IP
+ * and per-identity counts) survives when `limits` did not change, so a
+ * reload forgives nothing, and starts afresh under changed limits; a
+ * prepared but uncommitted reload (the cluster's first phase) is aborted by
+ * a drain, so the listener it started does not outlive the shutdown.
  */
+import * as net from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate } from '../../certs/pki.js';
 import { loadConfig } from '../../src/config/load.js';
 import { startProxy, type RunningProxy } from '../../src/proxy/proxy.js';
+import { freePort } from '../lab/dnssec-lab.js';
 
 const ATTACKER = '192.0.2.7';
 
@@ -17,7 +21,7 @@ describe('reload and admission state', () => {
   let dir: string;
   let proxy: RunningProxy;
   const configFile = (): string => join(dir, 'dancegate.yaml');
-  const write = (allow: string, failures: number): Promise<void> =>
+  const write = (allow: string, failures: number, extraListener = ''): Promise<void> =>
     writeFile(
       configFile(),
       `resolver: { localTlsaFile: tlsa.txt }
@@ -31,7 +35,7 @@ listeners:
     routes:
       - upstream: http://127.0.0.1:9
         allow: ['${allow}']
-`,
+${extraListener}`,
     );
 
   beforeAll(async () => {
@@ -70,5 +74,32 @@ listeners:
     if (fourth.ok) fourth.release();
     proxy.admission.recordFailure(ATTACKER);
     expect(proxy.admission.admitConnection(ATTACKER)).toMatchObject({ ok: false, reason: 'penalty-box' });
+  });
+
+  it('a drain aborts a prepared reload: the listener it bound is closed, the old generation stays', async () => {
+    const port = await freePort();
+    await write('*._device.b.test', 5, `  - name: extra
+    listen: 127.0.0.1:${port}
+    mode: tcp
+    tls: { certificates: [{ certFile: server.pem, keyFile: server.key }] }
+    routes:
+      - upstream: tcp://127.0.0.1:9
+        allow: ['*._device.b.test']
+`);
+    const prepared = await proxy.prepareReload(await loadConfig(configFile()));
+    if ('error' in prepared) throw new Error(prepared.error);
+    const accepts = (): Promise<boolean> =>
+      new Promise((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
+      });
+    expect(await accepts()).toBe(true);
+    expect(await proxy.drain(1000)).toBe(true);
+    expect(await accepts()).toBe(false);
+    expect(proxy.generation).toBe(3);
+    expect(prepared.commit()).toMatchObject({ ok: false, error: 'this reload was already settled' });
   });
 });
