@@ -23,9 +23,7 @@
  *   npm run bench:compare     (PARALLEL=16 RUNS=3 SECONDS=5 CONNECTIONS=10000)
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import * as net from 'node:net';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -38,6 +36,7 @@ import { DnsTlsaResolver } from '../src/dane/resolver.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../src/dane/tlsa.js';
 import { verifyClient } from '../src/dane/verify.js';
 import { freePort, startDnssecLab } from '../test/lab/dnssec-lab.js';
+import { stopProcess, waitForTcpPort } from '../test/lab/process.js';
 
 const run = promisify(execFile);
 const PARALLEL = Number(process.env.PARALLEL ?? 16);
@@ -82,31 +81,6 @@ const started = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of started) child.kill('SIGKILL');
 });
-
-async function stopDaemon(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(t);
-}
-
-async function waitForPort(port: number): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${port}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** A process and its children (cluster workers, nginx workers). */
 async function processTree(pid: number): Promise<number[]> {
@@ -194,18 +168,27 @@ async function main(): Promise<void> {
     const lab = await startDnssecLab([{ origin: 'bench.test', signing: { algorithm: 13 }, records: [`client1._device 300 IN TLSA ${formatTlsaRdata(tlsaRecordForCertificate(parseCertificateDer(client.der), 3, 1, 1))}`] }]);
     const ports = { backend: await freePort(), tlsOnly: await freePort(), nginx: await freePort(), haproxy: await freePort(), dgWarm: await freePort(), dgCold: await freePort(), dgNoDane: await freePort(), nodeFloor: await freePort(), nodeProxy: await freePort(), dgTcp: await freePort(), echo: await freePort() };
 
-    // Backend and the two C proxies.
-    await writeFile(
-      join(dir, 'nginx.conf'),
-      `worker_processes ${CORES};
-pid ${dir}/nginx.pid;
-error_log ${dir}/nginx-error.log warn;
+    // Backend and the two C proxies. The backend (and the TLS endpoint that shows ab's ceiling) runs in
+    // an nginx of its own, so that the proxy nginx's CPU figures hold only its own work.
+    const startNginx = async (name: string, httpBlock: string): Promise<ChildProcess> => {
+      await writeFile(
+        join(dir, `${name}.conf`),
+        `worker_processes ${CORES};
+pid ${dir}/${name}.pid;
+error_log ${dir}/${name}-error.log warn;
 daemon off;
 events { worker_connections 16384; }
 http {
   access_log off;
   keepalive_requests 100000;
-  upstream backend { server 127.0.0.1:${ports.backend}; keepalive 64; }
+${httpBlock}}
+`,
+      );
+      return daemon('nginx', ['-c', join(dir, `${name}.conf`), '-e', join(dir, `${name}-error.log`)]);
+    };
+    const nginx = await startNginx(
+      'nginx',
+      `  upstream backend { server 127.0.0.1:${ports.backend}; keepalive 64; }
   server {
     listen 127.0.0.1:${ports.nginx} ssl;
     ssl_certificate ${dir}/server.pem; ssl_certificate_key ${dir}/server.key;
@@ -213,32 +196,21 @@ http {
     ssl_session_cache off; ssl_session_tickets off;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
-}
 `,
     );
-    const nginx = daemon('nginx', ['-c', join(dir, 'nginx.conf'), '-e', join(dir, 'nginx-error.log')]);
-    // The backend (and the TLS endpoint that shows ab's ceiling) in an nginx of its own, so that the
-    // proxy nginx's CPU figures hold only its own work.
-    await writeFile(
-      join(dir, 'backend.conf'),
-      `worker_processes ${CORES};
-pid ${dir}/backend.pid;
-error_log ${dir}/backend-error.log warn;
-daemon off;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  keepalive_requests 100000;
-  server { listen 127.0.0.1:${ports.backend}; location / { return 200 "ok"; } }
+    children.push(
+      nginx,
+      await startNginx(
+        'backend',
+        `  server { listen 127.0.0.1:${ports.backend}; location / { return 200 "ok"; } }
   server {
     listen 127.0.0.1:${ports.tlsOnly} ssl;
     ssl_certificate ${dir}/server.pem; ssl_certificate_key ${dir}/server.key;
     location / { return 200 "ok"; }
   }
-}
 `,
+      ),
     );
-    children.push(nginx, daemon('nginx', ['-c', join(dir, 'backend.conf'), '-e', join(dir, 'backend-error.log')]));
     await writeFile(
       join(dir, 'haproxy.cfg'),
       `global
@@ -296,7 +268,7 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
     const nodeSelf = nodeFloor('self', ports.nodeFloor);
     const nodeProxy = nodeFloor('proxy', ports.nodeProxy);
     children.push(nodeSelf, nodeProxy);
-    for (const p of [ports.backend, ports.tlsOnly, ports.nginx, ports.haproxy, ports.dgWarm, ports.dgCold, ports.dgNoDane, ports.nodeFloor, ports.nodeProxy]) await waitForPort(p);
+    for (const p of [ports.backend, ports.tlsOnly, ports.nginx, ports.haproxy, ports.dgWarm, ports.dgCold, ports.dgNoDane, ports.nodeFloor, ports.nodeProxy]) await waitForTcpPort(p);
 
     // 1. Handshakes.
     const systems: Array<[string, number, ChildProcess]> = [
@@ -388,11 +360,11 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
     // The echo upstream in its own process: this one holds the client sockets.
     const echo = daemon(process.execPath, ['-e', `require('net').createServer((s) => { s.on('error', () => {}); s.pipe(s); }).listen(${ports.echo}, '127.0.0.1')`]);
     children.push(echo);
-    await waitForPort(ports.echo);
+    await waitForTcpPort(ports.echo);
     await writeFile(join(dir, 'dg-tcp.yaml'), dancegateConfig(ports.dgTcp, 300, 'tcp', CORES));
     const tcpProxy = daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-tcp.yaml')]);
     children.push(tcpProxy);
-    await waitForPort(ports.dgTcp);
+    await waitForTcpPort(ports.dgTcp);
     /** Open CONNECTIONS idle mutual-TLS connections to `port` (after 50 to warm up); the server's RSS growth per connection. */
     const bytesPerConnection = async (port: number, pid: number): Promise<{ perConnection: number; before: number; after: number }> => {
       const sockets: tls.TLSSocket[] = [];
@@ -425,14 +397,14 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
         (s) => { s.on('error', () => {}); s.on('data', (d) => s.write(d)); }).listen(${floorPort}, '127.0.0.1');`;
     const floor = daemon(process.execPath, ['-e', floorScript]);
     children.push(floor);
-    await waitForPort(floorPort);
+    await waitForTcpPort(floorPort);
     const bare = await bytesPerConnection(floorPort, floor.pid as number);
     say(`the floor, a bare node:tls server holding ${CONNECTIONS} idle mutual-TLS connections (one socket each): ${(bare.perConnection / 1024).toFixed(1)} KB per connection`);
     }
     await lab.stop();
     await writeFile(join(import.meta.dirname, 'last-compare.txt'), `${out.join('\n')}\n`);
   } finally {
-    await Promise.all(children.map(stopDaemon));
+    await Promise.all(children.map(stopProcess));
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -21,6 +21,7 @@ import type { DecisionRecord } from '../../src/proxy/decision-log.js';
 import { parseProxyHeader, type ProxyParse } from '../../src/proxy/proxy-protocol.js';
 import { startProxy, type RunningProxy } from '../../src/proxy/proxy.js';
 import { freePort } from '../lab/dnssec-lab.js';
+import { waitForTcpPort } from '../lab/process.js';
 
 const NAME = 'nas1._device.radsec.test';
 
@@ -137,19 +138,7 @@ backend echo
     );
     haproxy = spawn('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'ignore', 'pipe'] });
     process.once('exit', () => haproxy?.kill('SIGKILL'));
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const ok = await new Promise<boolean>((resolve) => {
-        const s = net.connect(ports.haproxy as number, '127.0.0.1', () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.on('error', () => resolve(false));
-      });
-      if (ok) break;
-      if (Date.now() > deadline) throw new Error('HAProxy did not start');
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitForTcpPort(ports.haproxy as number, 'HAProxy', 10_000);
 
     const listener = (name: string, port: number, upstream: string, proxyHeader: string, upstreamTls = '', timeouts = ''): string => `  - name: ${name}
     listen: 127.0.0.1:${port}

@@ -11,6 +11,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { stopProcess } from './process.js';
 
 const run = promisify(execFile);
 
@@ -153,14 +154,6 @@ function startDaemon(command: string, args: string[], logFile: string): ChildPro
   return child;
 }
 
-async function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-  await exited;
-  clearTimeout(timer);
-}
 
 export async function startDnssecLab(zones: readonly LabZone[], options: LabOptions = {}): Promise<DnsLab> {
   const dir = await mkdtemp(join(tmpdir(), 'dancegate-lab-'));
@@ -300,12 +293,12 @@ export async function startDnssecLab(zones: readonly LabZone[], options: LabOpti
         logOffset = (await stat(unboundLog)).size;
       },
       async stop() {
-        await Promise.all(children.map(kill));
+        await Promise.all(children.map((c) => stopProcess(c)));
         await rm(dir, { recursive: true, force: true });
       },
     };
   } catch (err) {
-    await Promise.all(children.map(kill));
+    await Promise.all(children.map((c) => stopProcess(c)));
     const files = await readdir(dir).catch(() => []);
     await rm(dir, { recursive: true, force: true });
     throw new Error(`DNSSEC lab failed to start (${files.length} files written): ${(err as Error).message}`);
