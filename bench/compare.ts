@@ -58,6 +58,12 @@ const CORES = availableParallelism();
 const CLOCK_TICKS = 100;
 const CLIENT = 'client1._device.bench.test';
 const CLI = join(import.meta.dirname, '../src/cli/main.js');
+/**
+ * BASELINE=/path/to/an/older/checkout (built with `npm run build`) adds that
+ * build's dancegate, on the warm-cache configuration, as one more system of
+ * the same run: before/after figures from one machine state.
+ */
+const BASELINE = process.env.BASELINE;
 
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
 const percentile = (values: number[], p: number): number => {
@@ -166,7 +172,7 @@ async function main(): Promise<void> {
     await writeFile(join(dir, 'client-with-key.pem'), client.certPem + client.keyPem);
 
     const lab = await startDnssecLab([{ origin: 'bench.test', signing: { algorithm: 13 }, records: [`client1._device 300 IN TLSA ${formatTlsaRdata(tlsaRecordForCertificate(parseCertificateDer(client.der), 3, 1, 1))}`] }]);
-    const ports = { backend: await freePort(), tlsOnly: await freePort(), nginx: await freePort(), haproxy: await freePort(), dgWarm: await freePort(), dgCold: await freePort(), dgNoDane: await freePort(), nodeFloor: await freePort(), nodeProxy: await freePort(), dgTcp: await freePort(), echo: await freePort() };
+    const ports = { backend: await freePort(), tlsOnly: await freePort(), nginx: await freePort(), haproxy: await freePort(), dgWarm: await freePort(), dgCold: await freePort(), dgNoDane: await freePort(), nodeFloor: await freePort(), nodeProxy: await freePort(), dgBaseline: await freePort(), dgTcp: await freePort(), echo: await freePort() };
 
     // Backend and the two C proxies. The backend (and the TLS endpoint that shows ab's ceiling) runs in
     // an nginx of its own, so that the proxy nginx's CPU figures hold only its own work.
@@ -261,6 +267,14 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
     await writeFile(join(dir, 'dg-no-dane.yaml'), dancegateConfig(ports.dgNoDane, 300, 'http', 'auto', true));
     const dgNoDane = daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-no-dane.yaml')]);
     children.push(dgNoDane);
+    const baselineName = `dancegate ${CORES} workers, DANE-EE warm cache, BASELINE build (${BASELINE ?? ''})`;
+    let dgBaseline: ChildProcess | undefined;
+    if (BASELINE !== undefined) {
+      await writeFile(join(dir, 'dg-baseline.yaml'), dancegateConfig(ports.dgBaseline, 300, 'http', 'auto'));
+      dgBaseline = daemon(process.execPath, [join(BASELINE, 'dist/src/cli/main.js'), 'serve', '-c', join(dir, 'dg-baseline.yaml')]);
+      children.push(dgBaseline);
+      await waitForTcpPort(ports.dgBaseline);
+    }
     // Node's own floor (bench/node-floor.ts): node:https with requestCert on every core, answering "ok"
     // itself, and the same forwarding each request with http.request: nothing of dancegate.
     const nodeFloor = (mode: 'self' | 'proxy', port: number): ChildProcess =>
@@ -280,6 +294,7 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
       [`node:https ${CORES} workers, requestCert, answers itself`, ports.nodeFloor, nodeSelf],
       [`node:https ${CORES} workers, requestCert, http.request`, ports.nodeProxy, nodeProxy],
     ];
+    if (dgBaseline !== undefined) systems.push([baselineName, ports.dgBaseline, dgBaseline]);
     const chosen = systems.filter(([name]) => SYSTEMS.some((s) => name.toLowerCase().startsWith(s)));
     const handshakes = new Map<string, number>();
     const cpuPerHandshake = new Map<string, number>();
