@@ -68,6 +68,9 @@ export const HTTP_DEFAULTS = {
   refuseWith403: true,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 60_000,
+  upstreamConnections: 256,
+  upstreamMaxPerClient: 64,
+  upstreamQueueTimeoutMs: 5_000,
 } as const;
 
 export const PROXY_V2_TLV_DEFAULTS = { nameTlv: 0xe4, certHashTlv: 0xe5, tlsaTlv: 0xe6 } as const;
@@ -139,6 +142,9 @@ const HttpSchema = z.strictObject({
   refuseWith403: z.boolean().default(HTTP_DEFAULTS.refuseWith403),
   headersTimeoutMs: positiveMs(600_000).default(HTTP_DEFAULTS.headersTimeoutMs),
   requestTimeoutMs: positiveMs(3_600_000).default(HTTP_DEFAULTS.requestTimeoutMs),
+  upstreamConnections: z.number().int().min(1).max(65_536).default(HTTP_DEFAULTS.upstreamConnections),
+  upstreamMaxPerClient: z.number().int().min(1).max(65_536).default(HTTP_DEFAULTS.upstreamMaxPerClient),
+  upstreamQueueTimeoutMs: positiveMs(600_000).default(HTTP_DEFAULTS.upstreamQueueTimeoutMs),
 });
 
 const UpstreamTlsSchema = z.strictObject({
@@ -580,6 +586,9 @@ function resolveHttp(raw: RawListener['http']): HttpModeConfig {
     refuseWith403: h.refuseWith403,
     headersTimeoutMs: h.headersTimeoutMs,
     requestTimeoutMs: h.requestTimeoutMs,
+    upstreamConnections: h.upstreamConnections,
+    upstreamMaxPerClient: h.upstreamMaxPerClient,
+    upstreamQueueTimeoutMs: h.upstreamQueueTimeoutMs,
   };
 }
 

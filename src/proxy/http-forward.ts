@@ -1,36 +1,86 @@
 /**
  * HTTP mode: verified TLS connections are handed to a (non-listening)
- * node:http server; each request has every incoming identity header
- * stripped and ours set, then goes to the route's upstream through
- * http-proxy (keep-alive agents, WebSocket upgrades). An upstream failure
- * is a plain 502 that leaks nothing.
+ * node:http server; each request has every hop-by-hop and incoming
+ * identity header stripped and ours set, then goes to the route's upstream
+ * through an undici Pool (keep-alive connections, WebSocket upgrades).
+ *
+ * The upstream message's framing is derived only from what Node's parser
+ * read from the client: the body is the parsed body stream, sent with the
+ * parsed Content-Length or chunked; no header the client sends (Connection
+ * naming Content-Length, say) can change it. An upstream failure is a
+ * plain 502 that leaks nothing; no exception leaves a request handler.
+ * Each route's pool is admitted through an UpstreamGate: a per-client cap
+ * and a bounded wait (503 + Retry-After past it).
  */
 import * as http from 'node:http';
-import * as https from 'node:https';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import { TLSSocket as TLSSocketClass, type TLSSocket } from 'node:tls';
-import httpProxy from 'http-proxy';
+import type { TLSSocket } from 'node:tls';
+import { Pool, buildConnector, type Dispatcher } from 'undici';
 import type { HttpModeConfig, RouteConfig } from '../config/types.js';
-import { rewriteIdentityHeaders, type ForwardedIdentity } from './http-headers.js';
+import { parseHostHeader } from './host-header.js';
+import { responseHeadersForClient, rewriteIdentityHeaders, type ForwardedIdentity } from './http-headers.js';
 import type { ConnectionContext, ForwardingObserver } from './listener.js';
 import { selectBySni } from './sni.js';
+import { UpstreamGate, type GateResult } from './upstream-gate.js';
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 421: 'Misdirected Request', 502: 'Bad Gateway', 503: 'Service Unavailable' };
 /** Retry-After for temporary refusals: the failure cache's lifetime, about. */
 const RETRY_AFTER_SECONDS = 5;
+/** Retry-After when the upstream pool is busy. */
+const BUSY_RETRY_AFTER_SECONDS = 1;
+const DEFAULT_UPSTREAM_CONNECTIONS = 256;
+const DEFAULT_UPSTREAM_MAX_PER_CLIENT = 64;
+const DEFAULT_UPSTREAM_QUEUE_TIMEOUT_MS = 5_000;
+const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
+/** Longest error text in a log line. */
+const MAX_LOGGED_ERROR = 300;
 
 function plainResponse(status: number, body: string, extraHeaders = ''): string {
   return `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ''}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extraHeaders}Connection: close\r\n\r\n${body}`;
 }
 
+/** One line on stderr for a request that failed inside the forwarder (the process goes on). */
+function logForwardingError(listener: string, stage: string, err: unknown): void {
+  const message = (err instanceof Error ? `${err.name}: ${err.message}` : String(err)).slice(0, MAX_LOGGED_ERROR);
+  try {
+    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: 'http forwarding failed', listener, stage, error: message })}\n`);
+  } catch {
+    // Logging must not be what fails a request.
+  }
+}
+
+/** What one route forwards through. */
+interface Upstream {
+  readonly pool: Pool;
+  readonly gate: UpstreamGate;
+  /** Constant per pool, so that undici never derives TLS SNI from the client's Host (nor reconnects when it changes). */
+  readonly servername: string;
+}
+
+interface Prepared {
+  readonly context: ConnectionContext;
+  readonly upstream: Upstream;
+  /** Who the per-client cap counts against. */
+  readonly clientKey: string;
+  readonly headers: Record<string, string | string[]>;
+  /** The body to send, as Node parsed it; undefined = none. */
+  readonly body: http.IncomingMessage | undefined;
+}
+
+/** The TLS name undici would otherwise take from the request's Host header. */
+interface WithServername {
+  readonly servername: string;
+}
+
+type Refusal = { readonly status: 400 | 421 | 500; readonly body: string };
+
 export class HttpForwarder {
   private readonly server: http.Server;
-  private readonly proxy: httpProxy;
   private readonly contexts = new WeakMap<object, ConnectionContext>();
-  /** One keep-alive agent per route: two routes to one URL may differ in upstream TLS settings. */
-  private readonly agents = new Map<RouteConfig, http.Agent>();
+  /** One pool per route: two routes to one URL may differ in upstream TLS settings. */
+  private readonly upstreams = new Map<RouteConfig, Upstream>();
 
   private draining = false;
 
@@ -60,19 +110,6 @@ export class HttpForwarder {
       if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
       else socket.destroy();
     });
-    this.proxy = httpProxy.createProxyServer({ xfwd: false, ws: true, proxyTimeout: config.requestTimeoutMs });
-    this.proxy.on('proxyReq', (proxyReq: http.ClientRequest) => this.timeUpstreamConnect(proxyReq));
-    this.proxy.on('error', (_err, _req, res) => {
-      this.observer.upstreamFailed?.(this.listenerName);
-      if (res instanceof http.ServerResponse) {
-        if (!res.headersSent) {
-          res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
-          res.end('Bad Gateway: the upstream is unavailable\n');
-        } else res.destroy();
-      } else {
-        (res as Duplex).destroy();
-      }
-    });
   }
 
   /** Serve HTTP on a verified connection. */
@@ -91,19 +128,6 @@ export class HttpForwarder {
     this.server.closeIdleConnections();
   }
 
-  /**
-   * Upstream connect time, for a request that opened a new upstream
-   * connection (http-proxy emits 'proxyReq' once the request has its socket).
-   */
-  private timeUpstreamConnect(proxyReq: http.ClientRequest): void {
-    const socket = proxyReq.socket;
-    if (!socket?.connecting) return;
-    const started = performance.now();
-    socket.once(socket instanceof TLSSocketClass ? 'secureConnect' : 'connect', () => {
-      this.observer.upstreamConnected?.(this.listenerName, (performance.now() - started) / 1000);
-    });
-  }
-
   /** Answer a refused client with 403 (or 503 + Retry-After when the cause is temporary: DNS trouble, capacity) and the reason code, then close. */
   refuse(socket: TLSSocket, reason: string, temporary = false): void {
     socket.end(
@@ -115,49 +139,86 @@ export class HttpForwarder {
   }
 
   close(): void {
-    for (const agent of this.agents.values()) agent.destroy();
-    this.proxy.close();
+    for (const upstream of this.upstreams.values()) void upstream.pool.destroy().catch(() => undefined);
+    this.upstreams.clear();
     // Stops node:http's connection-checking interval.
     this.server.close();
   }
 
-  private agentFor(route: RouteConfig): http.Agent {
-    let agent = this.agents.get(route);
-    if (agent === undefined) {
-      const up = route.upstream;
-      const options = { keepAlive: true, maxSockets: 512, maxFreeSockets: 64 };
-      // The upstream's TLS name is the configured one, else its host name; never the client's Host
-      // header (Node would take it from there). '' = no SNI, and the certificate must name the IP.
-      const servername = up.tls?.serverName ?? (isIP(up.host) ? '' : up.host);
-      agent =
-        up.protocol === 'https'
-          ? new https.Agent({ ...options, ca: up.tls?.caPem, cert: up.tls?.certPem, key: up.tls?.keyPem, servername })
-          : new http.Agent(options);
-      this.agents.set(route, agent);
-    }
-    return agent;
+  private upstreamFor(route: RouteConfig): Upstream {
+    const existing = this.upstreams.get(route);
+    if (existing) return existing;
+    const up = route.upstream;
+    const host = up.host.includes(':') ? `[${up.host}]` : up.host;
+    const origin = `${up.protocol}://${host}:${up.port}`;
+    // The upstream's TLS name is the configured one, else its host name; never the client's Host
+    // header (undici would take it from there). For an IP address with no name: no SNI, and the
+    // certificate must name the IP.
+    const configured = up.tls?.serverName ?? (isIP(up.host) ? undefined : up.host);
+    const connector = buildConnector({
+      ca: up.tls?.caPem,
+      cert: up.tls?.certPem,
+      key: up.tls?.keyPem,
+      rejectUnauthorized: true,
+      timeout: Math.min(UPSTREAM_CONNECT_TIMEOUT_MS, this.config.requestTimeoutMs),
+    });
+    const connections = this.config.upstreamConnections ?? DEFAULT_UPSTREAM_CONNECTIONS;
+    const pool = new Pool(origin, {
+      connections,
+      pipelining: 1,
+      headersTimeout: this.config.requestTimeoutMs,
+      bodyTimeout: this.config.requestTimeoutMs,
+      connect: (options, callback) => {
+        const started = performance.now();
+        connector({ ...options, servername: configured }, (...args) => {
+          if (args[0] === null) this.observer.upstreamConnected?.(this.listenerName, (performance.now() - started) / 1000);
+          callback(...args);
+        });
+      },
+    });
+    const gate = new UpstreamGate({
+      maxInFlight: connections,
+      maxPerClient: this.config.upstreamMaxPerClient ?? DEFAULT_UPSTREAM_MAX_PER_CLIENT,
+      maxWaitMs: this.config.upstreamQueueTimeoutMs ?? DEFAULT_UPSTREAM_QUEUE_TIMEOUT_MS,
+      maxQueued: connections * 4,
+    });
+    const upstream: Upstream = { pool, gate, servername: configured ?? up.host };
+    this.upstreams.set(route, upstream);
+    return upstream;
   }
 
   /** Why this request may not go to the connection's route (400/421), or undefined. */
-  private misdirected(req: http.IncomingMessage, context: ConnectionContext): { status: 400 | 421; body: string } | undefined {
-    // Origin-form only ('OPTIONS *' aside): an absolute URL could name another host than the route's.
-    if (!req.url?.startsWith('/') && !(req.method === 'OPTIONS' && req.url === '*')) {
-      return { status: 400, body: 'Bad Request: only origin-form request targets are accepted\n' };
+  private misdirected(req: http.IncomingMessage, context: ConnectionContext): Refusal | undefined {
+    // Origin-form only: an absolute URL could name another host than the route's, and
+    // 'OPTIONS *' is not forwarded (the upstream client sends origin-form paths only).
+    if (!req.url?.startsWith('/')) {
+      return { status: 400, body: 'Bad Request: only origin-form request targets (starting with /) are accepted\n' };
     }
-    const host = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
-    // The Host must lead to the route the TLS SNI chose, or a client allowed on one route could reach another.
+    let hosts = 0;
+    for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]?.toLowerCase() === 'host') hosts++;
+    if (hosts > 1) return { status: 400, body: 'Bad Request: more than one Host header\n' };
     // An HTTP/1.0 request may carry no Host at all: then the SNI alone decides (Node refuses HTTP/1.1 without Host).
-    if (host !== '' && selectBySni(context.listener.routes, host, false) !== context.route) {
+    if (hosts === 0) return undefined;
+    const parsed = parseHostHeader(req.headers.host ?? '');
+    if (!parsed.ok) return { status: 400, body: `Bad Request: invalid Host header: ${parsed.reason}\n` };
+    // The Host must lead to the route the TLS SNI chose, or a client allowed on one route could reach another.
+    if (selectBySni(context.listener.routes, parsed.host, false) !== context.route) {
       return { status: 421, body: 'Misdirected Request: the Host header does not belong to the TLS server name of this connection\n' };
     }
     return undefined;
   }
 
-  private prepare(req: http.IncomingMessage): { context: ConnectionContext; target: string; agent: http.Agent } | { status: number; body: string } {
+  private prepare(req: http.IncomingMessage, upgrade: boolean): Prepared | Refusal {
     const context = this.contexts.get(req.socket);
     if (context === undefined) return { status: 500, body: 'Internal Server Error\n' };
     const refused = this.misdirected(req, context);
     if (refused) return refused;
+    // Framing, from Node's parse only (taken before any header is touched): Node refuses a request
+    // with both, with a Transfer-Encoding other than chunked last, or with a malformed Content-Length.
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    const length = req.headers['content-length'];
+    if (!chunked && length !== undefined && !/^[0-9]{1,15}$/.test(length)) return { status: 400, body: 'Bad Request: invalid Content-Length\n' };
+    const hasBody = chunked || (length !== undefined && Number(length) > 0);
     const identity: ForwardedIdentity = {
       name: context.identity?.name,
       status: context.status,
@@ -168,38 +229,193 @@ export class HttpForwarder {
       tlsa: context.identity?.tlsa,
       clientAddress: context.clientAddress,
     };
-    rewriteIdentityHeaders(req.headers, identity, this.config);
-    const up = context.route.upstream;
-    const host = up.host.includes(':') ? `[${up.host}]` : up.host;
-    return { context, target: `${up.protocol}://${host}:${up.port}`, agent: this.agentFor(context.route) };
+    const headers: Record<string, string | string[] | undefined> = { ...req.headers };
+    const { teTrailers } = rewriteIdentityHeaders(headers, identity, this.config);
+    // Framing and the 100-continue dance are ours (Node already answered 100 Continue).
+    delete headers['content-length'];
+    delete headers['transfer-encoding'];
+    delete headers.expect;
+    // TE: trailers is the one TE a proxy passes on (gRPC-style backends); never on an upgrade.
+    if (teTrailers && !upgrade) headers.te = 'trailers';
+    if (!chunked && length !== undefined && hasBody) headers['content-length'] = length;
+    const out: Record<string, string | string[]> = {};
+    for (const [key, value] of Object.entries(headers)) if (value !== undefined) out[key] = value;
+    return {
+      context,
+      upstream: this.upstreamFor(context.route),
+      clientKey: context.identity ? `id:${context.identity.name}` : `addr:${context.clientAddress}`,
+      headers: out,
+      body: hasBody && !upgrade ? req : undefined,
+    };
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const prepared = this.prepare(req);
-    if (!('target' in prepared)) {
-      res.writeHead(prepared.status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' }).end(prepared.body);
+    let prepared: Prepared | Refusal;
+    try {
+      prepared = this.prepare(req, false);
+    } catch (err) {
+      // e.g. a certificate whose details cannot be read for XFCC: this request fails, never the process.
+      logForwardingError(this.listenerName, 'headers', err);
+      this.answer(res, 502, 'Bad Gateway: the request could not be forwarded\n');
       return;
     }
-    if (this.draining) res.setHeader('connection', 'close');
+    if (!('upstream' in prepared)) {
+      this.answer(res, prepared.status, prepared.body);
+      return;
+    }
+    if (prepared.body === undefined) req.resume();
+    this.forward(req, res, prepared).catch((err: unknown) => {
+      logForwardingError(this.listenerName, 'forward', err);
+      this.answer(res, 502, 'Bad Gateway: the request could not be forwarded\n');
+    });
+  }
+
+  /** A plain answer of ours, closing the connection; or, once a response has started, a reset. */
+  private answer(res: http.ServerResponse, status: number, body: string, extra: Record<string, string> = {}): void {
     try {
-      this.proxy.web(req, res, { target: prepared.target, agent: prepared.agent, secure: true });
+      if (res.headersSent) res.destroy();
+      else res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close', ...extra }).end(body);
     } catch {
-      // e.g. a header Node refuses to send: one request fails, never the process.
-      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' }).end('Bad Gateway: the request could not be forwarded\n');
-      else res.destroy();
+      res.destroy();
+    }
+  }
+
+  private busy(res: http.ServerResponse, refusal: Exclude<GateResult, { ok: true }>): void {
+    if (refusal.reason === 'aborted') return;
+    this.answer(res, 503, `Service Unavailable: the upstream is busy (${refusal.reason})\n`, { 'retry-after': String(BUSY_RETRY_AFTER_SECONDS) });
+  }
+
+  private async forward(req: http.IncomingMessage, res: http.ServerResponse, p: Prepared): Promise<void> {
+    const aborter = new AbortController();
+    const onClose = (): void => {
+      if (!res.writableFinished) aborter.abort();
+    };
+    res.once('close', onClose);
+    const slot = await p.upstream.gate.acquire(p.clientKey, aborter.signal);
+    if (!slot.ok) {
+      res.off('close', onClose);
+      this.busy(res, slot);
+      return;
+    }
+    try {
+      // `servername` is a dispatch option undici's Request honours but its typings omit.
+      const options: Dispatcher.RequestOptions & WithServername = {
+        path: req.url ?? '/',
+        method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+        headers: p.headers,
+        body: p.body,
+        servername: p.upstream.servername,
+        signal: aborter.signal,
+      };
+      await p.upstream.pool.stream(
+        options,
+        ({ statusCode, headers }) => {
+          const out = responseHeadersForClient(headers);
+          if (this.draining) out.connection = 'close';
+          res.writeHead(statusCode, out);
+          return res;
+        },
+      );
+    } catch (err) {
+      if (aborter.signal.aborted) return; // the client went away: nothing to answer, nothing failed upstream
+      this.observer.upstreamFailed?.(this.listenerName);
+      if (!res.headersSent && res.writable) {
+        this.answer(res, 502, 'Bad Gateway: the upstream is unavailable\n');
+      } else {
+        if (!isUpstreamError(err)) logForwardingError(this.listenerName, 'response', err);
+        res.destroy();
+      }
+    } finally {
+      slot.release();
+      res.off('close', onClose);
     }
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    const prepared = this.prepare(req);
-    if (!('target' in prepared)) {
+    socket.on('error', () => socket.destroy());
+    let prepared: Prepared | Refusal;
+    try {
+      prepared = this.prepare(req, true);
+    } catch (err) {
+      logForwardingError(this.listenerName, 'headers', err);
+      socket.end(plainResponse(502, 'Bad Gateway: the request could not be forwarded\n'));
+      return;
+    }
+    if (!('upstream' in prepared)) {
       socket.end(plainResponse(prepared.status, prepared.body));
       return;
     }
-    try {
-      this.proxy.ws(req, socket, head, { target: prepared.target, agent: prepared.agent, secure: true });
-    } catch {
-      socket.destroy();
+    // Only WebSocket: other upgrades (h2c) are how a tunnel past a proxy's checks is usually built.
+    if ((req.headers.upgrade ?? '').trim().toLowerCase() !== 'websocket') {
+      socket.end(plainResponse(400, 'Bad Request: only WebSocket upgrades are forwarded\n'));
+      return;
     }
+    this.tunnel(req, socket, head, prepared).catch((err: unknown) => {
+      logForwardingError(this.listenerName, 'upgrade', err);
+      socket.destroy();
+    });
   }
+
+  private async tunnel(req: http.IncomingMessage, socket: Duplex, head: Buffer, p: Prepared): Promise<void> {
+    const aborter = new AbortController();
+    const onClose = (): void => aborter.abort();
+    socket.once('close', onClose);
+    const slot = await p.upstream.gate.acquire(p.clientKey, aborter.signal);
+    if (!slot.ok) {
+      socket.off('close', onClose);
+      if (slot.reason !== 'aborted') {
+        socket.end(plainResponse(503, `Service Unavailable: the upstream is busy (${slot.reason})\n`, `Retry-After: ${BUSY_RETRY_AFTER_SECONDS}\r\n`));
+      }
+      return;
+    }
+    let upstream: Duplex;
+    let headers: Record<string, string | string[] | undefined>;
+    try {
+      const options: Dispatcher.UpgradeOptions & WithServername = {
+        path: req.url ?? '/',
+        method: req.method ?? 'GET',
+        headers: p.headers,
+        protocol: 'websocket',
+        servername: p.upstream.servername,
+        signal: aborter.signal,
+      };
+      const upgraded: Dispatcher.UpgradeData = await p.upstream.pool.upgrade(options);
+      ({ socket: upstream, headers } = upgraded);
+    } catch {
+      if (!aborter.signal.aborted) {
+        this.observer.upstreamFailed?.(this.listenerName);
+        socket.end(plainResponse(502, 'Bad Gateway: the upstream is unavailable\n'));
+      }
+      return;
+    } finally {
+      // The upgraded connection leaves the pool: the slot only covered the handshake.
+      slot.release();
+      socket.off('close', onClose);
+    }
+    if (socket.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    const lines = ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade'];
+    for (const [key, value] of Object.entries(responseHeadersForClient(headers))) {
+      for (const v of Array.isArray(value) ? value : [value]) lines.push(`${key}: ${v}`);
+    }
+    socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+    if (head.length > 0) upstream.write(head);
+    const end = (): void => {
+      socket.destroy();
+      upstream.destroy();
+    };
+    upstream.on('error', end);
+    upstream.on('close', end);
+    socket.on('close', end);
+    socket.pipe(upstream);
+    upstream.pipe(socket);
+  }
+}
+
+/** Whether an error is undici's report of the upstream's doing (closed, timed out, refused, misframed). */
+function isUpstreamError(err: unknown): boolean {
+  const code: unknown = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
+  return typeof code === 'string' && code.startsWith('UND_ERR');
 }

@@ -1,7 +1,9 @@
 /**
  * Identity headers for HTTP backends (../shared/notes/forwarding-identity.md):
- * every incoming copy of any identity header is stripped, then ours are set.
- * Pure: operates on Node's lowercased IncomingHttpHeaders object.
+ * every incoming copy of any identity header is stripped, then ours are set;
+ * hop-by-hop headers are removed both ways (RFC 9110 §7.6.1), and
+ * `Connection` can never remove framing or Host. Pure: operates on Node's
+ * lowercased header objects.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HttpModeConfig } from '../config/types.js';
@@ -56,34 +58,81 @@ function normalizedName(name: string): string {
   return name.toLowerCase().replaceAll('_', '-');
 }
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) that must not reach the upstream as the client sent them. */
-const HOP_BY_HOP = ['keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate'];
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection and
+ * never cross the proxy, in either direction. Any `proxy-*` header goes too
+ * (Proxy-Authorization is for us, not the backend).
+ */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'transfer-encoding', 'upgrade', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate']);
 
 /**
- * Remove `Connection` and every header it names (a client could name our
- * identity header there, so that a proxy behind us deletes it), and the
- * other hop-by-hop headers. `Upgrade` survives for WebSocket handshakes,
- * `close` and `keep-alive` so that the client's connection lives as it asked.
+ * Headers `Connection` can never remove: the message's framing and its
+ * Host. (Framing is rebuilt by the forwarder from what Node's parser read;
+ * Connection naming it must not take it away.)
  */
-function stripHopByHop(headers: IncomingHttpHeaders): void {
-  const connection = headers.connection;
-  const named = (Array.isArray(connection) ? connection.join(',') : (connection ?? ''))
+const NEVER_NAMEABLE = new Set(['content-length', 'transfer-encoding', 'host']);
+
+/** Whether a header name is hop-by-hop (or a variant with '_' that a CGI stack would fold into one). */
+function isHopByHop(key: string): boolean {
+  const name = normalizedName(key);
+  return HOP_BY_HOP.has(name) || name.startsWith('proxy-');
+}
+
+/** The tokens of a Connection header, lowercase, '_' folded to '-'. */
+function connectionTokens(connection: string | string[] | undefined): string[] {
+  return (Array.isArray(connection) ? connection.join(',') : (connection ?? ''))
     .split(',')
     .map((t) => normalizedName(t.trim()))
     .filter((t) => t.length > 0);
-  const upgrading = named.includes('upgrade') && headers.upgrade !== undefined;
-  const drop = new Set([...named.filter((t) => t !== 'upgrade' && t !== 'close' && t !== 'keep-alive'), ...HOP_BY_HOP, 'connection']);
-  for (const key of Object.keys(headers)) if (drop.has(normalizedName(key))) delete headers[key];
-  // What Connection may still say: upgrade (WebSocket), close or keep-alive. http-proxy copies it to
-  // the response: without close Node would keep a connection the client wants closed, and without
-  // keep-alive an HTTP/1.0 client (ab, old devices) would get 'Connection: close' after every request.
-  if (upgrading) headers.connection = 'upgrade';
-  else if (named.includes('close')) headers.connection = 'close';
-  else if (named.includes('keep-alive')) headers.connection = 'keep-alive';
 }
 
-export function rewriteIdentityHeaders(headers: IncomingHttpHeaders, identity: ForwardedIdentity, config: HttpModeConfig): void {
-  stripHopByHop(headers);
+/**
+ * Remove every hop-by-hop header, and every header `Connection` names
+ * (a client could name our identity header there, so that a proxy behind
+ * us deletes it) except framing and Host. A header spelt with '_' that a
+ * CGI/WSGI stack would read as Content-Length, Transfer-Encoding or Host
+ * (content_length) is removed too: only Node's parse of the real one counts.
+ * Returns whether the client's TE listed `trailers` (the one TE value a
+ * proxy passes on, for gRPC-style backends).
+ */
+export function stripHopByHop(headers: Record<string, string | string[] | undefined>): { readonly teTrailers: boolean } {
+  const named = new Set(connectionTokens(headers.connection).filter((t) => !NEVER_NAMEABLE.has(t)));
+  const teTrailers = connectionTokens(headers.te).some((t) => t === 'trailers' || t.startsWith('trailers;'));
+  for (const key of Object.keys(headers)) {
+    const name = normalizedName(key);
+    if (isHopByHop(key) || named.has(name) || (key.includes('_') && NEVER_NAMEABLE.has(name))) delete headers[key];
+  }
+  return { teTrailers };
+}
+
+/**
+ * The headers of an upstream response as the client may see them: no
+ * hop-by-hop header, nothing its Connection names except Content-Length,
+ * and no Content-Length beside a Transfer-Encoding (Node frames the
+ * response to the client itself). Pure: returns a new object.
+ */
+export function responseHeadersForClient(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const chunked = headers['transfer-encoding'] !== undefined;
+  const copy: Record<string, string | string[] | undefined> = { ...headers };
+  stripHopByHop(copy);
+  const out: Record<string, string | string[]> = {};
+  for (const [key, value] of Object.entries(copy)) {
+    if (value === undefined) continue;
+    if (chunked && key === 'content-length') continue;
+    out[key] = value;
+  }
+  return out;
+}
+
+/**
+ * Strip hop-by-hop headers and every incoming identity header, then set
+ * ours. Framing (Content-Length, Transfer-Encoding) is the forwarder's
+ * business and left as Node parsed it.
+ */
+export function rewriteIdentityHeaders(headers: IncomingHttpHeaders, identity: ForwardedIdentity, config: HttpModeConfig): { readonly teTrailers: boolean } {
+  const transferEncoding = headers['transfer-encoding'];
+  const hop = stripHopByHop(headers);
+  if (transferEncoding !== undefined) headers['transfer-encoding'] = transferEncoding;
   const strip = new Set<string>(ALWAYS_STRIPPED.map(normalizedName));
   strip.add(normalizedName(config.identityHeader));
   strip.add(normalizedName(config.statusHeader));
@@ -98,7 +147,7 @@ export function rewriteIdentityHeaders(headers: IncomingHttpHeaders, identity: F
   set('x-forwarded-proto', 'https');
   if (identity.name !== undefined) set(config.identityHeader, identity.name);
   set(config.statusHeader, identity.status);
-  if (identity.name === undefined) return;
+  if (identity.name === undefined) return hop;
   if (config.forwardClientCert && identity.certificateDer) set('client-cert', `:${identity.certificateDer.toString('base64')}:`);
   if (config.forwardXfcc && identity.certificateSha256Hex) {
     set(
@@ -107,4 +156,5 @@ export function rewriteIdentityHeaders(headers: IncomingHttpHeaders, identity: F
     );
   }
   if (config.tlsaHeader && identity.tlsa) set(config.tlsaHeader, identity.tlsa.join(' '));
+  return hop;
 }

@@ -27,6 +27,8 @@ const SNI = 'ingest.proxy.test';
 
 interface Seen {
   headers: http.IncomingHttpHeaders;
+  /** The TLS server name dancegate sent to this https backend. */
+  servername?: string | false | null;
 }
 
 describe('HTTP mode features', () => {
@@ -54,7 +56,7 @@ describe('HTTP mode features', () => {
 
     // An https backend (dancegate verifies it against ca.pem and the name backend.test).
     backend = https.createServer({ cert: backendCert.certPem, key: backendCert.keyPem }, (req, res) => {
-      seen.push({ headers: req.headers });
+      seen.push({ headers: req.headers, servername: (req.socket as tls.TLSSocket).servername });
       res.writeHead(200, { 'content-type': 'text/plain' }).end(`hello ${req.headers['x-device'] ?? 'anonymous'} (${req.headers['x-auth'] ?? '-'})`);
     });
     backend.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
@@ -139,6 +141,12 @@ ${listener('optional', `    policy: optional
     expect(h['x-forwarded-client-cert']).toBe(`Hash=${parseCertificateDer(device.der).sha256Hex};Subject="CN=${NAME}";DNS=${NAME}`);
     // The default header name is stripped too, whatever it is renamed to.
     expect(h['x-dane-client-id']).toBeUndefined();
+  });
+
+  it("the https upstream gets the configured TLS server name, never the client's Host", async () => {
+    const r = await get(ports.required, device, { Host: SNI }, '/sni');
+    expect(r.status).toBe(200);
+    expect(seen.map((x) => [x.headers.host, x.servername])).toEqual([[SNI, 'backend.test']]);
   });
 
   it.each([

@@ -93,6 +93,9 @@ describe('a valid configuration', () => {
         refuseWith403: true,
         headersTimeoutMs: 10000,
         requestTimeoutMs: 60000,
+        upstreamConnections: 256,
+        upstreamMaxPerClient: 64,
+        upstreamQueueTimeoutMs: 5000,
       },
     });
     expect(listener?.certificates[0]).toMatchObject({ serverNames: [], certFile: join(dir, 'server.pem') });

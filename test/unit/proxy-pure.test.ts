@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { Allowlist } from '../../src/allowlist/allowlist.js';
 import type { HttpModeConfig } from '../../src/config/types.js';
-import { rewriteIdentityHeaders, type ForwardedIdentity } from '../../src/proxy/http-headers.js';
+import { responseHeadersForClient, rewriteIdentityHeaders, type ForwardedIdentity } from '../../src/proxy/http-headers.js';
 import { nameFromCertificate, nameFromExtension } from '../../src/proxy/identity.js';
 import { fatalAlertRecord } from '../../src/proxy/peek.js';
 import { selectBySni } from '../../src/proxy/sni.js';
@@ -150,22 +150,40 @@ describe('rewriteIdentityHeaders against smuggling', () => {
     expect(headers).toEqual({ accept: '*/*', ...base });
   });
 
-  it('keeps keep-alive (HTTP/1.0 clients): Connection becomes exactly "keep-alive"', () => {
-    const headers: IncomingHttpHeaders = { connection: 'Keep-Alive, X-Dane-Status', 'x-dane-status': 'forged' };
+  it.each([
+    ['keep-alive (Node answers the client itself)', { connection: 'Keep-Alive, X-Dane-Status', 'x-dane-status': 'forged' }],
+    ['close', { connection: 'close, X-Dane-Status' }],
+    ['a WebSocket upgrade (the upstream client sets its own)', { connection: 'Upgrade, X-Dane-Client-Id', upgrade: 'websocket' }],
+    ['TE other than trailers, and every proxy-* header', { te: 'gzip', 'proxy-foo': 'x', proxy_authorization: 'Basic eA==' }],
+  ])('removes Connection and what it names: %s', (_label, sent) => {
+    const headers: IncomingHttpHeaders = { ...sent };
     rewriteIdentityHeaders(headers, unauthenticated, config);
-    expect(headers).toEqual({ connection: 'keep-alive', ...base });
+    expect(headers).toEqual(base);
   });
 
-  it('keeps close: Connection becomes exactly "close"', () => {
-    const headers: IncomingHttpHeaders = { connection: 'close, X-Dane-Status' };
+  it.each([
+    ['Content-Length', { connection: 'keep-alive, Content-Length', 'content-length': '5' }, { 'content-length': '5' }],
+    ['Transfer-Encoding', { connection: 'keep-alive, Transfer-Encoding', 'transfer-encoding': 'chunked' }, { 'transfer-encoding': 'chunked' }],
+    ['Host', { connection: 'Host, content_length', host: 'api.example.test' }, { host: 'api.example.test' }],
+  ])('Connection can never remove %s', (_label, sent, kept) => {
+    const headers: IncomingHttpHeaders = { ...sent };
     rewriteIdentityHeaders(headers, unauthenticated, config);
-    expect(headers).toEqual({ connection: 'close', ...base });
+    expect(headers).toEqual({ ...kept, ...base });
   });
 
-  it('keeps a WebSocket upgrade: Connection becomes exactly "upgrade"', () => {
-    const headers: IncomingHttpHeaders = { connection: 'Upgrade, X-Dane-Client-Id', upgrade: 'websocket' };
+  it.each([
+    ['content_length', '5'],
+    ['transfer_encoding', 'chunked'],
+    ['Content_Length', '7'],
+  ])('drops a %s header a CGI stack would fold into a framing header', (name, value) => {
+    const headers: IncomingHttpHeaders = { [name]: value, accept: '*/*' };
     rewriteIdentityHeaders(headers, unauthenticated, config);
-    expect(headers).toEqual({ connection: 'upgrade', upgrade: 'websocket', ...base });
+    expect(headers).toEqual({ accept: '*/*', ...base });
+  });
+
+  it('reports TE: trailers (the one TE value passed on)', () => {
+    expect(rewriteIdentityHeaders({ te: 'trailers, deflate;q=0.5' }, unauthenticated, config)).toEqual({ teTrailers: true });
+    expect(rewriteIdentityHeaders({ te: 'deflate' }, unauthenticated, config)).toEqual({ teTrailers: false });
   });
 
   it('escapes a non-ASCII or control character in a certificate subject instead of sending it raw', () => {
@@ -176,6 +194,18 @@ describe('rewriteIdentityHeaders against smuggling', () => {
       config,
     );
     expect(headers['x-forwarded-client-cert']).toBe('Hash=00;Subject="CN=dev\\xe2\\x82\\xac\\x0d\\x0aX: y";DNS=d._device.example.test');
+  });
+});
+
+describe('responseHeadersForClient', () => {
+  it.each([
+    ['hop-by-hop headers and what Connection names', { connection: 'X-Internal', 'x-internal': 's', 'keep-alive': 'timeout=1', 'proxy-authenticate': 'Basic', upgrade: 'h2c', te: 'x', 'content-type': 'text/plain' }, { 'content-type': 'text/plain' }],
+    ['Content-Length survives Connection naming it', { connection: 'Content-Length', 'content-length': '3' }, { 'content-length': '3' }],
+    ['Transfer-Encoding goes, and a Content-Length beside it', { 'transfer-encoding': 'chunked', 'content-length': '3', 'set-cookie': ['a=1', 'b=2'] }, { 'set-cookie': ['a=1', 'b=2'] }],
+  ])('%s', (_label, upstream, expected) => {
+    const input: Record<string, string | string[] | undefined> = { ...upstream };
+    expect(responseHeadersForClient(input)).toEqual(expected);
+    expect(input).toEqual(upstream);
   });
 });
 
