@@ -1,7 +1,14 @@
 /**
  * The parts of an X.509 certificate that DANE matching needs, parsed once.
- * Signatures and issuer checks use node:crypto (OpenSSL); extensions and
- * dates use @peculiar/x509.
+ * Signatures and issuer checks use node:crypto (OpenSSL). Framing, the SPKI,
+ * the extension list and SAN dNSNames are read by bounded DER walks (a fixed
+ * number of TLV headers: MAX_CERTIFICATE_BYTES, MAX_EXTENSIONS,
+ * MAX_SAN_ENTRIES), which is all the hot path needs; names, dates and the
+ * CA constraints are read by @peculiar/x509, each field on its own and only
+ * when asked, from its own bytes. Extensions we do not use are never
+ * decoded, so a malformed one (certificatePolicies, authorityInfoAccess...)
+ * cannot make a certificate undescribable (issue 10, findings 2 and 3).
+ * Only CertificateParseError ever leaves this module.
  */
 import { X509Certificate as NodeX509Certificate, createHash } from 'node:crypto';
 import 'reflect-metadata';
@@ -35,8 +42,23 @@ export class CertificateParseError extends Error {
   }
 }
 
-/** Largest certificate we parse: far above real ones, well below a DoS. */
+/**
+ * Largest certificate we look at, checked before any parse: far above real
+ * client certificates (a few KB; post-quantum SLH-DSA-signed ones near
+ * 50 KB), well below a DoS. Every walk below is bounded by it.
+ */
 export const MAX_CERTIFICATE_BYTES = 64 * 1024;
+
+/**
+ * Most subjectAltName entries (of any type) a certificate may have: a DANE
+ * client certificate has a handful; more is refused, not truncated (a
+ * truncated list could hide an ambiguity). Bounds the per-handshake work
+ * an unauthenticated client can ask for (issue 10, finding 3).
+ */
+export const MAX_SAN_ENTRIES = 100;
+
+/** Most extensions a certificate may have (real ones: about 10). */
+export const MAX_EXTENSIONS = 64;
 
 /**
  * Read one DER TLV header at `offset`; return where its content starts and ends.
@@ -59,87 +81,183 @@ function readTlv(buf: Buffer, offset: number): { tag: number; start: number; end
   return { tag, start, end };
 }
 
-/** The exact SubjectPublicKeyInfo bytes (RFC 5280 TBSCertificate field 7), without re-encoding. */
-export function extractSpki(der: Buffer): Buffer {
+/** Where the TBSCertificate fields we use are, found by a bounded walk (a fixed number of TLV headers). */
+interface TbsLayout {
+  /** issuer and subject Name TLVs, from tag to end. */
+  readonly issuer: { readonly start: number; readonly end: number };
+  readonly subject: { readonly start: number; readonly end: number };
+  /** SubjectPublicKeyInfo TLV, from its tag to its end. */
+  readonly spki: { readonly start: number; readonly end: number };
+  /** Content of the [3] extensions field's SEQUENCE OF Extension; undefined when absent. */
+  readonly extensions: { readonly start: number; readonly end: number } | undefined;
+}
+
+function tbsLayout(der: Buffer): TbsLayout {
   const cert = readTlv(der, 0);
   const tbs = readTlv(der, cert.start);
+  if (tbs.tag !== 0x30) throw new CertificateParseError('tbsCertificate is not a SEQUENCE');
   let pos = tbs.start;
   const first = readTlv(der, pos);
   // Optional [0] EXPLICIT version.
   if (first.tag === 0xa0) pos = first.end;
   // serialNumber, signature, issuer, validity, subject
-  for (let i = 0; i < 5; i++) pos = readTlv(der, pos).end;
+  const fields: Array<{ start: number; end: number }> = [];
+  for (let i = 0; i < 5; i++) {
+    const end = readTlv(der, pos).end;
+    fields.push({ start: pos, end });
+    pos = end;
+  }
+  const [, , issuer, , subject] = fields as [unknown, unknown, { start: number; end: number }, unknown, { start: number; end: number }];
   const spki = readTlv(der, pos);
   if (spki.tag !== 0x30) throw new CertificateParseError('subjectPublicKeyInfo is not a SEQUENCE');
-  return der.subarray(pos, spki.end);
-}
-
-/** What @peculiar/x509 gives us: everything but the SPKI, DER, digest and SAN names. */
-type CertificateDetails = Pick<ParsedCertificate, 'subject' | 'issuer' | 'notBefore' | 'notAfter' | 'isCA' | 'pathLength' | 'keyCertSign'> & {
-  readonly dnsNames: readonly string[];
-};
-
-function parseDetails(der: Buffer): CertificateDetails {
-  let peculiar: x509.X509Certificate;
-  try {
-    peculiar = new x509.X509Certificate(der);
-  } catch (err) {
-    throw new CertificateParseError(`not a DER X.509 certificate: ${(err as Error).message}`);
+  const spkiRange = { start: pos, end: spki.end };
+  pos = spki.end;
+  let extensions: TbsLayout['extensions'];
+  // Optional [1] issuerUniqueID, [2] subjectUniqueID (IMPLICIT BIT STRING), [3] EXPLICIT extensions, in that order.
+  let lastTag = 0;
+  while (pos < tbs.end) {
+    const field = readTlv(der, pos);
+    const order = field.tag === 0x81 || field.tag === 0xa1 ? 1 : field.tag === 0x82 || field.tag === 0xa2 ? 2 : field.tag === 0xa3 ? 3 : 0;
+    if (order === 0 || order <= lastTag) throw new CertificateParseError(`unexpected field (tag 0x${field.tag.toString(16)}) after subjectPublicKeyInfo`);
+    lastTag = order;
+    if (order === 3) {
+      const list = readTlv(der, field.start);
+      if (list.tag !== 0x30 || list.end !== field.end) throw new CertificateParseError('extensions is not one SEQUENCE');
+      extensions = { start: list.start, end: list.end };
+    }
+    pos = field.end;
   }
-  const san = peculiar.getExtension(x509.SubjectAlternativeNameExtension);
-  const basic = peculiar.getExtension(x509.BasicConstraintsExtension);
-  const keyUsage = peculiar.getExtension(x509.KeyUsagesExtension);
-  return {
-    subject: peculiar.subject,
-    issuer: peculiar.issuer,
-    notBefore: peculiar.notBefore,
-    notAfter: peculiar.notAfter,
-    dnsNames: san ? san.names.items.filter((n) => n.type === 'dns').map((n) => n.value.toLowerCase()) : [],
-    isCA: basic?.ca ?? false,
-    pathLength: basic?.ca ? basic.pathLength : undefined,
-    keyCertSign: keyUsage ? (keyUsage.usages & x509.KeyUsageFlags.keyCertSign) !== 0 : undefined,
-  };
+  if (pos !== tbs.end) throw new CertificateParseError('tbsCertificate overruns its length');
+  return { issuer, subject, spki: spkiRange, extensions };
+}
+
+/** The exact SubjectPublicKeyInfo bytes (RFC 5280 TBSCertificate field 7), without re-encoding. */
+export function extractSpki(der: Buffer): Buffer {
+  const { spki } = tbsLayout(der);
+  return der.subarray(spki.start, spki.end);
+}
+
+/** One extension as it is in the DER: its OID content bytes, criticality, extnValue content, and the whole TLV. */
+interface RawExtension {
+  readonly oid: Buffer;
+  readonly critical: boolean;
+  readonly value: Buffer;
+  readonly raw: Buffer;
+}
+
+/** OID content bytes of the extensions we read. */
+const OID_SUBJECT_ALT_NAME = Buffer.from([0x55, 0x1d, 0x11]);
+const OID_BASIC_CONSTRAINTS = Buffer.from([0x55, 0x1d, 0x13]);
+const OID_KEY_USAGE = Buffer.from([0x55, 0x1d, 0x0f]);
+
+/** Every extension's framing (values are not parsed), at most MAX_EXTENSIONS of them. */
+function rawExtensions(der: Buffer, layout: TbsLayout): RawExtension[] {
+  const out: RawExtension[] = [];
+  if (layout.extensions === undefined) return out;
+  let pos = layout.extensions.start;
+  while (pos < layout.extensions.end) {
+    if (out.length === MAX_EXTENSIONS) throw new CertificateParseError(`more than ${MAX_EXTENSIONS} extensions (the limit)`);
+    const ext = readTlv(der, pos);
+    if (ext.tag !== 0x30 || ext.end > layout.extensions.end) throw new CertificateParseError(`extension ${out.length + 1} is not a SEQUENCE`);
+    const oid = readTlv(der, ext.start);
+    if (oid.tag !== 0x06) throw new CertificateParseError(`extension ${out.length + 1} has no OBJECT IDENTIFIER`);
+    let next = readTlv(der, oid.end);
+    let critical = false;
+    if (next.tag === 0x01) {
+      critical = next.end - next.start === 1 && der[next.start] !== 0;
+      next = readTlv(der, next.end);
+    }
+    if (next.tag !== 0x04 || next.end !== ext.end) throw new CertificateParseError(`extension ${out.length + 1} has no OCTET STRING value`);
+    out.push({ oid: der.subarray(oid.start, oid.end), critical, value: der.subarray(next.start, next.end), raw: der.subarray(pos, ext.end) });
+    pos = ext.end;
+  }
+  return out;
+}
+
+/** The one extension with this OID; a repeated one is refused (RFC 5280 4.2: at most one instance). */
+function findExtension(extensions: readonly RawExtension[], oid: Buffer, label: string): RawExtension | undefined {
+  const found = extensions.filter((e) => e.oid.equals(oid));
+  if (found.length > 1) throw new CertificateParseError(`${found.length} ${label} extensions (at most one is allowed)`);
+  return found[0];
+}
+
+/** ASCII-only lowercase: a byte outside A-Z is kept as it is (canonicalisation refuses non-LDH names later). */
+function asciiLower(bytes: Buffer): string {
+  return bytes.toString('latin1').replace(/[A-Z]+/g, (m) => m.toLowerCase());
 }
 
 /**
- * SAN dNSNames from OpenSSL's rendering ("DNS:a, DNS:b, IP Address:…"), or
- * undefined when a value is quoted (it held a comma, quote or control
- * character) and only a real ASN.1 parse can be trusted.
+ * SAN dNSName entries of a subjectAltName extnValue, ASCII-lowercased, in
+ * order. A bounded DER walk (at most MAX_SAN_ENTRIES + 1 TLV headers):
+ * nothing is decoded but the dNSName bytes themselves.
  */
-function dnsNamesFromOpenSsl(san: string | undefined): string[] | undefined {
-  if (san === undefined) return [];
-  if (san.includes('"')) return undefined;
-  return san
-    .split(', ')
-    .filter((entry) => entry.startsWith('DNS:'))
-    .map((entry) => entry.slice(4).toLowerCase());
+function dnsNamesFromSanValue(value: Buffer): string[] {
+  const names = readTlv(value, 0);
+  if (names.tag !== 0x30 || names.end !== value.length) throw new CertificateParseError('subjectAltName is not one SEQUENCE');
+  // Framing and count first (TLV headers only), so that a refusal decodes nothing.
+  const dnsRanges: Array<{ start: number; end: number }> = [];
+  let count = 0;
+  for (let pos = names.start; pos < names.end; ) {
+    if (++count > MAX_SAN_ENTRIES) throw new CertificateParseError(`subjectAltName has more than ${MAX_SAN_ENTRIES} entries (the limit)`);
+    const entry = readTlv(value, pos);
+    if ((entry.tag & 0xc0) !== 0x80) throw new CertificateParseError(`subjectAltName entry ${count} is not a GeneralName`);
+    // dNSName is [2] IMPLICIT IA5String.
+    if (entry.tag === 0x82) dnsRanges.push({ start: entry.start, end: entry.end });
+    pos = entry.end;
+  }
+  return dnsRanges.map((r) => asciiLower(value.subarray(r.start, r.end)));
 }
 
 /**
- * A parsed certificate whose @peculiar/x509 details, OpenSSL object and
- * digest are made on first use (they cost most of the parse).
+ * SAN dNSNames of a DER certificate by a bounded walk, without any ASN.1
+ * library: what the proxy's hot path reads from a client certificate.
+ * Throws CertificateParseError for bad framing, a repeated SAN extension or
+ * more than MAX_SAN_ENTRIES entries.
+ */
+export function dnsNamesFromCertificateDer(der: Buffer): string[] {
+  const san = findExtension(rawExtensions(der, tbsLayout(der)), OID_SUBJECT_ALT_NAME, 'subjectAltName');
+  return san ? dnsNamesFromSanValue(san.value) : [];
+}
+
+type Memo<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: CertificateParseError };
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * A parsed certificate: framing, SPKI and SAN names are read at once by
+ * bounded walks; every other field (subject, issuer, dates, CA
+ * constraints), OpenSSL's object and the digest on first use, each on its
+ * own, so a field that cannot be read never hides the others. A field that
+ * cannot be read throws CertificateParseError naming it, every time it is
+ * asked for; nothing else ever leaves this class. Extensions we do not use
+ * (certificatePolicies, authorityInfoAccess, ...) are never parsed.
  */
 class LazyCertificate implements ParsedCertificate {
-  private details: CertificateDetails | undefined;
+  private readonly memo = new Map<string, Memo<unknown>>();
   private nodeCertificate: NodeX509Certificate | undefined;
   private sha256: string | undefined;
-  readonly dnsNames: readonly string[];
+  private readonly extensions: readonly RawExtension[];
 
+  /** `der` is this certificate's own copy, already framed by frame(); `dnsNames` were read from it there. */
   constructor(
     readonly der: Buffer,
     readonly spki: Buffer,
+    private readonly layout: TbsLayout,
+    readonly dnsNames: readonly string[],
     node: NodeX509Certificate | undefined,
-    subjectAltName: string | undefined,
   ) {
     this.nodeCertificate = node;
-    this.dnsNames = dnsNamesFromOpenSsl(subjectAltName) ?? this.get().dnsNames;
+    // Walked once already by frame(): this cannot throw.
+    this.extensions = rawExtensions(der, layout);
   }
 
   get node(): NodeX509Certificate {
     try {
       this.nodeCertificate ??= new NodeX509Certificate(this.der);
     } catch (err) {
-      throw new CertificateParseError(`not a DER X.509 certificate: ${(err as Error).message}`);
+      throw new CertificateParseError(`not a DER X.509 certificate: ${errorMessage(err)}`);
     }
     return this.nodeCertificate;
   }
@@ -149,91 +267,151 @@ class LazyCertificate implements ParsedCertificate {
     return this.sha256;
   }
 
-  /** Throws CertificateParseError when @peculiar/x509 cannot read what OpenSSL could. */
-  private get(): CertificateDetails {
-    this.details ??= parseDetails(this.der);
-    return this.details;
+  /** Read one field once; a failure is kept and thrown again as CertificateParseError naming the field. */
+  private field<T>(name: string, read: () => T): T {
+    let memo = this.memo.get(name) as Memo<T> | undefined;
+    if (memo === undefined) {
+      try {
+        memo = { ok: true, value: read() };
+      } catch (err) {
+        memo = { ok: false, error: err instanceof CertificateParseError ? err : new CertificateParseError(`cannot read the ${name}: ${errorMessage(err)}`) };
+      }
+      this.memo.set(name, memo);
+    }
+    if (!memo.ok) throw memo.error;
+    return memo.value;
+  }
+
+  /** @peculiar/x509's view (the certificate's ASN.1 structure; extension values stay undecoded bytes). */
+  private peculiar(): x509.X509Certificate {
+    return this.field('certificate structure', () => {
+      try {
+        return new x509.X509Certificate(this.der);
+      } catch (err) {
+        throw new CertificateParseError(`not a DER X.509 certificate: ${errorMessage(err)}`);
+      }
+    });
+  }
+
+  private basicConstraints(): { ca: boolean; pathLength: number | undefined } {
+    return this.field('basicConstraints extension', () => {
+      const raw = findExtension(this.extensions, OID_BASIC_CONSTRAINTS, 'basicConstraints');
+      if (raw === undefined) return { ca: false, pathLength: undefined };
+      const ext = new x509.BasicConstraintsExtension(raw.raw);
+      return { ca: ext.ca, pathLength: ext.ca ? ext.pathLength : undefined };
+    });
+  }
+
+  /** An RFC 4514 rendering of a Name, by @peculiar/x509 from that Name's bytes alone (as X509Certificate.subject renders it). */
+  private name(which: 'subject' | 'issuer'): string {
+    return this.field(which, () => {
+      const range = this.layout[which];
+      return new x509.Name(this.der.subarray(range.start, range.end)).toString();
+    });
   }
 
   get subject(): string {
-    return this.get().subject;
+    return this.name('subject');
   }
   get issuer(): string {
-    return this.get().issuer;
+    return this.name('issuer');
   }
   get notBefore(): Date {
-    return this.get().notBefore;
+    return this.field('notBefore', () => this.peculiar().notBefore);
   }
   get notAfter(): Date {
-    return this.get().notAfter;
+    return this.field('notAfter', () => this.peculiar().notAfter);
   }
   get isCA(): boolean {
-    return this.get().isCA;
+    return this.basicConstraints().ca;
   }
   get pathLength(): number | undefined {
-    return this.get().pathLength;
+    return this.basicConstraints().pathLength;
   }
   get keyCertSign(): boolean | undefined {
-    return this.get().keyCertSign;
+    return this.field('keyUsage extension', () => {
+      const raw = findExtension(this.extensions, OID_KEY_USAGE, 'keyUsage');
+      return raw === undefined ? undefined : (new x509.KeyUsagesExtension(raw.raw).usages & x509.KeyUsageFlags.keyCertSign) !== 0;
+    });
   }
 }
 
 /** A certificate OpenSSL has already parsed in a TLS handshake, as node:tls shows it (getPeerCertificate()). */
 export interface TlsPeerCertificate {
   readonly raw: Buffer;
-  /** OpenSSL's SAN rendering; absent when the certificate has none. */
+  /** OpenSSL's SAN rendering: not used (SAN names come from a bounded DER walk); accepted so a PeerCertificate can be passed as it is. */
   readonly subjectaltname?: string | undefined;
 }
 
 /**
- * Parse a DER certificate: size, framing (no trailing bytes), SPKI and
- * OpenSSL's parse are checked now. With `lazy`, the rest (names, dates,
- * constraints) is parsed on first use, and a failure then throws
- * CertificateParseError from the property; the proxy's hot path (DANE-EE)
- * never needs it. Without, everything is parsed and checked at once.
+ * Size, framing (one SEQUENCE, no trailing bytes), the TBSCertificate
+ * layout and the SAN dNSNames, all read in place; the bytes are copied only
+ * once they passed (a refusal allocates nothing). Only
+ * CertificateParseError leaves.
  */
-export function parseCertificateDer(input: Uint8Array, options: { lazy?: boolean } = {}): ParsedCertificate {
+function frame(input: Uint8Array): { der: Buffer; layout: TbsLayout; dnsNames: string[] } {
   if (input.length > MAX_CERTIFICATE_BYTES) {
     throw new CertificateParseError(`certificate is ${input.length} bytes; the limit is ${MAX_CERTIFICATE_BYTES}`);
   }
-  const der = Buffer.from(input);
-  let node: NodeX509Certificate;
-  let spki: Buffer;
+  const view = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+  let layout: TbsLayout;
   try {
-    const outer = readTlv(der, 0);
+    const outer = readTlv(view, 0);
     if (outer.tag !== 0x30) throw new CertificateParseError('does not start with a SEQUENCE');
-    if (outer.end !== der.length) {
-      throw new CertificateParseError(`${der.length - outer.end} trailing bytes after the certificate`);
-    }
-    spki = Buffer.from(extractSpki(der));
-    node = new NodeX509Certificate(der);
+    if (outer.end !== view.length) throw new CertificateParseError(`${view.length - outer.end} trailing bytes after the certificate`);
+    layout = tbsLayout(view);
   } catch (err) {
-    throw new CertificateParseError(`not a DER X.509 certificate: ${(err as Error).message}`);
+    throw new CertificateParseError(`not a DER X.509 certificate: ${errorMessage(err)}`);
   }
-  const cert = new LazyCertificate(der, spki, node, node.subjectAltName);
-  if (!options.lazy) void cert.subject;
+  let dnsNames: string[];
+  try {
+    const san = findExtension(rawExtensions(view, layout), OID_SUBJECT_ALT_NAME, 'subjectAltName');
+    dnsNames = san ? dnsNamesFromSanValue(san.value) : [];
+  } catch (err) {
+    throw err instanceof CertificateParseError ? err : new CertificateParseError(`not a DER X.509 certificate: ${errorMessage(err)}`);
+  }
+  return { der: Buffer.from(view), layout, dnsNames };
+}
+
+function build(framed: { der: Buffer; layout: TbsLayout; dnsNames: string[] }, node: NodeX509Certificate | undefined): LazyCertificate {
+  const { der, layout, dnsNames } = framed;
+  return new LazyCertificate(der, der.subarray(layout.spki.start, layout.spki.end), layout, dnsNames, node);
+}
+
+/**
+ * Parse a DER certificate: size, framing (no trailing bytes), SPKI, SAN
+ * names and OpenSSL's parse are checked now. With `lazy`, the rest (names,
+ * dates, constraints) is parsed on first use, and a failure then throws
+ * CertificateParseError from the property; the proxy's hot path (DANE-EE)
+ * never needs it. Without, everything is parsed and checked at once.
+ * The entry point for certificates from hostile bytes (fuzzed): it throws
+ * CertificateParseError and nothing else, and so do the properties.
+ */
+export function parseCertificateDer(input: Uint8Array, options: { lazy?: boolean } = {}): ParsedCertificate {
+  const framed = frame(input);
+  let node: NodeX509Certificate;
+  try {
+    node = new NodeX509Certificate(framed.der);
+  } catch (err) {
+    throw new CertificateParseError(`not a DER X.509 certificate: ${errorMessage(err)}`);
+  }
+  const cert = build(framed, node);
+  if (!options.lazy) {
+    for (const read of [() => cert.subject, () => cert.issuer, () => cert.notBefore, () => cert.notAfter, () => cert.isCA, () => cert.keyCertSign]) read();
+  }
   return cert;
 }
 
 /**
- * A client certificate from the TLS handshake, for the proxy's hot path:
- * OpenSSL parsed it already, so only the framing and SPKI are read now; SAN
- * names come from OpenSSL's rendering, and everything else (OpenSSL's
- * object, @peculiar/x509 details, the digest) on first use.
+ * A client certificate from the TLS handshake, for the proxy's hot path,
+ * before any allowlist check: OpenSSL parsed it already, so only the size
+ * (MAX_CERTIFICATE_BYTES), framing, SPKI and SAN dNSNames (at most
+ * MAX_SAN_ENTRIES entries) are read now, by bounded walks with no ASN.1
+ * library: a few microseconds whatever the client sent. Everything else
+ * (OpenSSL's object, subject, dates, the digest) on first use.
  */
 export function parseTlsPeerCertificate(peer: TlsPeerCertificate): ParsedCertificate {
-  if (peer.raw.length > MAX_CERTIFICATE_BYTES) {
-    throw new CertificateParseError(`certificate is ${peer.raw.length} bytes; the limit is ${MAX_CERTIFICATE_BYTES}`);
-  }
-  let spki: Buffer;
-  try {
-    const outer = readTlv(peer.raw, 0);
-    if (outer.tag !== 0x30 || outer.end !== peer.raw.length) throw new CertificateParseError('not one DER SEQUENCE');
-    spki = Buffer.from(extractSpki(peer.raw));
-  } catch (err) {
-    throw new CertificateParseError(`not a DER X.509 certificate: ${(err as Error).message}`);
-  }
-  return new LazyCertificate(Buffer.from(peer.raw), spki, undefined, peer.subjectaltname);
+  return build(frame(peer.raw), undefined);
 }
 
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;

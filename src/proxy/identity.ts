@@ -24,6 +24,25 @@ export function nameFromExtension(raw: string, allowlist: Pick<Allowlist, 'match
   return { ok: true, name: canonical.name, source: 'extension', allowedBy };
 }
 
+/** Most SAN names quoted in a refusal's detail, and most characters of each. */
+const DETAIL_NAMES = 4;
+const DETAIL_NAME_CHARS = 64;
+
+/**
+ * SAN names for a log detail: at most DETAIL_NAMES, each cut to
+ * DETAIL_NAME_CHARS; a name with anything but name characters (a quote, a
+ * comma, a control byte: the client chose them) is JSON-quoted, so the list
+ * stays unambiguous and printable.
+ */
+export function describeSanNames(dnsNames: readonly string[]): string {
+  const shown = dnsNames.slice(0, DETAIL_NAMES).map((n) => {
+    const cut = n.length > DETAIL_NAME_CHARS ? `${n.slice(0, DETAIL_NAME_CHARS)}...` : n;
+    return /^[a-z0-9._*-]*$/.test(n) ? cut : JSON.stringify(cut);
+  });
+  const more = dnsNames.length > DETAIL_NAMES ? ` and ${dnsNames.length - DETAIL_NAMES} more` : '';
+  return `${shown.join(', ')}${more}`;
+}
+
 /** The name from the certificate's SAN dNSNames: exactly one allowlisted candidate. */
 export function nameFromCertificate(dnsNames: readonly string[], allowlist: Pick<Allowlist, 'match'>): ClaimedName {
   const candidates = new Map<string, string>();
@@ -36,7 +55,7 @@ export function nameFromCertificate(dnsNames: readonly string[], allowlist: Pick
   if (candidates.size === 0) {
     return dnsNames.length === 0
       ? { ok: false, reason: 'no-name', detail: 'no dane_clientid and no SAN dNSName in the certificate', source: 'certificate' }
-      : { ok: false, reason: 'not-allowed', detail: `no SAN dNSName of the certificate is on the allowlist (${dnsNames.slice(0, 4).join(', ')})`, source: 'certificate' };
+      : { ok: false, reason: 'not-allowed', detail: `no SAN dNSName of the certificate is on the allowlist (${describeSanNames(dnsNames)})`, source: 'certificate' };
   }
   if (candidates.size > 1) {
     return {

@@ -1,11 +1,24 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate, type IssuedCertificate, type KeyAlgorithm } from '../../certs/pki.js';
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import {
+  createHostileCertificate,
+  createManySanCertificate,
+  createMalformedExtensionCertificate,
+  der,
+  sanValue,
+  SUBJECT_ALT_NAME_OID,
+} from '../fixtures-hostile/certificates.js';
 import {
   CertificateParseError,
+  dnsNamesFromCertificateDer,
   extractSpki,
   isIssuedBy,
   MAX_CERTIFICATE_BYTES,
+  MAX_EXTENSIONS,
+  MAX_SAN_ENTRIES,
   parseCertificateDer,
   parseCertificates,
   parseCertificatesPem,
@@ -325,9 +338,9 @@ describe('parseTlsPeerCertificate (a certificate OpenSSL already read in the han
   });
 
   it.each([
-    ['trailing bytes', (der: Buffer) => Buffer.concat([der, Buffer.from([0])]), 'not a DER X.509 certificate: not one DER SEQUENCE'],
+    ['trailing bytes', (der: Buffer) => Buffer.concat([der, Buffer.from([0])]), 'not a DER X.509 certificate: 1 trailing bytes after the certificate'],
     ['a truncated certificate', (der: Buffer) => der.subarray(0, der.length - 1), 'not a DER X.509 certificate: truncated DER'],
-    ['not a SEQUENCE', (der: Buffer) => Buffer.concat([Buffer.from([0x31]), der.subarray(1)]), 'not a DER X.509 certificate: not one DER SEQUENCE'],
+    ['not a SEQUENCE', (der: Buffer) => Buffer.concat([Buffer.from([0x31]), der.subarray(1)]), 'not a DER X.509 certificate: does not start with a SEQUENCE'],
     ['over the size limit', () => Buffer.alloc(MAX_CERTIFICATE_BYTES + 1, 0x30), `certificate is ${MAX_CERTIFICATE_BYTES + 1} bytes; the limit is ${MAX_CERTIFICATE_BYTES}`],
   ] as const)('refuses %s with a CertificateParseError naming it', async (_label, mangle, message) => {
     const cert = await createCertificate({ commonName: 'Peer', dnsNames: ['a.example.test'] });
@@ -336,13 +349,179 @@ describe('parseTlsPeerCertificate (a certificate OpenSSL already read in the han
 
   it('makes OpenSSL\'s object only when asked, and says so when it cannot', async () => {
     const cert = await createCertificate({ commonName: 'Peer', dnsNames: ['a.example.test'] });
-    // Well framed, SPKI readable, but the signature algorithm is garbage: OpenSSL refuses it on first use.
+    // Well framed, TBSCertificate intact, but the signatureValue is an OCTET STRING, not a BIT STRING: OpenSSL refuses it on first use.
     const broken = Buffer.from(cert.der);
-    const spki = extractSpki(broken);
-    const after = broken.indexOf(spki) + spki.length;
-    broken.fill(0xff, after, after + 4);
-    const peer = parseTlsPeerCertificate({ raw: broken, subjectaltname: 'DNS:a.example.test' });
+    const tbsEnd = 4 + 4 + broken.readUInt16BE(6);
+    const sigAlgEnd = tbsEnd + 2 + (broken[tbsEnd + 1] as number);
+    expect(broken[sigAlgEnd]).toBe(0x03);
+    broken[sigAlgEnd] = 0x04;
+    const peer = parseTlsPeerCertificate({ raw: broken });
     expect(peer.dnsNames).toEqual(['a.example.test']);
     expect(() => peer.node).toThrow(CertificateParseError);
+  });
+});
+
+describe('hostile certificates (issue 10, findings 2 and 3)', () => {
+  const peerOf = (der: Buffer): ParsedCertificate => parseTlsPeerCertificate({ raw: der });
+
+  it.each(['certificatePolicies', 'authorityInfoAccess'] as const)(
+    'a malformed %s extension (OpenSSL accepts it, @peculiar/x509 throws on it) leaves every field readable',
+    async (which) => {
+      const cert = await createMalformedExtensionCertificate('m._device.example.test', which);
+      // The trap: OpenSSL reads the certificate, @peculiar/x509 throws as soon as it builds its extension objects.
+      expect(new X509Certificate(cert.der).subject).toBe('CN=m._device.example.test');
+      expect(() => new x509.X509Certificate(cert.der).getExtension(x509.SubjectAlternativeNameExtension)).toThrow(/AsnSchemaValidationError|Data does not match/);
+      for (const c of [parseCertificateDer(cert.der), peerOf(cert.der)]) {
+        expect({ subject: c.subject, issuer: c.issuer, dnsNames: c.dnsNames, isCA: c.isCA, pathLength: c.pathLength, keyCertSign: c.keyCertSign, valid: c.notAfter > c.notBefore }).toEqual({
+          subject: 'CN=m._device.example.test',
+          issuer: 'CN=m._device.example.test',
+          dnsNames: ['m._device.example.test'],
+          isCA: false,
+          pathLength: undefined,
+          keyCertSign: undefined,
+          valid: true,
+        });
+      }
+    },
+  );
+
+  it.each([
+    ['basicConstraints', '2.5.29.19', (c: ParsedCertificate) => c.isCA, /^cannot read the basicConstraints extension: /],
+    ['keyUsage', '2.5.29.15', (c: ParsedCertificate) => c.keyCertSign, /^cannot read the keyUsage extension: /],
+  ] as const)('an unreadable %s extension: that field throws CertificateParseError naming it, the others are described', async (_label, oid, read, message) => {
+    const cert = await createHostileCertificate({
+      commonName: 'b.example.test',
+      basicConstraints: false,
+      extensions: [
+        { oid: SUBJECT_ALT_NAME_OID, value: sanValue(['b.example.test']) },
+        // An OCTET STRING where a SEQUENCE / BIT STRING must be.
+        { oid, critical: true, value: der(0x04, Buffer.from([1, 2, 3])) },
+      ],
+    });
+    expect(new X509Certificate(cert.der).subject).toBe('CN=b.example.test');
+    const peer = peerOf(cert.der);
+    expect({ subject: peer.subject, dnsNames: peer.dnsNames, dated: peer.notAfter > peer.notBefore }).toEqual({ subject: 'CN=b.example.test', dnsNames: ['b.example.test'], dated: true });
+    const first = thrown(() => read(peer));
+    expect(first.isCertificateParseError).toBe(true);
+    expect(first.message).toMatch(message);
+    // The failure is kept: asked again, the same error.
+    expect(thrown(() => read(peer)).message).toBe(first.message);
+    // The eager parse (configuration, TLSA 2 0 0 records) refuses such a certificate, naming the field.
+    expect(thrown(() => parseCertificateDer(cert.der)).message).toMatch(message);
+  });
+
+  describe('SAN dNSNames by a bounded DER walk', () => {
+    const GENERAL = { rfc822: 0x81, uri: 0x86, ip: 0x87 } as const;
+    const sanOf = (...entries: Buffer[]): Buffer => der(0x30, ...entries);
+    const dns = (name: string): Buffer => der(0x82, Buffer.from(name, 'latin1'));
+
+    it.each<[string, () => Array<{ oid: string; value: Buffer }>, string[] | string]>([
+      ['no SAN extension', () => [], []],
+      ['quotes, commas and upper case (OpenSSL quotes these)', () => [{ oid: SUBJECT_ALT_NAME_OID, value: sanValue(['"A,b".Example.TEST', 'C.test']) }], ['"a,b".example.test', 'c.test']],
+      ['a NUL byte is kept (canonicalisation refuses it later)', () => [{ oid: SUBJECT_ALT_NAME_OID, value: sanValue(['a\0b.test']) }], ['a\0b.test']],
+      [
+        'other GeneralName types are skipped',
+        () => [
+          {
+            oid: SUBJECT_ALT_NAME_OID,
+            value: sanOf(der(GENERAL.rfc822, Buffer.from('x@y.test')), dns('one.test'), der(GENERAL.uri, Buffer.from('https://u.test/')), der(GENERAL.ip, Buffer.from([127, 0, 0, 1])), der(0xa4, der(0x30)), dns('two.test')),
+          },
+        ],
+        ['one.test', 'two.test'],
+      ],
+      ['exactly MAX_SAN_ENTRIES entries', () => [{ oid: SUBJECT_ALT_NAME_OID, value: sanValue(Array.from({ length: MAX_SAN_ENTRIES }, (_, i) => `n${i}.test`)) }], Array.from({ length: MAX_SAN_ENTRIES }, (_, i) => `n${i}.test`)],
+      ['one entry over MAX_SAN_ENTRIES', () => [{ oid: SUBJECT_ALT_NAME_OID, value: sanValue(Array.from({ length: MAX_SAN_ENTRIES + 1 }, (_, i) => `n${i}.test`)) }], 'subjectAltName has more than 100 entries (the limit)'],
+      ['non-DNS entries count towards the limit', () => [{ oid: SUBJECT_ALT_NAME_OID, value: sanOf(...Array.from({ length: MAX_SAN_ENTRIES + 1 }, () => der(GENERAL.ip, Buffer.from([10, 0, 0, 1])))) }], 'subjectAltName has more than 100 entries (the limit)'],
+      ['two subjectAltName extensions', () => [{ oid: SUBJECT_ALT_NAME_OID, value: sanValue(['a.test']) }, { oid: SUBJECT_ALT_NAME_OID, value: sanValue(['b.test']) }], '2 subjectAltName extensions (at most one is allowed)'],
+      ['a SAN value that is not a SEQUENCE', () => [{ oid: SUBJECT_ALT_NAME_OID, value: der(0x31, dns('a.test')) }], 'subjectAltName is not one SEQUENCE'],
+      ['bytes after the GeneralNames', () => [{ oid: SUBJECT_ALT_NAME_OID, value: Buffer.concat([sanValue(['a.test']), Buffer.from([0])]) }], 'subjectAltName is not one SEQUENCE'],
+      ['an entry that is not a GeneralName', () => [{ oid: SUBJECT_ALT_NAME_OID, value: sanOf(der(0x16, Buffer.from('a.test'))) }], 'subjectAltName entry 1 is not a GeneralName'],
+      ['an entry overrunning its SEQUENCE', () => [{ oid: SUBJECT_ALT_NAME_OID, value: Buffer.from([0x30, 0x04, 0x82, 0x05, 0x61, 0x2e]) }], 'truncated DER'],
+      [`more than MAX_EXTENSIONS (${MAX_EXTENSIONS}) extensions`, () => Array.from({ length: MAX_EXTENSIONS }, (_, i) => ({ oid: `1.3.6.1.4.1.55555.2.${i}`, value: der(0x05) })), `more than ${MAX_EXTENSIONS} extensions (the limit)`],
+    ])('%s', async (_label, extensions, expected) => {
+      const cert = await createHostileCertificate({ commonName: 'walk', extensions: extensions() });
+      if (typeof expected === 'string') {
+        expect(thrown(() => dnsNamesFromCertificateDer(cert.der)).message).toBe(expected);
+        expect(thrown(() => peerOf(cert.der))).toEqual({ isCertificateParseError: true, name: 'CertificateParseError', message: expected });
+        expect(thrown(() => parseCertificateDer(cert.der))).toEqual({ isCertificateParseError: true, name: 'CertificateParseError', message: expected });
+      } else {
+        expect(dnsNamesFromCertificateDer(cert.der)).toEqual(expected);
+        expect(peerOf(cert.der).dnsNames).toEqual(expected);
+      }
+    });
+
+    it('agrees with OpenSSL\'s rendering wherever that is unquoted', async () => {
+      const names = ['a.example.test', 'B._device.example.test', '*.wild.example.test', 'xn--bcher-kva.example'];
+      const cert = await createCertificate({ commonName: 'r', dnsNames: names });
+      const rendering = (new X509Certificate(cert.der).subjectAltName ?? '').split(', ').map((e) => e.replace(/^DNS:/, '').toLowerCase());
+      expect(dnsNamesFromCertificateDer(cert.der)).toEqual(rendering);
+    });
+
+    it('the audit\'s 63 KB certificate (2,901 quoted SAN dNSNames) is refused by the walk, before any full parse', async () => {
+      const cert = await createManySanCertificate();
+      expect(cert.der.length).toBeGreaterThan(60_000);
+      expect(cert.der.length).toBeLessThanOrEqual(MAX_CERTIFICATE_BYTES);
+      expect(thrown(() => peerOf(cert.der))).toEqual({ isCertificateParseError: true, name: 'CertificateParseError', message: 'subjectAltName has more than 100 entries (the limit)' });
+    });
+  });
+
+  it('mutated certificates: nothing but CertificateParseError ever leaves the parser or a field', async () => {
+    const seeds = [
+      pki.leaf.der,
+      pki.intermediate.der,
+      (await createMalformedExtensionCertificate('m.example.test', 'certificatePolicies')).der,
+      (await createManySanCertificate(40)).der,
+    ];
+    // A small deterministic PRNG (xorshift32): the same mutations on every run.
+    let state = 0x9e3779b9;
+    const next = (n: number): number => {
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      return (state >>> 0) % n;
+    };
+    const fields = ['dnsNames', 'subject', 'issuer', 'notBefore', 'notAfter', 'isCA', 'pathLength', 'keyCertSign', 'sha256Hex', 'spki', 'node'] as const;
+    const foreign: string[] = [];
+    let parsedCount = 0;
+    for (const seed of seeds) {
+      for (let i = 0; i < 150; i++) {
+        const bytes = Buffer.from(seed);
+        const kind = next(3);
+        if (kind === 0) for (let k = 0; k <= next(4); k++) bytes[next(bytes.length)] = next(256);
+        const input = kind === 1 ? bytes.subarray(0, next(bytes.length)) : kind === 2 ? Buffer.concat([bytes.subarray(0, next(bytes.length)), bytes.subarray(next(bytes.length))]) : bytes;
+        for (const parse of [() => peerOf(input), () => parseCertificateDer(input, { lazy: true })]) {
+          try {
+            const c = parse();
+            parsedCount++;
+            for (const f of fields) {
+              try {
+                void c[f];
+              } catch (err) {
+                if (!(err instanceof CertificateParseError)) foreign.push(`${f}: ${(err as Error).name}: ${(err as Error).message}`);
+              }
+            }
+          } catch (err) {
+            if (!(err instanceof CertificateParseError)) foreign.push(`parse: ${(err as Error).name}: ${(err as Error).message}`);
+          }
+        }
+      }
+    }
+    expect(foreign).toEqual([]);
+    expect(parsedCount).toBeGreaterThan(50);
+  });
+});
+
+describe('subject and issuer are rendered as @peculiar/x509 renders them, from the Name bytes alone', () => {
+  it.each<[string, () => Promise<Buffer>]>([
+    ['a leaf under an intermediate', async () => pki.leaf.der],
+    ['a root', async () => pki.root.der],
+    ['several RDNs, escaped characters', async () => (await createHostileCertificate({ commonName: 'a\\, b+OU=unit, O=Org \\"Q\\", C=DE', extensions: [] })).der],
+    ['a malformed certificatePolicies extension', async () => (await createMalformedExtensionCertificate('p.example.test', 'certificatePolicies')).der],
+  ])('%s', async (_label, make) => {
+    const der = await make();
+    const reference = new x509.X509Certificate(der);
+    for (const c of [parseTlsPeerCertificate({ raw: der }), parseCertificateDer(der)]) {
+      expect({ subject: c.subject, issuer: c.issuer }).toEqual({ subject: reference.subject, issuer: reference.issuer });
+    }
   });
 });
