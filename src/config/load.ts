@@ -110,6 +110,7 @@ const CacheSchema = z.strictObject({
   maxNegativeTtlSeconds: z.number().int().min(0).max(86_400).optional(),
   defaultNegativeTtlSeconds: z.number().int().min(0).max(86_400).optional(),
   failureTtlSeconds: z.number().int().min(0).max(3_600).optional(),
+  maxTlsaRecords: z.number().int().min(1).max(256).optional(),
 });
 
 const ResolverSchema = z.strictObject({

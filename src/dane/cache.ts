@@ -6,6 +6,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { LookupOutcome } from './dns-response.js';
+import { DEFAULT_MAX_TLSA_RECORDS, MAX_TLSA_RECORDS_LIMIT, prepareTlsaSet, type PreparedTlsaSet } from './match.js';
 import type { TlsaResolver } from './resolver.js';
 
 export interface TlsaCacheOptions {
@@ -20,6 +21,8 @@ export interface TlsaCacheOptions {
   readonly defaultNegativeTtlSeconds?: number;
   /** Lifetime of a failure (timeout, bogus, malformed, server error), seconds. */
   readonly failureTtlSeconds?: number;
+  /** Records of one RRset considered for matching (the rest are ignored), 1..256. */
+  readonly maxTlsaRecords?: number;
 }
 
 export const CACHE_DEFAULTS = {
@@ -29,6 +32,7 @@ export const CACHE_DEFAULTS = {
   maxNegativeTtlSeconds: 300,
   defaultNegativeTtlSeconds: 60,
   failureTtlSeconds: 5,
+  maxTlsaRecords: DEFAULT_MAX_TLSA_RECORDS,
 } as const satisfies Required<TlsaCacheOptions>;
 
 export type CacheStatus = 'hit' | 'miss' | 'coalesced';
@@ -36,6 +40,8 @@ export type CacheStatus = 'hit' | 'miss' | 'coalesced';
 export interface CachedLookup {
   readonly outcome: LookupOutcome;
   readonly cache: CacheStatus;
+  /** A secure answer's records, prepared for matching once per cached RRset (capped at maxTlsaRecords). */
+  readonly prepared?: PreparedTlsaSet;
 }
 
 /** How long an outcome may be cached, in seconds (0 = not beyond the queries already waiting for it). Pure. */
@@ -77,6 +83,10 @@ export class TlsaCache {
       if (!Number.isFinite(value) || value < 0) throw new RangeError(`cache ${key} must be a non-negative number`);
     }
     if (this.options.maxEntries < 1) throw new RangeError('cache maxEntries must be at least 1');
+    const cap = this.options.maxTlsaRecords;
+    if (!Number.isInteger(cap) || cap < 1 || cap > MAX_TLSA_RECORDS_LIMIT) {
+      throw new RangeError(`cache maxTlsaRecords must be an integer from 1 to ${MAX_TLSA_RECORDS_LIMIT}`);
+    }
     this.lru = new LRUCache<string, LookupOutcome>({
       max: this.options.maxEntries,
       fetchMethod: async (name, _stale, { options, signal }) => {
@@ -132,7 +142,9 @@ export class TlsaCache {
   private async settle(name: string, shared: Promise<LookupOutcome | undefined>, signal: AbortSignal | undefined, cache: CacheStatus): Promise<CachedLookup> {
     const result = await raceAbort(shared, signal);
     if (result === undefined) throw new Error(`TLSA lookup for ${name} produced no result`);
-    return { outcome: result, cache };
+    if (result.kind !== 'secure' || result.records.length === 0) return { outcome: result, cache };
+    // Memoised on the cached records array: anchors are parsed once per cached RRset.
+    return { outcome: result, cache, prepared: prepareTlsaSet(result.records, this.options.maxTlsaRecords) };
   }
 
   /** Lookups currently being fetched (for tests and metrics). */

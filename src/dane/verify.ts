@@ -65,6 +65,19 @@ export interface VerifyInput {
   readonly signal?: AbortSignal;
 }
 
+/** Most records named in a refusal's detail (the rest are counted). */
+const MAX_DETAILED_RECORDS = 8;
+
+function describeVerdicts(decision: DaneDecision): string {
+  const shown = decision.records
+    .slice(0, MAX_DETAILED_RECORDS)
+    .map((r) => `record ${r.index + 1} ${r.verdict}${r.detail === undefined ? '' : ` (${r.detail.slice(0, 120)})`}`);
+  const rest = new Map<string, number>();
+  for (const r of decision.records.slice(MAX_DETAILED_RECORDS)) rest.set(r.verdict, (rest.get(r.verdict) ?? 0) + 1);
+  if (rest.size > 0) shown.push(`${decision.records.length - MAX_DETAILED_RECORDS} more (${[...rest].map(([verdict, n]) => `${n} ${verdict}`).join(', ')})`);
+  return shown.join(', ') || 'nothing to match';
+}
+
 export async function verifyClient(input: VerifyInput): Promise<VerificationResult> {
   const base = { name: undefined, allowedBy: undefined, lookup: undefined, cache: undefined, decision: undefined };
   const canonical = canonicalizeClientName(input.claimedName);
@@ -77,13 +90,14 @@ export async function verifyClient(input: VerifyInput): Promise<VerificationResu
       return { ...base, name, authenticated: false, reason: 'not-allowed', detail: `${name} is not on the allowlist` };
     }
   }
-  const { outcome: lookup, cache } = await input.cache.lookup(name, input.signal);
+  const { outcome: lookup, cache, prepared } = await input.cache.lookup(name, input.signal);
   const known = { ...base, name, allowedBy, lookup, cache };
   if (lookup.kind !== 'secure') {
     return { ...known, authenticated: false, reason: LOOKUP_REASON[lookup.kind], detail: lookup.detail };
   }
-  const decision = matchTlsa({
+  const decision = await matchTlsa({
     records: lookup.records,
+    prepared,
     chain: input.chain,
     claimedName: name,
     now: input.now ?? new Date(),
@@ -91,6 +105,6 @@ export async function verifyClient(input: VerifyInput): Promise<VerificationResu
   });
   const detail = decision.authenticated
     ? `record ${(decision.matched?.index ?? 0) + 1} of ${lookup.records.length} matched`
-    : `${decision.reason}: ${decision.records.map((r) => `record ${r.index + 1} ${r.verdict}`).join(', ') || 'nothing to match'}`;
+    : `${decision.reason}: ${describeVerdicts(decision)}`;
   return { ...known, authenticated: decision.authenticated, reason: decision.reason, detail, decision };
 }

@@ -107,7 +107,27 @@ describe('TlsaCache', () => {
     expect(resolver.queries).toEqual(['b.example.test']);
   });
 
+  it('prepares a secure RRset for matching once, however many connections use it, within maxTlsaRecords', async () => {
+    const resolver = new ControlledResolver();
+    const cache = new TlsaCache(resolver, { maxTlsaRecords: 2 });
+    const records = [record, record, record];
+    const first = cache.lookup('p.example.test');
+    resolver.answer('p.example.test', outcome('secure', 'ok', { records, ttl: 60 }));
+    const a = await first;
+    const b = await cache.lookup('p.example.test');
+    expect(b.cache).toBe('hit');
+    expect(a.prepared).toBeDefined();
+    expect(b.prepared).toBe(a.prepared);
+    expect(a.prepared?.entries.map((e) => e.verdict)).toEqual([undefined, undefined, 'over-record-limit']);
+    const negative = cache.lookup('n.example.test');
+    resolver.answer('n.example.test', outcome('no-tlsa', 'NODATA', { ttl: 60 }));
+    expect((await negative).prepared).toBeUndefined();
+  });
+
   it('rejects invalid options', () => {
+    for (const maxTlsaRecords of [0, 1.5, 257]) {
+      expect(() => new TlsaCache(new ControlledResolver(), { maxTlsaRecords })).toThrow('cache maxTlsaRecords must be an integer from 1 to 256');
+    }
     expect(() => new TlsaCache(new ControlledResolver(), { maxEntries: 0 })).toThrow('cache maxEntries must be at least 1');
     expect(() => new TlsaCache(new ControlledResolver(), { failureTtlSeconds: -1 })).toThrow(
       'cache failureTtlSeconds must be a non-negative number',

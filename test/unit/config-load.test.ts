@@ -67,7 +67,7 @@ describe('a valid configuration', () => {
       totalTimeoutMs: 5000,
       allowRemotePlainResolver: false,
       localTlsa: undefined,
-      cache: { maxEntries: 10_000, maxPositiveTtlSeconds: 3600, failureTtlSeconds: 5 },
+      cache: { maxEntries: 10_000, maxPositiveTtlSeconds: 3600, failureTtlSeconds: 5, maxTlsaRecords: 16 },
     });
     const [listener] = config.listeners;
     expect(listener).toMatchObject({
@@ -123,7 +123,7 @@ resolver:
   attemptTimeoutMs: 1000
   totalTimeoutMs: 3000
   localTlsaFile: pins.txt
-  cache: { maxEntries: 500, failureTtlSeconds: 10 }
+  cache: { maxEntries: 500, failureTtlSeconds: 10, maxTlsaRecords: 4 }
 listeners:
   - name: radsec
     listen: "[::]:2083"
@@ -161,7 +161,7 @@ listeners:
     ]);
     expect(config.resolver.localTlsaFile).toBe(join(dir, 'pins.txt'));
     expect([...(config.resolver.localTlsa?.keys() ?? [])]).toEqual(['a._device.example.test']);
-    expect(config.resolver.cache).toMatchObject({ maxEntries: 500, failureTtlSeconds: 10, maxPositiveTtlSeconds: 3600 });
+    expect(config.resolver.cache).toMatchObject({ maxEntries: 500, failureTtlSeconds: 10, maxPositiveTtlSeconds: 3600, maxTlsaRecords: 4 });
     const l = config.listeners[0];
     expect(l).toMatchObject({ host: '::', port: 2083, mode: 'tcp', minVersion: 'TLSv1.3', daneClientIdType: 65280, idleTimeoutMs: 3600000 });
     expect(l?.inboundProxyProtocol).toEqual({ versions: 'v2', trustedCidrs: ['10.0.0.0/8', '::1/128'] });
@@ -225,6 +225,8 @@ describe('mistakes are reported with their key path', () => {
     ['a remote plain resolver', replace('127.0.0.1:5353', '192.0.2.1:53'), ['resolver.servers: resolver server 1 (192.0.2.1:53): plain UDP to a resolver that is not on loopback cannot protect the AD bit']],
     ['a bad port', replace('127.0.0.1:5353', '127.0.0.1:70000'), ['resolver.servers[0].address: port 70000 is above 65535']],
     ['DoT options on UDP', replace('    - address: 127.0.0.1:5353\n', '    - address: 127.0.0.1:5353\n      tlsServerName: x.example\n'), ['resolver.servers[0]: tlsServerName and tlsCaFile apply only to transport: tls (this server uses udp)']],
+    ['a TLSA record cap of 0', replace('  servers:\n', '  cache: { maxTlsaRecords: 0 }\n  servers:\n'), ['resolver.cache.maxTlsaRecords']],
+    ['a TLSA record cap above 256', replace('  servers:\n', '  cache: { maxTlsaRecords: 257 }\n  servers:\n'), ['resolver.cache.maxTlsaRecords']],
     ['total below attempt timeout', replace('  servers:\n', '  attemptTimeoutMs: 3000\n  totalTimeoutMs: 1000\n  servers:\n'), ['resolver.totalTimeoutMs: must be at least attemptTimeoutMs (3000)']],
     ['a missing local TLSA file', replace('  servers:\n', '  localTlsaFile: nope.txt\n  servers:\n'), [`resolver.localTlsaFile: cannot read local TLSA file ${join('DIR', 'nope.txt')}: ENOENT`]],
     ['a listen address without port', replace('listen: 127.0.0.1:8443', 'listen: 127.0.0.1'), ["listeners[0].listen: expected HOST:PORT, got '127.0.0.1' (no port)"]],
