@@ -19,7 +19,14 @@ import { z } from 'zod';
 import { Allowlist, AllowlistError, canonicalizePattern } from '../allowlist/allowlist.js';
 import { CACHE_DEFAULTS } from '../dane/cache.js';
 import { parseCertificates, type ParsedCertificate } from '../dane/certificate.js';
-import { DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_TOTAL_TIMEOUT_MS, ResolverConfigError, validateResolverOptions, type ResolverServer } from '../dane/resolver.js';
+import {
+  canonicalIpAddress,
+  DEFAULT_ATTEMPT_TIMEOUT_MS,
+  DEFAULT_TOTAL_TIMEOUT_MS,
+  ResolverConfigError,
+  validateResolverOptions,
+  type ResolverServer,
+} from '../dane/resolver.js';
 import { DEFAULT_DANE_CLIENTID_TYPE, DEFAULT_MAX_CLIENT_HELLO_BYTES } from '../proxy/client-hello.js';
 import { ADMISSION_DEFAULTS } from '../ratelimit/admission.js';
 import { RESOLVER_GATE_DEFAULTS } from '../ratelimit/resolver-gate.js';
@@ -417,7 +424,8 @@ async function resolveResolver(raw: RawConfig['resolver'], files: FileReader, pr
       const ca = await files.certificates(`${keyPath}.tlsCaFile`, s.tlsCaFile);
       tlsCa = ca?.pem;
     }
-    servers.push({ host: hp.host, port: hp.port, transport: s.transport, tlsServerName: s.tlsServerName, tlsCa });
+    // Canonical form ('0:0:0:0:0:0:0:1' -> '::1'): the address replies are compared against.
+    servers.push({ host: canonicalIpAddress(hp.host) ?? hp.host, port: hp.port, transport: s.transport, tlsServerName: s.tlsServerName, tlsCa });
   }
   if (servers.length > 0) {
     try {

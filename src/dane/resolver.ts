@@ -44,13 +44,36 @@ export class ResolverConfigError extends Error {
   }
 }
 
-export function isLoopbackAddress(host: string): boolean {
-  if (net.isIPv4(host)) return host.startsWith('127.');
-  if (net.isIPv6(host)) {
-    const lower = host.toLowerCase();
-    return lower === '::1' || lower === '0:0:0:0:0:0:0:1' || /^::ffff:127\./.test(lower);
+/**
+ * The canonical text of an IP address literal, as Node reports a peer's address (RFC 5952 for IPv6:
+ * lower case, zeros compressed, "::ffff:a.b.c.d" for IPv4-mapped; a zone index is kept as written),
+ * or undefined when `host` is not an IP address literal. Two spellings of one address give one text,
+ * so '0:0:0:0:0:0:0:1' and '::1' compare equal.
+ */
+export function canonicalIpAddress(host: string): string | undefined {
+  const family = net.isIP(host);
+  if (family === 0) return undefined;
+  const zone = host.indexOf('%');
+  const address = zone < 0 ? host : host.slice(0, zone);
+  try {
+    const canonical = new net.SocketAddress({ address, family: family === 6 ? 'ipv6' : 'ipv4' }).address;
+    return zone < 0 ? canonical : `${canonical}${host.slice(zone)}`;
+  } catch {
+    return undefined;
   }
-  return false;
+}
+
+/** Does a datagram from `address` come from `server`'s address? Compares canonical forms. */
+export function sameIpAddress(a: string, b: string): boolean {
+  const ca = canonicalIpAddress(a);
+  return ca !== undefined && ca === canonicalIpAddress(b);
+}
+
+export function isLoopbackAddress(host: string): boolean {
+  const canonical = canonicalIpAddress(host);
+  if (canonical === undefined) return false;
+  if (net.isIPv4(canonical)) return canonical.startsWith('127.');
+  return canonical === '::1' || /^::ffff:127\./.test(canonical);
 }
 
 /** Check a resolver configuration; throws ResolverConfigError naming the offending server. */
@@ -131,8 +154,9 @@ function queryUdp(server: ResolverServer, name: string, timeoutMs: number, signa
     const socket = dgram.createSocket(net.isIPv6(server.host) ? 'udp6' : 'udp4');
     socket.on('error', (err) => finish(outcome('server-error', `${describe(server)}: ${err.message}`)));
     socket.on('message', (msg, rinfo) => {
-      // Only the server's own address and port may answer; anything else is ignored.
-      if (rinfo.port !== server.port || rinfo.address !== server.host) return;
+      // Only the server's own address and port may answer; anything else is ignored. Addresses are
+      // compared in canonical form: a server written '0:0:0:0:0:0:0:1' answers from '::1'.
+      if (rinfo.port !== server.port || !sameIpAddress(rinfo.address, server.host)) return;
       const verdict = judgeTlsaResponse({ id, name }, msg, true);
       if (verdict.action === 'ignore') return;
       if (verdict.action === 'retry-tcp') {

@@ -103,7 +103,10 @@ export interface ProxyV2Header {
   readonly authority?: string;
   readonly uniqueId?: Buffer;
   readonly ssl?: SslTlv;
-  /** Present when a CRC32C TLV was present. The spec says a receiver MUST reject the connection when false. */
+  /**
+   * true when a CRC32C TLV was present (and therefore matched): a header whose checksum does not
+   * match is 'invalid', never 'complete', since the spec says the receiver MUST reject it.
+   */
   readonly crc32cValid?: boolean;
 }
 
@@ -153,6 +156,7 @@ export interface ParseOptions {
 // Small helpers
 
 const hex2 = (n: number): string => `0x${n.toString(16).toUpperCase().padStart(2, '0')}`;
+const hex8 = (n: number): string => `0x${n.toString(16).toUpperCase().padStart(8, '0')}`;
 
 const INCOMPLETE: ProxyParse = Object.freeze({ status: 'incomplete' });
 const NOT_PROXY: ProxyParse = Object.freeze({ status: 'not-proxy' });
@@ -819,7 +823,11 @@ function parseV2(buf: Buffer, maxHeaderBytes: number): ProxyParse {
       case PP2_TYPE.CRC32C: {
         const copy = Buffer.from(buf.subarray(0, total));
         copy.fill(0, o + 3, o + 7);
-        crc32cValid = crc32c(copy) === t.value.readUInt32BE(0);
+        const computed = crc32c(copy) >>> 0;
+        const sent = t.value.readUInt32BE(0);
+        // The spec: "the receiver MUST reject the connection" when the checksum does not match.
+        if (computed !== sent) return invalid(`PROXY v2: CRC32C checksum mismatch (header says ${hex8(sent)}, the bytes give ${hex8(computed)})`);
+        crc32cValid = true;
         break;
       }
       default:

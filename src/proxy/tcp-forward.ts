@@ -14,6 +14,12 @@ import { encodeProxyV1, encodeProxyV2, PP2_CLIENT, type ProxyAddresses, type Pro
 /** How long an upstream may take to accept (and, for tls://, finish its handshake). */
 export const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
 
+/**
+ * The SSL TLV's `verify` value when no client was authenticated: non-zero means "not verified"
+ * (OpenSSL's X509_V_ERR_UNSPECIFIED, as HAProxy would report a failed verification).
+ */
+export const PP2_VERIFY_NOT_AUTHENTICATED = 1;
+
 /** '::ffff:1.2.3.4' → '1.2.3.4', so both ends of a PROXY header share a family. */
 function unmapped(address: string): string {
   return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
@@ -25,11 +31,6 @@ export function proxyAddresses(context: ConnectionContext): ProxyAddresses | und
   const family = net.isIPv4(source) && net.isIPv4(destination) ? 'tcp4' : net.isIPv6(source) && net.isIPv6(destination) ? 'tcp6' : undefined;
   if (family === undefined) return undefined;
   return { family, sourceAddress: source, sourcePort: context.clientPort, destinationAddress: destination, destinationPort: context.localPort };
-}
-
-function commonName(subject: string): string | undefined {
-  const match = /(?:^|,\s*)CN=((?:[^,\\]|\\.)*)/.exec(subject);
-  return match?.[1];
 }
 
 /** The PROXY header for this connection per the route's configuration, or undefined for none. */
@@ -53,10 +54,13 @@ export function buildProxyHeader(socket: tls.TLSSocket, context: ConnectionConte
     alpn: typeof alpn === 'string' ? alpn : undefined,
     ssl: {
       client: PP2_CLIENT.SSL | (identity ? PP2_CLIENT.CERT_CONN | PP2_CLIENT.CERT_SESS : 0),
-      // 0 only for a presented and verified certificate.
-      verify: identity ? 0 : 1,
+      // 0 (X509_V_OK) only when our own DANE verification authenticated the client on this connection.
+      verify: identity ? 0 : PP2_VERIFY_NOT_AUTHENTICATED,
       version: socket.getProtocol() ?? undefined,
-      cn: identity ? commonName(identity.leaf.subject) : undefined,
+      // The CN sub-TLV is what brokers and nginx ($proxy_protocol_tlv_ssl_cn) authorise on: it carries
+      // the verified DANE client name, never certificate text (DANE-EE does not vouch for the subject,
+      // and a subject can hide "CN=" inside another attribute). Absent when unauthenticated.
+      cn: identity ? identity.name : undefined,
       cipher: socket.getCipher()?.name,
     },
     customTlvs,

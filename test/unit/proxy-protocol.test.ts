@@ -168,10 +168,19 @@ describe('golden v2 vectors', () => {
     expect(encodeProxyV2(options)).toEqual(golden);
   });
 
-  it('a corrupted CRC32C header is complete with crc32cValid false', () => {
+  it.each([
+    ['an address byte changed after the checksum was computed', 16, 0x0a, 'PROXY v2: CRC32C checksum mismatch (header says 0x9801189B, the bytes give 0xDC90BD80)'],
+    ['the checksum itself changed', GOLDEN_CRC.length - 1, 0x9a, 'PROXY v2: CRC32C checksum mismatch (header says 0x9801189A, the bytes give 0x9801189B)'],
+  ])('a CRC32C mismatch is refused (the spec: the receiver MUST reject it): %s', (_label, at, value, reason) => {
     const bad = Buffer.from(GOLDEN_CRC);
-    bad[16] = 0x0a; // 10.0.0.1
-    expect(complete(parseProxyHeader(bad)).header.crc32cValid).toBe(false);
+    bad[at] = value;
+    // The "bytes give" value is the reference CRC over the header with the checksum field zeroed.
+    const zeroed = Buffer.from(bad);
+    zeroed.fill(0, zeroed.length - 4);
+    expect(reason).toContain(`the bytes give 0x${referenceCrc32c(zeroed).toString(16).toUpperCase().padStart(8, '0')})`);
+    expect(parseProxyHeader(bad)).toEqual({ status: 'invalid', reason });
+    // Stable: more bytes (payload) after the header change nothing.
+    expect(parseProxyHeader(Buffer.concat([bad, Buffer.from('payload')]))).toEqual({ status: 'invalid', reason });
   });
 });
 
