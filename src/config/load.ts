@@ -31,6 +31,7 @@ import { DEFAULT_DANE_CLIENTID_TYPE, DEFAULT_MAX_CLIENT_HELLO_BYTES } from '../p
 import { ADMISSION_DEFAULTS } from '../ratelimit/admission.js';
 import { RESOLVER_GATE_DEFAULTS } from '../ratelimit/resolver-gate.js';
 import { LocalTlsaError, loadLocalTlsa } from './local-tlsa.js';
+import { SERVER_SECURE_OPTIONS, SERVER_SIGALGS } from './tls-server-options.js';
 import type {
   DancegateConfig,
   HttpModeConfig,
@@ -226,6 +227,8 @@ const LimitsSchema = z.strictObject({
     .strictObject({
       maxConcurrent: count(1, 10_000_000).default(A.handshakes.maxConcurrent),
       maxConcurrentPerIp: count(1, 10_000_000).default(A.handshakes.maxConcurrentPerIp),
+      maxClientCertificates: count(1, 100).default(A.handshakes.maxClientCertificates),
+      maxClientFlightBytes: count(4096, 1_048_576).default(A.handshakes.maxClientFlightBytes),
     })
     .default({ ...A.handshakes }),
   newConnectionsPerIp: z
@@ -572,7 +575,7 @@ async function resolveCertificates(raw: RawListener['tls']['certificates'], keyP
       continue;
     }
     try {
-      tls.createSecureContext({ cert: cert.pem, key, minVersion: minVersion as tls.SecureVersion });
+      tls.createSecureContext({ cert: cert.pem, key, minVersion: minVersion as tls.SecureVersion, secureOptions: SERVER_SECURE_OPTIONS, sigalgs: SERVER_SIGALGS });
     } catch (err) {
       problems.add(where, `OpenSSL refuses this certificate/key: ${(err as Error).message}`);
       continue;

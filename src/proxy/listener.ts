@@ -4,7 +4,7 @@
  * decision, then hand the connection to HTTP or TCP forwarding. Nothing is
  * forwarded before the decision.
  */
-import { constants as cryptoConstants } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
@@ -12,8 +12,10 @@ import type { TlsaCache } from '../dane/cache.js';
 import { CertificateParseError, parseTlsPeerCertificate, type ParsedCertificate } from '../dane/certificate.js';
 import { MAX_CHAIN_LENGTH } from '../dane/match.js';
 import { TEMPORARY_REASONS, verifyClient, type VerificationReason } from '../dane/verify.js';
+import { SERVER_SECURE_OPTIONS, SERVER_SIGALGS } from '../config/tls-server-options.js';
 import type { ListenerConfig, RouteConfig } from '../config/types.js';
 import { PENALIZED_REASONS, type Admission } from '../ratelimit/admission.js';
+import { chainLimitViolation, flightViolation, presentedChain } from './client-chain.js';
 import { parseClientHello, type ClientHelloInfo } from './client-hello.js';
 import type { ConnectionReason, DecisionRecord, DecisionSink } from './decision-log.js';
 import { HttpForwarder } from './http-forward.js';
@@ -96,12 +98,19 @@ function secureContextFor(listener: ListenerConfig): Array<{ serverNames: readon
   return listener.certificates.map((c) => {
     // No session tickets: a resumed session shows only the leaf certificate, so a DANE-TA client could
     // not be verified again; and no server-side session cache is kept, so no resumption at all.
-    const context = tls.createSecureContext({ cert: c.certPem, key: c.keyPem, minVersion: listener.minVersion, secureOptions: cryptoConstants.SSL_OP_NO_TICKET });
+    // No renegotiation (OpenSSL refuses it: disableRenegotiation() does nothing on our sockets); see tls-server-options.ts.
+    const context = tls.createSecureContext({ cert: c.certPem, key: c.keyPem, minVersion: listener.minVersion, secureOptions: SERVER_SECURE_OPTIONS, sigalgs: SERVER_SIGALGS });
     // node:tls sets this only on contexts of a listening tls.Server; we build our own, so set it here.
     // `context.context` is the native SecureContext (typed `any` by @types/node).
     (context.context as { setSessionIdContext(id: string): void }).setSessionIdContext(SESSION_ID_CONTEXT);
     return { serverNames: c.serverNames, context };
   });
+}
+
+/** Penalty-box weight of a failed or stalled handshake after `bytes` of client flight: 1, plus 1 per 4 KB. */
+const FLIGHT_PENALTY_BYTES = 4096;
+function flightPenalty(bytes: number): number {
+  return 1 + Math.floor(Math.max(0, bytes) / FLIGHT_PENALTY_BYTES);
 }
 
 function inCidrs(address: string, cidrs: readonly string[]): boolean {
@@ -116,21 +125,12 @@ function inCidrs(address: string, cidrs: readonly string[]): boolean {
 }
 
 /**
- * The certificates the client sent, leaf first, from node:tls's detailed
- * peer certificate (a self-signed last one is its own issuer there).
- * Details are parsed only if a check needs them. Not taken on the hot path:
- * it renders every certificate of the chain into JS objects.
+ * The certificates the client sent, leaf first, as it sent them (read once
+ * at the end of the handshake, see presentedChain), at most one more than
+ * the verifier accepts. Details are parsed only if a check needs them.
  */
-function peerChain(socket: tls.TLSSocket): ParsedCertificate[] {
-  const chain: ParsedCertificate[] = [];
-  const seen = new Set<string>();
-  let cert: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
-  while (cert?.raw && !seen.has(cert.fingerprint256) && chain.length <= MAX_CHAIN_LENGTH) {
-    seen.add(cert.fingerprint256);
-    chain.push(parseTlsPeerCertificate(cert));
-    cert = cert.issuerCertificate;
-  }
-  return chain;
+function peerChain(presented: readonly X509Certificate[]): ParsedCertificate[] {
+  return presented.slice(0, MAX_CHAIN_LENGTH + 1).map((cert) => parseTlsPeerCertificate({ raw: cert.raw }));
 }
 
 export class DaneListener {
@@ -261,6 +261,9 @@ export class DaneListener {
     let clientPort = raw.remotePort ?? 0;
     const base: { -readonly [K in keyof DecisionRecord]?: DecisionRecord[K] } = {};
     let decided = false;
+    // Penalty-box failures a refusal counts for: a handshake that failed or stalled after the client sent part of a
+    // chain counts one more per FLIGHT_PENALTY_BYTES sent (OpenSSL verified what it could of it).
+    let penaltyWeight = 1;
     // The handshake budget this connection holds until its decision (or its end).
     let releaseBudget: () => void = () => undefined;
     raw.once('close', () => releaseBudget());
@@ -269,7 +272,7 @@ export class DaneListener {
       if (decided) return;
       decided = true;
       releaseBudget();
-      if (outcome === 'refused' && PENALIZED_REASONS.has(reason)) deps.admission.recordFailure(clientAddress);
+      if (outcome === 'refused' && PENALIZED_REASONS.has(reason)) deps.admission.recordFailure(clientAddress, penaltyWeight);
       deps.log({
         time: generation.now().toISOString(),
         listener: config.name,
@@ -323,8 +326,13 @@ export class DaneListener {
       }
     }
 
-    // Admission by the original client address: penalty box, rate, handshake budget.
-    const admitted = deps.admission.admitConnection(clientAddress);
+    // Admission by the original client address: penalty box, rate, handshake budget. Until its decision,
+    // this connection ends if its address is banned by another connection (a chain over limits).
+    const current: { tls?: tls.TLSSocket } = {};
+    const admitted = deps.admission.admitConnection(clientAddress, (why) => {
+      record('refused', 'penalty-box', why);
+      (current.tls ?? raw).destroy();
+    });
     if (!admitted.ok) return refuseRaw(admitted.reason, admitted.detail);
     releaseBudget = admitted.release;
     if (raw.destroyed) releaseBudget();
@@ -374,14 +382,37 @@ export class DaneListener {
       rejectUnauthorized: false,
       ALPNProtocols: config.mode === 'http' ? ['http/1.1'] : undefined,
     });
+    // Kept as a second line of defence; what stops renegotiation is SSL_OP_NO_RENEGOTIATION (tls-server-options.ts).
     socket.disableRenegotiation();
+    current.tls = socket;
     this.sockets.add(socket);
+    // Bytes the client sends after its ClientHello until the handshake ends (its Certificate flight, mostly):
+    // the only measure node:tls gives of what OpenSSL had to verify when a handshake fails or stalls.
+    const readBeforeFlight = raw.bytesRead - raw.readableLength + hello.recordBytes;
+    const limits = deps.admission.clientChain;
+    // A chain over limits: refused, and the address goes to the penalty box with every other connection it has in handshake.
+    let overLimits: string | undefined;
+    const chainOverLimits = (detail: string): void => {
+      if (decided) return;
+      overLimits = detail;
+      clearTimeout(deadline);
+      record('refused', 'chain-over-limits', detail);
+      deps.admission.banAddress(clientAddress, `ended: ${clientAddress} sent a client chain over limits on another connection`);
+    };
     socket.once('close', () => {
       this.sockets.delete(socket);
       abort.abort(new Error('client disconnected'));
     });
     const deadline = setTimeout(() => {
-      record('refused', 'handshake-timeout', `handshake and verification not done within ${config.handshakeTimeoutMs} ms`);
+      // A handshake that never finished: judge what the client sent of its flight. A finished one waited on DNS: weight 1.
+      const sent = secure ? 0 : raw.bytesRead - readBeforeFlight;
+      const flight = flightViolation(sent, limits.maxFlightBytes);
+      if (flight !== undefined) {
+        chainOverLimits(`${flight}, then stalled`);
+      } else {
+        penaltyWeight = flightPenalty(sent);
+        record('refused', 'handshake-timeout', `handshake and verification not done within ${config.handshakeTimeoutMs} ms`);
+      }
       socket.destroy();
     }, config.handshakeTimeoutMs);
     let secure = false;
@@ -392,14 +423,28 @@ export class DaneListener {
     socket.on('error', (err: Error) => {
       if (!secure) {
         clearTimeout(deadline);
-        record('refused', 'handshake-failed', err.message.slice(0, 200));
+        const sent = raw.bytesRead - readBeforeFlight;
+        const flight = flightViolation(sent, limits.maxFlightBytes);
+        if (flight !== undefined) {
+          chainOverLimits(`${flight}, then failed: ${err.message.slice(0, 100)}`);
+        } else {
+          penaltyWeight = flightPenalty(sent);
+          record('refused', 'handshake-failed', err.message.slice(0, 200));
+        }
       }
       socket.destroy();
     });
     raw.resume();
+    let presented: X509Certificate[] = [];
     await new Promise<void>((resolve) => {
       socket.once('secure', () => {
         secure = true;
+        base.tlsVersion = socket.getProtocol() ?? undefined;
+        // Judged here, synchronously, before OpenSSL reads another connection's flight: a ban now spares
+        // the verification of chains this address has sent on its other connections.
+        presented = presentedChain(socket, limits.maxCertificates);
+        const violation = flightViolation(raw.bytesRead - readBeforeFlight, limits.maxFlightBytes) ?? chainLimitViolation(presented, limits.maxCertificates);
+        if (violation !== undefined) chainOverLimits(violation);
         resolve();
       });
       socket.once('close', () => resolve());
@@ -414,6 +459,11 @@ export class DaneListener {
     base.tlsVersion = socket.getProtocol() ?? undefined;
     // Nothing is read from the client until the decision.
     socket.pause();
+    if (overLimits !== undefined) {
+      if (http && config.http.refuseWith403) http.refuse(socket, 'chain-over-limits', false);
+      else socket.destroy();
+      return;
+    }
 
     const refuse = (reason: ConnectionReason, detail: string, extra: Partial<DecisionRecord> = {}): void => {
       clearTimeout(deadline);
@@ -428,12 +478,11 @@ export class DaneListener {
     };
 
     // 5. Our own verification, on every connection (resumed ones included).
-    // The leaf alone first, as node:tls's plain object (the cheapest view of it: getPeerX509Certificate()
-    // costs twice as much); the whole chain only if a record needs it.
+    // The leaf alone first (from the chain read at the end of the handshake); the whole chain only if a record needs it.
     let chain: ParsedCertificate[];
-    const peer: tls.PeerCertificate | null = socket.getPeerCertificate(false);
+    const peer = presented[0];
     try {
-      chain = peer?.raw ? [parseTlsPeerCertificate(peer)] : [];
+      chain = peer ? [parseTlsPeerCertificate({ raw: peer.raw })] : [];
     } catch (err) {
       return refuse('no-matching-record', `unparseable client certificate: ${(err as Error).message}`);
     }
@@ -463,7 +512,7 @@ export class DaneListener {
         // DANE-TA and PKIX records look at the issuers: match again with the chain the client sent (the lookup is cached now).
         const needsChain = first.lookup?.kind === 'secure' && first.lookup.records.some((r) => r.usage !== 3);
         if (first.authenticated || !needsChain || socket.destroyed) return first;
-        chain = peerChain(socket);
+        chain = peerChain(presented);
         return verify(chain);
       })
       .catch((err: unknown) => {

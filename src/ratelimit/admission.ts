@@ -4,14 +4,29 @@
  * the handshake budget (concurrent connections not yet decided, globally
  * and per source address), plus the optional cap on concurrent
  * connections per verified identity. Each refusal has its own reason code.
+ *
+ * An address that sends a client chain over the limits (see
+ * src/proxy/client-chain.ts) is put in the penalty box at once and every
+ * connection it still has between accept and decision is ended: the
+ * expensive part (OpenSSL checking each signature of the chain) has been
+ * paid once, it is not paid again for the same address.
  */
 import { monotonicClock, type Clock } from './clock.js';
 import { ConcurrencyLimiter } from './concurrency.js';
 import { PenaltyBox, type PenaltyBoxOptions } from './penalty-box.js';
 import { PerKeyTokenBuckets, type TokenBucketOptions } from './token-bucket.js';
 
+export interface HandshakeLimits {
+  readonly maxConcurrent: number;
+  readonly maxConcurrentPerIp: number;
+  /** Most certificates a client may present (leaf included); more is a chain over limits. Default 10. */
+  readonly maxClientCertificates?: number;
+  /** Most bytes a client may send between its ClientHello and the end of its handshake; more is a chain over limits. Default 16384. */
+  readonly maxClientFlightBytes?: number;
+}
+
 export interface AdmissionLimits {
-  readonly handshakes: { readonly maxConcurrent: number; readonly maxConcurrentPerIp: number };
+  readonly handshakes: HandshakeLimits;
   /** undefined: no per-address rate limit. */
   readonly newConnectionsPerIp: TokenBucketOptions | undefined;
   /** undefined: no penalty box. */
@@ -22,15 +37,18 @@ export interface AdmissionLimits {
   readonly trackedAddresses: number;
 }
 
-export const ADMISSION_DEFAULTS: AdmissionLimits = {
-  handshakes: { maxConcurrent: 4096, maxConcurrentPerIp: 256 },
+export const ADMISSION_DEFAULTS: AdmissionLimits & { readonly handshakes: Required<HandshakeLimits> } = {
+  handshakes: { maxConcurrent: 4096, maxConcurrentPerIp: 256, maxClientCertificates: 10, maxClientFlightBytes: 16_384 },
   newConnectionsPerIp: { ratePerSecond: 50, burst: 200 },
   penaltyBox: { failures: 20, windowMs: 60_000, banMs: 60_000 },
   maxConnectionsPerIdentity: undefined,
   trackedAddresses: 100_000,
 };
 
-export type AdmissionReason = 'penalty-box' | 'rate-limited' | 'handshake-budget' | 'handshake-budget-ip' | 'identity-limit';
+export type AdmissionReason = 'penalty-box' | 'rate-limited' | 'handshake-budget' | 'handshake-budget-ip' | 'identity-limit' | 'chain-over-limits';
+
+/** Called when the connection's address is banned while the connection is still between accept and decision. */
+export type OnBanned = (detail: string) => void;
 
 export type Admitted = { readonly ok: true; readonly release: () => void } | { readonly ok: false; readonly reason: AdmissionReason; readonly detail: string };
 
@@ -39,6 +57,8 @@ export class Admission {
   private readonly rate: PerKeyTokenBuckets | undefined;
   private readonly penalty: PenaltyBox | undefined;
   private readonly identities: ConcurrencyLimiter | undefined;
+  /** Connections between accept and decision that asked to hear of a ban, by address (bounded by the handshake budget). */
+  private readonly undecided = new Map<string, Set<OnBanned>>();
 
   constructor(
     readonly limits: AdmissionLimits,
@@ -50,8 +70,12 @@ export class Admission {
     this.identities = limits.maxConnectionsPerIdentity ? new ConcurrencyLimiter({ maxTotal: Infinity, maxPerKey: limits.maxConnectionsPerIdentity }) : undefined;
   }
 
-  /** A new connection from `address`: on success, `release` ends its handshake budget (call it once decided). */
-  admitConnection(address: string): Admitted {
+  /**
+   * A new connection from `address`: on success, `release` ends its
+   * handshake budget (call it once decided). Until then, `onBanned` is
+   * called if the address is banned (banAddress) by another connection.
+   */
+  admitConnection(address: string, onBanned?: OnBanned): Admitted {
     const banned = this.penalty?.bannedFor(address) ?? 0;
     if (banned > 0) return { ok: false, reason: 'penalty-box', detail: `${address} failed authentication too often; refused for ${Math.ceil(banned / 1000)} s more` };
     if (this.rate && !this.rate.take(address)) {
@@ -64,7 +88,40 @@ export class Admission {
         ? { ok: false, reason: 'handshake-budget', detail: `${held.limit} connections are already between accept and decision` }
         : { ok: false, reason: 'handshake-budget-ip', detail: `${held.limit} connections from ${address} are already between accept and decision` };
     }
-    return { ok: true, release: held.release };
+    if (onBanned === undefined) return { ok: true, release: held.release };
+    let waiting = this.undecided.get(address);
+    if (waiting === undefined) this.undecided.set(address, (waiting = new Set()));
+    waiting.add(onBanned);
+    const set = waiting;
+    return {
+      ok: true,
+      release: () => {
+        held.release();
+        set.delete(onBanned);
+        if (set.size === 0 && this.undecided.get(address) === set) this.undecided.delete(address);
+      },
+    };
+  }
+
+  /**
+   * `address` did something no legitimate client does (a chain over limits):
+   * into the penalty box now (when there is one), and every connection of
+   * it still between accept and decision is told (and ends itself).
+   * Returns how many such connections were told.
+   */
+  banAddress(address: string, detail: string): number {
+    this.penalty?.ban(address);
+    const waiting = [...(this.undecided.get(address) ?? [])];
+    this.undecided.delete(address);
+    for (const onBanned of waiting) onBanned(detail);
+    return waiting.length;
+  }
+
+  /** The client chain limits, defaults applied. */
+  get clientChain(): { readonly maxCertificates: number; readonly maxFlightBytes: number } {
+    const h = this.limits.handshakes;
+    const d = ADMISSION_DEFAULTS.handshakes;
+    return { maxCertificates: h.maxClientCertificates ?? d.maxClientCertificates, maxFlightBytes: h.maxClientFlightBytes ?? d.maxClientFlightBytes };
   }
 
   /** An authenticated connection of `name`: `release` when it closes. */
@@ -76,8 +133,8 @@ export class Admission {
   }
 
   /** An authentication failure that is the client's doing (see PENALIZED_REASONS). */
-  recordFailure(address: string): void {
-    this.penalty?.recordFailure(address);
+  recordFailure(address: string, weight = 1): void {
+    this.penalty?.recordFailure(address, weight);
   }
 
   get handshakesInProgress(): number {

@@ -39,15 +39,21 @@ export class PenaltyBox {
     return Math.max(0, r.bannedUntilMs - this.clock());
   }
 
-  /** Count a failure; returns true when it puts `key` in the box. */
-  recordFailure(key: string): boolean {
+  /** Put `key` in the box now, for `banMs` (a failure no legitimate client makes, such as a chain over limits). */
+  ban(key: string): void {
+    const now = this.clock();
+    this.records.set(key, { windowStartMs: now, failures: 0, bannedUntilMs: now + this.options.banMs });
+  }
+
+  /** Count a failure (`weight` failures at once, an integer >= 1); returns true when it puts `key` in the box. */
+  recordFailure(key: string, weight = 1): boolean {
     const now = this.clock();
     let r = this.records.get(key);
     if (r === undefined || now - r.windowStartMs >= this.options.windowMs) {
       r = { windowStartMs: now, failures: 0, bannedUntilMs: r?.bannedUntilMs ?? 0 };
       this.records.set(key, r);
     }
-    r.failures++;
+    r.failures += Math.max(1, Math.floor(weight));
     if (r.failures >= this.options.failures && r.bannedUntilMs <= now) {
       r.bannedUntilMs = now + this.options.banMs;
       r.failures = 0;

@@ -96,6 +96,28 @@ describe('PenaltyBox', () => {
   it('rejects a zero option', () => {
     expect(() => new PenaltyBox({ ...options, banMs: 0 })).toThrow(new RangeError('penalty box banMs must be an integer >= 1, got 0'));
   });
+
+  it('a weighted failure counts as that many', () => {
+    const box = new PenaltyBox(options, fakeClock().now);
+    expect(box.recordFailure('ip', 2)).toBe(false);
+    expect(box.recordFailure('ip', 1)).toBe(true);
+    expect(box.recordFailure('other', 5)).toBe(true);
+    // A weight below 1 still counts once.
+    const third = new PenaltyBox(options, fakeClock().now);
+    expect([third.recordFailure('ip', 0), third.recordFailure('ip', 0.5), third.recordFailure('ip')]).toEqual([false, false, true]);
+  });
+
+  it('ban() puts a key in the box at once, for banMs, and a later failure does not extend it', () => {
+    const clock = fakeClock();
+    const box = new PenaltyBox(options, clock.now);
+    box.ban('ip');
+    expect(box.bannedFor('ip')).toBe(60_000);
+    clock.advance(10_000);
+    box.recordFailure('ip');
+    expect(box.bannedFor('ip')).toBe(50_000);
+    clock.advance(50_000);
+    expect(box.bannedFor('ip')).toBe(0);
+  });
 });
 
 describe('ConcurrencyLimiter', () => {
@@ -171,6 +193,42 @@ describe('Admission', () => {
     expect(admission.admitIdentity('meter1._device.example.test').ok).toBe(true);
     const unlimited = new Admission({ ...limits, maxConnectionsPerIdentity: undefined }, fakeClock().now);
     expect(takeN(() => unlimited.admitIdentity('x').ok, 50).every(Boolean)).toBe(true);
+  });
+
+  it('banAddress: into the penalty box now, and every undecided connection of that address (only) is told once', () => {
+    const clock = fakeClock();
+    const admission = new Admission({ ...limits, newConnectionsPerIp: undefined, handshakes: { maxConcurrent: 10, maxConcurrentPerIp: 5 } }, clock.now);
+    const told: string[] = [];
+    const a1 = admission.admitConnection('10.0.0.1', (why) => told.push(`a1: ${why}`));
+    const a2 = admission.admitConnection('10.0.0.1', (why) => told.push(`a2: ${why}`));
+    const decided = admission.admitConnection('10.0.0.1', (why) => told.push(`decided: ${why}`));
+    const other = admission.admitConnection('10.0.0.2', (why) => told.push(`other: ${why}`));
+    const silent = admission.admitConnection('10.0.0.1');
+    expect([a1.ok, a2.ok, decided.ok, other.ok, silent.ok]).toEqual([true, true, true, true, true]);
+    if (decided.ok) decided.release();
+    expect(admission.banAddress('10.0.0.1', 'sent a chain over limits')).toBe(2);
+    expect(told).toEqual(['a1: sent a chain over limits', 'a2: sent a chain over limits']);
+    expect(admission.admitConnection('10.0.0.1')).toEqual({ ok: false, reason: 'penalty-box', detail: '10.0.0.1 failed authentication too often; refused for 30 s more' });
+    // Told once: a second ban finds nobody left; releasing the told connections afterwards is harmless.
+    expect(admission.banAddress('10.0.0.1', 'again')).toBe(0);
+    for (const held of [a1, a2, silent]) if (held.ok) held.release();
+    expect(admission.handshakesInProgress).toBe(1);
+    expect(admission.admitConnection('10.0.0.2').ok).toBe(true);
+  });
+
+  it('banAddress without a penalty box still ends the undecided connections', () => {
+    const admission = new Admission({ ...limits, penaltyBox: undefined, newConnectionsPerIp: undefined }, fakeClock().now);
+    const told: string[] = [];
+    admission.admitConnection('10.0.0.1', (why) => told.push(why));
+    expect(admission.banAddress('10.0.0.1', 'why')).toBe(1);
+    expect(told).toEqual(['why']);
+    expect(admission.admitConnection('10.0.0.1').ok).toBe(true);
+  });
+
+  it('client chain limits: defaults 10 certificates and 16384 bytes, configurable', () => {
+    expect(new Admission(limits).clientChain).toEqual({ maxCertificates: 10, maxFlightBytes: 16_384 });
+    const custom = new Admission({ ...limits, handshakes: { ...limits.handshakes, maxClientCertificates: 3, maxClientFlightBytes: 8192 } });
+    expect(custom.clientChain).toEqual({ maxCertificates: 3, maxFlightBytes: 8192 });
   });
 
   it('penalises the client-caused refusals only, never temporary DNS trouble or capacity', () => {

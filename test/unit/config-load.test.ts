@@ -181,7 +181,7 @@ listeners:
     const defaults = await parseConfigText(MINIMAL, source());
     expect(defaults.limits).toEqual({
       resolverGate: { maxInFlight: 128, maxInFlightPerZone: 8, maxQueued: 1024, maxQueuedPerZone: 32, maxQueueWaitMs: 2000 },
-      handshakes: { maxConcurrent: 4096, maxConcurrentPerIp: 256 },
+      handshakes: { maxConcurrent: 4096, maxConcurrentPerIp: 256, maxClientCertificates: 10, maxClientFlightBytes: 16384 },
       newConnectionsPerIp: { ratePerSecond: 50, burst: 200 },
       penaltyBox: { failures: 20, windowMs: 60000, banMs: 60000 },
       maxConnectionsPerIdentity: undefined,
@@ -259,6 +259,8 @@ describe('mistakes are reported with their key path', () => {
     ['a zone cap above the global cap', `${MINIMAL}limits: { resolverGate: { maxInFlight: 4, maxInFlightPerZone: 8 } }\n`, ['limits.resolverGate.maxInFlightPerZone: must not exceed maxInFlight (4)']],
     ['a per-IP handshake cap above the total', `${MINIMAL}limits: { handshakes: { maxConcurrent: 10, maxConcurrentPerIp: 20 } }\n`, ['limits.handshakes.maxConcurrentPerIp: must not exceed maxConcurrent (10)']],
     ['a rate of zero', `${MINIMAL}limits: { newConnectionsPerIp: { ratePerSecond: 0, burst: 5 } }\n`, ['limits.newConnectionsPerIp']],
+    ['a client flight limit below 4096 bytes', `${MINIMAL}limits: { handshakes: { maxClientFlightBytes: 1000 } }\n`, ['limits.handshakes.maxClientFlightBytes']],
+    ['a client chain limit of 0 certificates', `${MINIMAL}limits: { handshakes: { maxClientCertificates: 0 } }\n`, ['limits.handshakes.maxClientCertificates']],
   ])('%s', async (_label, text, expected) => {
     const problems = (await problemsOf(text)).map((p) => p.replaceAll(dir, 'DIR'));
     for (const fragment of expected) expect(problems.some((p) => p.includes(fragment)), `${JSON.stringify(problems)} should include ${fragment}`).toBe(true);
