@@ -11,7 +11,7 @@ import { DecisionCounters } from '../metrics/decision-counters.js';
 import { Admission } from '../ratelimit/admission.js';
 import { ResolverGate } from '../ratelimit/resolver-gate.js';
 import type { ListenerConfig } from '../config/types.js';
-import { jsonLineSink, type DecisionRecord, type DecisionSink } from './decision-log.js';
+import { boundDecisionRecord, jsonLineSink, type DecisionRecord, type DecisionSink } from './decision-log.js';
 import { DaneListener, type ForwardingObserver, type ListenerDependencies } from './listener.js';
 
 /** The lookup chain for a configuration; `dns` replaces the DNS resolver (tests). */
@@ -129,7 +129,8 @@ export async function startProxy(config: DancegateConfig, options: ProxyOptions 
   const log: DecisionSink = (record) => {
     counters.count(record);
     options.metrics?.decision(record);
-    sink(record);
+    // Every sink, a caller's included, gets fields bounded in size (a hostile certificate's names end up in detail).
+    sink(boundDecisionRecord(record));
   };
   let shared = sharedFor(config, options);
   const depsFor = (s: Shared): ListenerDependencies => ({ cache: s.cache, log, admission: s.admission, observer: options.metrics });
