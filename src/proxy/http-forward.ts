@@ -25,7 +25,7 @@ import type { ConnectionContext, ForwardingObserver } from './listener.js';
 import { selectBySni } from './sni.js';
 import { UpstreamGate, type GateResult } from './upstream-gate.js';
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 421: 'Misdirected Request', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 421: 'Misdirected Request', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable' };
 /** Retry-After for temporary refusals: the failure cache's lifetime, about. */
 const RETRY_AFTER_SECONDS = 5;
 /** Retry-After when the upstream pool is busy. */
@@ -74,7 +74,7 @@ interface WithServername {
   readonly servername: string;
 }
 
-type Refusal = { readonly status: 400 | 421 | 500; readonly body: string };
+type Refusal = { readonly status: 400 | 421 | 500 | 501; readonly body: string };
 
 export class HttpForwarder {
   private readonly server: http.Server;
@@ -194,6 +194,11 @@ export class HttpForwarder {
     if (!req.url?.startsWith('/')) {
       return { status: 400, body: 'Bad Request: only origin-form request targets (starting with /) are accepted\n' };
     }
+    // '//host/x' and '/\\host/x' are network-path references: a backend doing new URL(req.url, base) would
+    // take the host from them, past the Host/route check below.
+    if (req.url.startsWith('//') || req.url.startsWith('/\\')) {
+      return { status: 400, body: 'Bad Request: a request target may not start with // or /\\\n' };
+    }
     let hosts = 0;
     for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]?.toLowerCase() === 'host') hosts++;
     if (hosts > 1) return { status: 400, body: 'Bad Request: more than one Host header\n' };
@@ -215,7 +220,13 @@ export class HttpForwarder {
     if (refused) return refused;
     // Framing, from Node's parse only (taken before any header is touched): Node refuses a request
     // with both, with a Transfer-Encoding other than chunked last, or with a malformed Content-Length.
-    const chunked = req.headers['transfer-encoding'] !== undefined;
+    const transferEncoding = req.headers['transfer-encoding'];
+    // Node de-chunks 'gzip, chunked' and would hand us a still-gzipped body that we would then send with a
+    // Content-Length-less chunked framing of our own: refuse every coding but chunked alone (RFC 9112 §6.1: 501).
+    if (transferEncoding !== undefined && transferEncoding.trim().toLowerCase() !== 'chunked') {
+      return { status: 501, body: 'Not Implemented: only the chunked transfer coding is accepted\n' };
+    }
+    const chunked = transferEncoding !== undefined;
     const length = req.headers['content-length'];
     if (!chunked && length !== undefined && !/^[0-9]{1,15}$/.test(length)) return { status: 400, body: 'Bad Request: invalid Content-Length\n' };
     const hasBody = chunked || (length !== undefined && Number(length) > 0);

@@ -23,7 +23,31 @@ export const ALWAYS_STRIPPED = [
   'x-forwarded-host',
   'x-forwarded-port',
   'forwarded',
+  // What other proxies and load balancers set for client address, client certificate and original URL:
+  // a backend moved from behind nginx, an ALB, IIS/ARR or a CDN may still trust them.
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-cluster-client-ip',
+  'x-original-forwarded-for',
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-uri',
+  'x-forwarded-prefix',
+  'x-forwarded-server',
+  'x-forwarded-ssl',
+  'x-forwarded-scheme',
+  'x-url-scheme',
+  'front-end-https',
+  'x-arr-clientcert',
+  'x-arr-ssl',
+  'ssl-client-cert',
 ] as const;
+
+/** Name prefixes stripped whatever follows (lowercase, '_' read as '-'): client-certificate families of nginx, HAProxy, ALB, F5 and others. */
+export const ALWAYS_STRIPPED_PREFIXES = ['x-ssl-', 'x-client-cert', 'x-client-verify', 'x-client-dn', 'x-amzn-mtls-', 'x-dane-'] as const;
 
 export interface ForwardedIdentity {
   /** Canonical verified name; undefined when the client is forwarded unauthenticated (policy optional). */
@@ -138,7 +162,8 @@ export function rewriteIdentityHeaders(headers: IncomingHttpHeaders, identity: F
   strip.add(normalizedName(config.statusHeader));
   if (config.tlsaHeader) strip.add(normalizedName(config.tlsaHeader));
   for (const key of Object.keys(headers)) {
-    if (strip.has(normalizedName(key))) delete headers[key];
+    const name = normalizedName(key);
+    if (strip.has(name) || ALWAYS_STRIPPED_PREFIXES.some((prefix) => name.startsWith(prefix))) delete headers[key];
   }
   const set = (name: string, value: string): void => {
     headers[name.toLowerCase()] = headerSafe(value);
