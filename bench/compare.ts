@@ -273,7 +273,6 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
       await writeFile(join(dir, 'dg-baseline.yaml'), dancegateConfig(ports.dgBaseline, 300, 'http', 'auto'));
       dgBaseline = daemon(process.execPath, [join(BASELINE, 'dist/src/cli/main.js'), 'serve', '-c', join(dir, 'dg-baseline.yaml')]);
       children.push(dgBaseline);
-      await waitForTcpPort(ports.dgBaseline);
     }
     // Node's own floor (bench/node-floor.ts): node:https with requestCert on every core, answering "ok"
     // itself, and the same forwarding each request with http.request: nothing of dancegate.
@@ -282,7 +281,8 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
     const nodeSelf = nodeFloor('self', ports.nodeFloor);
     const nodeProxy = nodeFloor('proxy', ports.nodeProxy);
     children.push(nodeSelf, nodeProxy);
-    for (const p of [ports.backend, ports.tlsOnly, ports.nginx, ports.haproxy, ports.dgWarm, ports.dgCold, ports.dgNoDane, ports.nodeFloor, ports.nodeProxy]) await waitForTcpPort(p);
+    for (const key of ['backend', 'tlsOnly', 'nginx', 'haproxy', 'dgWarm', 'dgCold', 'dgNoDane', 'nodeFloor', 'nodeProxy'] as const) await waitForTcpPort(ports[key], `${key} (port ${ports[key]})`);
+    if (dgBaseline !== undefined) await waitForTcpPort(ports.dgBaseline, 'the BASELINE dancegate', 60_000);
 
     // 1. Handshakes.
     const systems: Array<[string, number, ChildProcess]> = [
