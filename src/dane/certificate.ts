@@ -61,6 +61,15 @@ export const MAX_SAN_ENTRIES = 100;
 export const MAX_EXTENSIONS = 64;
 
 /**
+ * Most attributes (AttributeTypeAndValue) the issuer or the subject Name may
+ * have (real ones: under 15). Rendering or parsing a Name costs time in
+ * proportion to them (the fuzzer found ~0.25 ms each in @peculiar/x509 and
+ * pkijs: 340 ms for 1,300), so a Name over the limit is refused before any
+ * of that.
+ */
+export const MAX_NAME_ATTRIBUTES = 32;
+
+/**
  * Read one DER TLV header at `offset`; return where its content starts and ends.
  * Only definite lengths (DER). Throws on anything out of bounds.
  */
@@ -129,6 +138,24 @@ function tbsLayout(der: Buffer): TbsLayout {
   }
   if (pos !== tbs.end) throw new CertificateParseError('tbsCertificate overruns its length');
   return { issuer, subject, spki: spkiRange, extensions };
+}
+
+/** Check that a Name (SEQUENCE OF RelativeDistinguishedName, each a SET OF AttributeTypeAndValue) has at most MAX_NAME_ATTRIBUTES attributes, walking at most 2 x MAX_NAME_ATTRIBUTES + 2 TLV headers. */
+function checkNameSize(der: Buffer, range: { readonly start: number; readonly end: number }, label: string): void {
+  const name = readTlv(der, range.start);
+  if (name.tag !== 0x30) throw new CertificateParseError(`${label} is not a SEQUENCE`);
+  let attributes = 0;
+  let rdns = 0;
+  for (let pos = name.start; pos < name.end; ) {
+    const rdn = readTlv(der, pos);
+    if (rdn.tag !== 0x31) throw new CertificateParseError(`${label}: a relative distinguished name is not a SET`);
+    if (++rdns > MAX_NAME_ATTRIBUTES) throw new CertificateParseError(`${label} has more than ${MAX_NAME_ATTRIBUTES} attributes (the limit)`);
+    for (let inner = rdn.start; inner < rdn.end; ) {
+      if (++attributes > MAX_NAME_ATTRIBUTES) throw new CertificateParseError(`${label} has more than ${MAX_NAME_ATTRIBUTES} attributes (the limit)`);
+      inner = readTlv(der, inner).end;
+    }
+    pos = rdn.end;
+  }
 }
 
 /** The exact SubjectPublicKeyInfo bytes (RFC 5280 TBSCertificate field 7), without re-encoding. */
@@ -362,6 +389,12 @@ function frame(input: Uint8Array): { der: Buffer; layout: TbsLayout; dnsNames: s
     layout = tbsLayout(view);
   } catch (err) {
     throw new CertificateParseError(`not a DER X.509 certificate: ${errorMessage(err)}`);
+  }
+  try {
+    checkNameSize(view, layout.issuer, 'issuer');
+    checkNameSize(view, layout.subject, 'subject');
+  } catch (err) {
+    throw err instanceof CertificateParseError ? err : new CertificateParseError(`not a DER X.509 certificate: ${errorMessage(err)}`);
   }
   let dnsNames: string[];
   try {

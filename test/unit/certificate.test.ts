@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate, type IssuedCertificate, type KeyAlgorithm } from '../../certs/pki.js';
@@ -18,6 +19,7 @@ import {
   isIssuedBy,
   MAX_CERTIFICATE_BYTES,
   MAX_EXTENSIONS,
+  MAX_NAME_ATTRIBUTES,
   MAX_SAN_ENTRIES,
   parseCertificateDer,
   parseCertificates,
@@ -522,6 +524,27 @@ describe('subject and issuer are rendered as @peculiar/x509 renders them, from t
     const reference = new x509.X509Certificate(der);
     for (const c of [parseTlsPeerCertificate({ raw: der }), parseCertificateDer(der)]) {
       expect({ subject: c.subject, issuer: c.issuer }).toEqual({ subject: reference.subject, issuer: reference.issuer });
+    }
+  });
+});
+
+describe('Names with too many attributes are refused before any parse (found by npm run fuzz)', () => {
+  /** A self-signed certificate made by openssl whose subject (and so issuer) has `count` O= attributes. */
+  function manyAttributes(count: number): Buffer {
+    const subject = `/CN=n._device.example.test${'/O=x'.repeat(count - 1)}`;
+    const pem = execFileSync('sh', ['-c', `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null -subj '${subject}' -days 1 2>/dev/null`]).toString();
+    return Buffer.from(new X509Certificate(pem).raw);
+  }
+
+  it.each([
+    [MAX_NAME_ATTRIBUTES, undefined],
+    [MAX_NAME_ATTRIBUTES + 1, `issuer has more than ${MAX_NAME_ATTRIBUTES} attributes (the limit)`],
+    [400, `issuer has more than ${MAX_NAME_ATTRIBUTES} attributes (the limit)`],
+  ])('%i attributes -> %s', (count, error) => {
+    const der = manyAttributes(count);
+    for (const parse of [() => parseCertificateDer(der), () => parseCertificateDer(der, { lazy: true }), () => parseTlsPeerCertificate({ raw: der })]) {
+      if (error === undefined) expect(parse().subject.split(', ').length).toBe(count);
+      else expect(parse).toThrow(new CertificateParseError(error));
     }
   });
 });
