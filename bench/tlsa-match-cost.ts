@@ -15,6 +15,13 @@
  *   node dist-bench/bench/tlsa-match-cost.js /path/to/other/dist/src/dane   (another build)
  *
  * CONNECTIONS (default 20) connections per scenario, best of ROUNDS (default 3) runs; ONLY=text runs the scenarios whose label contains it.
+ *
+ * The nameConstraints scenarios (the review of findings 4 and 7): pkijs
+ * compares each name of the leaf with each subtree above it on the event
+ * loop; a hostile anchor (1,000 subtrees) or presented CA (1,500) over a
+ * 100-SAN leaf, against a legitimate chain exactly at the bounds
+ * (path-validation.ts MAX_NAME_CONSTRAINT_SUBTREES 64 and
+ * MAX_NAME_CONSTRAINT_COMPARISONS 4,096: 63 SANs + CN under 64 subtrees).
  */
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -71,14 +78,22 @@ interface Scenario {
   readonly chain: readonly Buffer[];
   /** Alter the last signature byte of every certificate on every connection (certificates never seen before; signatures fail). */
   readonly fresh?: boolean;
+  /** Validly signed chains, a different one on every connection (replaces `chain`): certificates never seen before whose signatures hold. */
+  readonly rotate?: readonly (readonly Buffer[])[];
 }
+
+/** Position in a rotating scenario's chains, across rounds (so that no round sees a chain an earlier one did). */
+let rotation = 0;
+const FRESH_NC_LABEL = 'hostile nameConstraints: the same, a never-seen validly signed CA and leaf per connection';
 
 async function measure(m: Matcher, certs: Certificates, s: Scenario): Promise<{ wallMs: number; activeMs: number; maxStallMs: number; outcome: string }> {
   const histogram = monitorEventLoopDelay({ resolution: 1 });
   let counter = 0;
   const connection = async (): Promise<Decision> => {
     counter++;
-    const ders = s.fresh
+    const ders = s.rotate
+      ? (s.rotate[rotation++ % s.rotate.length] as readonly Buffer[])
+      : s.fresh
       ? s.chain.map((der) => {
           const copy = Buffer.from(der);
           copy[copy.length - 1] = (copy[copy.length - 1] as number) ^ (counter & 0xff) ^ 0x80;
@@ -122,6 +137,27 @@ async function main(): Promise<void> {
     const rsa4096Ca = await issue(dir, { name: 'rsa4096Ca', subject: '/CN=Bench RSA-4096 CA', issuer: root, rsaBits: 4096, extensions: CA_EXTENSIONS });
     const leaf = await issue(dir, { name: 'leaf', subject: `/CN=${NAME}`, issuer: rsaCa, extensions: LEAF_EXTENSIONS(NAME) });
     const leaf4096 = await issue(dir, { name: 'leaf4096', subject: `/CN=${NAME}`, issuer: rsa4096Ca, extensions: LEAF_EXTENSIONS(NAME) });
+    // nameConstraints: `count` short subtrees (a.0, b.0, ...) that match none of our names, as the reviewer built them.
+    const subtrees = (kind: 'permitted' | 'excluded', count: number, extra: readonly string[] = []): string =>
+      `nameConstraints=critical,${[...Array.from({ length: count - extra.length }, (_, i) => `DNS:${((i % 26) + 10).toString(36)}.${Math.floor(i / 26).toString(36)}`), ...extra].map((n) => `${kind};${n}`).join(',')}`;
+    const sans = (count: number): string[] => [
+      ...LEAF_EXTENSIONS(NAME).filter((e) => !e.startsWith('subjectAltName')),
+      `subjectAltName=${[NAME, ...Array.from({ length: count - 1 }, (_, i) => `n${i}._device.example.test`)].map((n) => `DNS:${n}`).join(',')}`,
+    ];
+    const ncAnchor = await issue(dir, { name: 'ncAnchor', subject: '/CN=Bench Hostile Anchor', extensions: [...CA_EXTENSIONS, subtrees('excluded', 1000)] });
+    const ncAnchorLeaf = await issue(dir, { name: 'ncAnchorLeaf', subject: `/CN=${NAME}`, issuer: ncAnchor, extensions: sans(100) });
+    const ncCa = await issue(dir, { name: 'ncCa', subject: '/CN=Bench Wide CA', issuer: root, extensions: [...CA_EXTENSIONS, subtrees('excluded', 1500)] });
+    const ncCaLeaf = await issue(dir, { name: 'ncCaLeaf', subject: `/CN=${NAME}`, issuer: ncCa, extensions: sans(100) });
+    // One per connection of every round (and its warm-up): a hostile zone's owner can mint as many as it likes.
+    const freshNcChains: Buffer[][] = [];
+    if (FRESH_NC_LABEL.includes(process.env.ONLY ?? '')) {
+      for (let i = 0; i < (CONNECTIONS + 1) * ROUNDS; i++) {
+        const ca = await issue(dir, { name: `ncCa${i}`, subject: `/CN=Bench Wide CA ${i}`, issuer: root, extensions: [...CA_EXTENSIONS, subtrees('excluded', 1500)] });
+        freshNcChains.push([(await issue(dir, { name: `ncCaLeaf${i}`, subject: `/CN=${NAME}`, issuer: ca, extensions: sans(100) })).der, ca.der]);
+      }
+    }
+    const nc64Anchor = await issue(dir, { name: 'nc64Anchor', subject: '/CN=Bench 64 Subtrees', extensions: [...CA_EXTENSIONS, subtrees('permitted', 64, ['DNS:_device.example.test'])] });
+    const nc64Leaf = await issue(dir, { name: 'nc64Leaf', subject: `/CN=${NAME}`, issuer: nc64Anchor, extensions: sans(63) });
     const p = (c: OpensslCert): { der: Buffer; spki: Buffer } => certs.parseCertificateDer(c.der);
     const [pRoot, pLeaf] = [p(root), p(leaf)];
     const keyRecord = (spki: Buffer): Record => ({ usage: 2, selector: 1, matchingType: 0, data: spki });
@@ -145,11 +181,24 @@ async function main(): Promise<void> {
         chain: [leaf.der, ...Array.from({ length: 9 }, () => rsaCa.der)],
         fresh: true,
       },
+      { label: 'hostile nameConstraints: 2 0 0 anchor with 1,000 subtrees, leaf with 100 SANs', records: [tlsa.tlsaRecordForCertificate(p(ncAnchor), 2, 0, 0)], chain: [ncAnchorLeaf.der] },
+      {
+        label: 'hostile nameConstraints: 2 0 0 root, presented CA with 1,500 subtrees, leaf with 100 SANs',
+        records: [tlsa.tlsaRecordForCertificate(pRoot, 2, 0, 0)],
+        chain: [ncCaLeaf.der, ncCa.der],
+      },
+      {
+        label: FRESH_NC_LABEL,
+        records: [tlsa.tlsaRecordForCertificate(pRoot, 2, 0, 0)],
+        chain: [ncCaLeaf.der, ncCa.der],
+        rotate: freshNcChains,
+      },
+      { label: 'nameConstraints at the bounds: 2 0 0 anchor with 64 subtrees, leaf with 63 SANs', records: [tlsa.tlsaRecordForCertificate(p(nc64Anchor), 2, 0, 0)], chain: [nc64Leaf.der] },
       { label: 'legitimate DANE-EE 3 1 1', records: [tlsa.tlsaRecordForCertificate(pLeaf, 3, 1, 1)], chain: [leaf.der] },
     ];
     console.log(`matcher from ${moduleDir}; ${CONNECTIONS} connections per scenario, best of ${ROUNDS} runs; load average ${loadavg()[0]?.toFixed(1)} on ${cpus().length} CPUs`);
     console.log('scenario | outcome | wall ms/conn | event-loop active ms/conn | longest stall ms');
-    for (const s of scenarios.filter((x) => x.label.includes(process.env.ONLY ?? ''))) {
+    for (const s of scenarios.filter((x) => x.label.includes(process.env.ONLY ?? '') && (x.rotate === undefined || x.rotate.length > 0))) {
       // The best of ROUNDS runs: on a shared machine the least disturbed run is the closest to the real cost.
       let r = await measure(matcher, certs, s);
       for (let round = 1; round < ROUNDS; round++) {

@@ -9,13 +9,15 @@
  * evaluation stops at the first match (DANE-EE records, which cost a hash,
  * first); keys in records are checked against key-policy.ts before use;
  * path validation (path-validation.ts) bounds its own search and checks
- * signatures off the event loop.
+ * signatures off the event loop, and refuses name constraints over its
+ * limits; an anchor in a record with more nameConstraints subtrees than
+ * MAX_NAME_CONSTRAINT_SUBTREES is unusable (judged once per RRset).
  */
 import { createPublicKey } from 'node:crypto';
 import { extractSpki, MAX_CERTIFICATE_BYTES, type ParsedCertificate } from './certificate.js';
 import { keyPolicyViolation } from './key-policy.js';
 import type * as pkijs from 'pkijs';
-import { pathCertificateFor, publicKeyInfo, syntheticAnchor, toPathCertificate, validatePath, type PathCertificate, type PathFailure } from './path-validation.js';
+import { NameConstraintLimitError, nameConstraintLimitViolation, pathCertificateFor, publicKeyInfo, syntheticAnchor, toPathCertificate, validatePath, type PathCertificate, type PathFailure } from './path-validation.js';
 import { applyMatchingType, DIGEST_LENGTH, MatchingType, Selector, Usage, type TlsaRecord } from './tlsa.js';
 
 /** Why one record did or did not authenticate the client. */
@@ -33,7 +35,7 @@ export type RecordVerdict =
   | 'not-evaluated'
   /** Needs path validation, but MAX_PATH_VALIDATIONS records already had theirs in this decision. */
   | 'over-validation-budget'
-  /** The certificate or key the record carries cannot be used (unreadable, or a key outside key-policy.ts). */
+  /** The certificate or key the record carries cannot be used (unreadable, a key outside key-policy.ts, nameConstraints over MAX_NAME_CONSTRAINT_SUBTREES). */
   | 'unusable-anchor'
   /** Usage 1/3: the end-entity certificate does not match. */
   | 'ee-mismatch'
@@ -45,7 +47,7 @@ export type RecordVerdict =
   | 'certificate-not-yet-valid'
   /** An issuing certificate lacks basicConstraints cA (or keyCertSign) or exceeds its pathLenConstraint. */
   | 'issuer-not-ca'
-  /** RFC 5280 name constraints of a CA (or the anchor) on the path exclude a name below it. */
+  /** RFC 5280 name constraints of a CA (or the anchor) on the path exclude a name below it, or would cost more than path-validation.ts allows. */
   | 'name-constraints-violated'
   /** A certificate on the path has a critical extension we do not process. */
   | 'unknown-critical-extension'
@@ -173,12 +175,16 @@ function prepareAnchor(record: TlsaRecord): { anchor?: PreparedAnchor; refused?:
       if (record.data.length > MAX_CERTIFICATE_BYTES) return { refused: `certificate of ${record.data.length} bytes exceeds ${MAX_CERTIFICATE_BYTES}` };
       const violation = keyPolicyViolation(createPublicKey({ key: extractSpki(record.data), format: 'der', type: 'spki' }));
       if (violation !== undefined) return { refused: violation };
-      return { anchor: { kind: 'certificate', cert: toPathCertificate(record.data) } };
+      const cert = toPathCertificate(record.data);
+      const constraints = nameConstraintLimitViolation(cert.cert);
+      if (constraints !== undefined) return { refused: constraints };
+      return { anchor: { kind: 'certificate', cert } };
     }
     const violation = keyPolicyViolation(createPublicKey({ key: record.data, format: 'der', type: 'spki' }));
     if (violation !== undefined) return { refused: violation };
     return { anchor: { kind: 'key', info: publicKeyInfo(record.data), standIns: new Map() } };
   } catch (err) {
+    if (err instanceof NameConstraintLimitError) return { refused: err.message };
     return { refused: `unreadable: ${(err as Error).message}`.slice(0, 200) };
   }
 }
@@ -222,18 +228,19 @@ export function prepareTlsaSet(records: readonly TlsaRecord[], maxRecords = DEFA
   return set;
 }
 
-const pkixMemo = new WeakMap<ParsedCertificate, PathCertificate | null>();
-function pkixAnchor(root: ParsedCertificate): PathCertificate | undefined {
+/** Bundle roots parsed for path validation, or why one cannot be used (a string). */
+const pkixMemo = new WeakMap<ParsedCertificate, PathCertificate | string>();
+function pkixAnchor(root: ParsedCertificate): PathCertificate | string {
   let value = pkixMemo.get(root);
   if (value === undefined) {
     try {
       value = pathCertificateFor(root.der, root.sha256Hex);
-    } catch {
-      value = null;
+    } catch (err) {
+      value = err instanceof NameConstraintLimitError ? `trust anchor: ${err.message}` : 'unreadable';
     }
     pkixMemo.set(root, value);
   }
-  return value ?? undefined;
+  return value;
 }
 
 function recordMatchesDer(record: TlsaRecord, der: Buffer): boolean {
@@ -249,6 +256,8 @@ function recordMatchesDer(record: TlsaRecord, der: Buffer): boolean {
 class ChainContext {
   private readonly digests = new Map<string, Buffer>();
   private readonly pathCerts = new Map<number, PathCertificate | null>();
+  /** Presented certificates refused before any parse for nameConstraints over MAX_NAME_CONSTRAINT_SUBTREES, by index. */
+  private readonly overConstrained = new Map<number, string>();
   signatureChecks = 0;
   constructor(readonly chain: readonly ParsedCertificate[]) {}
 
@@ -277,12 +286,26 @@ class ChainContext {
       try {
         const cert = this.chain[index] as ParsedCertificate;
         value = pathCertificateFor(cert.der, cert.sha256Hex);
-      } catch {
+      } catch (err) {
+        if (err instanceof NameConstraintLimitError) this.overConstrained.set(index, `${index === 0 ? 'end-entity certificate' : `untrusted certificate ${index}`}: ${err.message}`);
         value = null;
       }
       this.pathCerts.set(index, value);
     }
     return value ?? undefined;
+  }
+
+  /**
+   * Why path validation may not run on this chain: a presented certificate
+   * (any of them could be on the path) with nameConstraints over the limit.
+   */
+  nameConstraintRefusal(): string | undefined {
+    for (let i = 0; i < this.chain.length; i++) {
+      this.pathCert(i);
+      const why = this.overConstrained.get(i);
+      if (why !== undefined) return why;
+    }
+    return undefined;
   }
 
   intermediates(): PathCertificate[] {
@@ -337,6 +360,8 @@ async function evaluateDaneTa(ctx: ChainContext, entry: PreparedRecord, input: M
   const { record, anchor } = entry;
   const presented = ctx.presentedMatches(record);
   if (presented.length === 0 && anchor === undefined) return { verdict: 'ta-not-found' };
+  const overConstrained = ctx.nameConstraintRefusal();
+  if (overConstrained !== undefined) return { verdict: 'name-constraints-violated', detail: overConstrained };
   const leaf = ctx.pathCert(0);
   if (leaf === undefined) return { verdict: 'unparseable-certificate' };
   const anchors = presented.map((i) => ctx.pathCert(i)).filter((c): c is PathCertificate => c !== undefined);
@@ -367,9 +392,15 @@ async function evaluatePkix(ctx: ChainContext, entry: PreparedRecord, input: Mat
     if (!candidate) return { verdict: 'ta-not-found' };
   }
   if (roots.length === 0) return { verdict: 'pkix-not-configured' };
+  const overConstrained = ctx.nameConstraintRefusal();
+  if (overConstrained !== undefined) return { verdict: 'name-constraints-violated', detail: overConstrained };
   const leaf = ctx.pathCert(0);
   if (leaf === undefined) return { verdict: 'unparseable-certificate' };
-  const anchors = roots.map(pkixAnchor).filter((c): c is PathCertificate => c !== undefined);
+  const bundle = roots.map(pkixAnchor);
+  const anchors = bundle.filter((c): c is PathCertificate => typeof c !== 'string');
+  // Every bundle root refused: say why when it is the nameConstraints bound.
+  const refusedRoot = bundle.find((c): c is string => typeof c === 'string' && c !== 'unreadable');
+  if (anchors.length === 0 && refusedRoot !== undefined) return { verdict: 'name-constraints-violated', detail: refusedRoot };
   const intermediates = ctx.intermediates();
   if (anchor?.kind === 'certificate') intermediates.push(anchor.cert);
   const result = await validatePath({ leaf, intermediates, anchors, now: input.now });

@@ -17,7 +17,14 @@
  *   extensions it cannot parse); both also on the trust anchor, as OpenSSL
  *   does;
  * - the trust anchor's own nameConstraints are applied to the path below it
- *   (RFC 5280 6.1.1 (b)/(c) initial subtrees; OpenSSL does the same).
+ *   (RFC 5280 6.1.1 (b)/(c) initial subtrees; OpenSSL does the same);
+ * - name-constraint work is bounded before pkijs sees the path: pkijs
+ *   compares every name of every certificate below a CA with every subtree
+ *   above it (a localeCompare each, on the event loop), so a hostile anchor
+ *   or presented CA with thousands of subtrees and a leaf with 100 SANs cost
+ *   0.3-1.6 s per validation. At most MAX_NAME_CONSTRAINT_SUBTREES subtrees
+ *   per certificate and MAX_NAME_CONSTRAINT_COMPARISONS names x subtrees per
+ *   path, counted from the parsed certificates.
  */
 import { createHash, createPublicKey, verify as verifySignature, webcrypto, type KeyObject } from 'node:crypto';
 import * as asn1js from 'asn1js';
@@ -41,6 +48,14 @@ export class PathCertificateError extends Error {
   }
 }
 
+/** A certificate refused before any parse because its nameConstraints exceed MAX_NAME_CONSTRAINT_SUBTREES. */
+export class NameConstraintLimitError extends PathCertificateError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NameConstraintLimitError';
+  }
+}
+
 /** The exact SubjectPublicKeyInfo bytes of each parsed certificate's key (no re-encoding). */
 const spkiBytes = new WeakMap<pkijs.PublicKeyInfo, Buffer>();
 
@@ -51,9 +66,16 @@ export function publicKeyInfo(spki: Buffer): pkijs.PublicKeyInfo {
   return info;
 }
 
-/** Parse DER for path validation; throws PathCertificateError. */
+/**
+ * Parse DER for path validation; throws PathCertificateError, and
+ * NameConstraintLimitError, before any parse, for nameConstraints over
+ * MAX_NAME_CONSTRAINT_SUBTREES (pkijs's parse of thousands of subtrees alone
+ * costs ~20 ms, and a hostile zone can mint a new CA for every connection).
+ */
 export function toPathCertificate(der: Uint8Array): PathCertificate {
   const bytes = Buffer.from(der);
+  const subtrees = rawNameConstraintSubtrees(bytes, MAX_NAME_CONSTRAINT_SUBTREES);
+  if (subtrees > MAX_NAME_CONSTRAINT_SUBTREES) throw new NameConstraintLimitError(overSubtreeLimit);
   try {
     const cert = pkijs.Certificate.fromBER(bytes);
     // fromBER keeps the TBS bytes as received; only a certificate built in memory needs encoding.
@@ -240,6 +262,186 @@ class NodeVerifyEngine extends pkijs.CryptoEngine {
   }
 }
 
+/**
+ * Most nameConstraints subtrees (permitted plus excluded, every nameConstraints
+ * extension counted) of one certificate that could be on a path, the trust
+ * anchor included. Constrained CAs in use carry a handful (a few domains, a
+ * few address ranges); 64 leaves room for a large organisation.
+ */
+export const MAX_NAME_CONSTRAINT_SUBTREES = 64;
+/**
+ * Most name comparisons one path validation may make: the names of the leaf
+ * and of the presented intermediates (subjectAltName entries plus subject
+ * attributes) times the subtrees of the intermediates and of the largest
+ * anchor, an upper bound of what pkijs compares for any one path. pkijs
+ * costs ~1-3 us per comparison, so this bound is a few ms at most; a leaf
+ * with 63 SANs under an anchor with 64 subtrees is exactly at it.
+ */
+export const MAX_NAME_CONSTRAINT_COMPARISONS = 4096;
+
+/**
+ * One DER TLV header at `at` within `end`: its tag, where its contents start
+ * and where it ends; undefined when malformed. Definite lengths of at most
+ * 4 bytes only (DER).
+ */
+function tlvAt(bytes: Uint8Array, at: number, end: number): { tag: number; start: number; end: number } | undefined {
+  if (at + 2 > end) return undefined;
+  const tag = bytes[at] as number;
+  if ((tag & 0x1f) === 0x1f) return undefined;
+  let length = bytes[at + 1] as number;
+  let start = at + 2;
+  if (length & 0x80) {
+    const n = length & 0x7f;
+    if (n === 0 || n > 4 || start + n > end) return undefined;
+    length = 0;
+    for (let i = 0; i < n; i++) length = length * 256 + (bytes[start + i] as number);
+    start += n;
+  }
+  if (start + length > end) return undefined;
+  return { tag, start, end: start + length };
+}
+
+/** The elements of the DER SEQUENCE (or [n] constructed) `tlv`, counted up to `cap` + 1; undefined when malformed. */
+function countChildren(bytes: Uint8Array, tlv: { start: number; end: number }, cap: number): number | undefined {
+  let count = 0;
+  for (let at = tlv.start; at < tlv.end && count <= cap; count++) {
+    const child = tlvAt(bytes, at, tlv.end);
+    if (child === undefined) return undefined;
+    at = child.end;
+  }
+  return count;
+}
+
+/** The raw DER value of each of `cert`'s extensions with `oid` (what pkijs would parse lazily: reading parsedValue costs the full parse). */
+function extensionValues(cert: pkijs.Certificate, oid: string): Uint8Array[] {
+  return (cert.extensions ?? []).filter((e) => e.extnID === oid).map((e) => e.extnValue.valueBlock.valueHexView);
+}
+
+const overSubtreeLimit = `nameConstraints of more than ${MAX_NAME_CONSTRAINT_SUBTREES} subtrees (the limit per certificate)`;
+
+/** Permitted plus excluded subtrees in one nameConstraints extension value (DER), counted up to `cap` + 1; Infinity when malformed. */
+function countSubtrees(value: Uint8Array, cap: number): number {
+  const outer = tlvAt(value, 0, value.length);
+  if (outer === undefined || outer.tag !== 0x30 || outer.end !== value.length) return Infinity;
+  let count = 0;
+  for (let at = outer.start; at < outer.end; ) {
+    const part = tlvAt(value, at, outer.end);
+    // [0] permittedSubtrees, [1] excludedSubtrees, both constructed.
+    if (part === undefined || (part.tag !== 0xa0 && part.tag !== 0xa1)) return Infinity;
+    const n = countChildren(value, part, cap - count);
+    if (n === undefined) return Infinity;
+    count += n;
+    if (count > cap) return count;
+    at = part.end;
+  }
+  return count;
+}
+
+/**
+ * Permitted plus excluded subtrees of `cert`'s nameConstraints, every such
+ * extension counted, by a bounded DER walk of the raw extension values (at
+ * most `cap` + 1 subtrees are counted; reading pkijs's parsedValue would
+ * parse them all). Infinity when one cannot be read.
+ */
+export function nameConstraintSubtrees(cert: pkijs.Certificate, cap = MAX_NAME_CONSTRAINT_COMPARISONS): number {
+  let count = 0;
+  for (const value of extensionValues(cert, pkijs.id_NameConstraints)) {
+    count += countSubtrees(value, cap - count);
+    if (count > cap) return count;
+  }
+  return count;
+}
+
+/** DER of OID 2.5.29.30 (id-ce-nameConstraints), tag and length included. */
+const NAME_CONSTRAINTS_OID = Buffer.from([0x06, 0x03, 0x55, 0x1d, 0x1e]);
+
+/**
+ * Subtrees in the nameConstraints extensions of a certificate's DER, read
+ * before any parse by a walk of TLV headers (the TBS fields, each extension's
+ * OID, and at most `cap` + 1 subtrees). 0 when the certificate's framing
+ * cannot be walked: pkijs's parse then refuses it (and the parsed check in
+ * validatePath still applies).
+ */
+export function rawNameConstraintSubtrees(der: Uint8Array, cap: number): number {
+  const cert = tlvAt(der, 0, der.length);
+  const tbs = cert === undefined ? undefined : tlvAt(der, cert.start, cert.end);
+  if (tbs === undefined || tbs.tag !== 0x30) return 0;
+  let count = 0;
+  for (let at = tbs.start; at < tbs.end; ) {
+    const field = tlvAt(der, at, tbs.end);
+    if (field === undefined) return 0;
+    at = field.end;
+    if (field.tag !== 0xa3) continue;
+    const list = tlvAt(der, field.start, field.end);
+    if (list === undefined || list.tag !== 0x30) return 0;
+    for (let e = list.start; e < list.end; ) {
+      const ext = tlvAt(der, e, list.end);
+      if (ext === undefined) return 0;
+      e = ext.end;
+      const oid = tlvAt(der, ext.start, ext.end);
+      if (oid === undefined || Buffer.compare(der.subarray(ext.start, oid.end), NAME_CONSTRAINTS_OID) !== 0) continue;
+      let next = tlvAt(der, oid.end, ext.end);
+      if (next?.tag === 0x01) next = tlvAt(der, next.end, ext.end);
+      if (next === undefined || next.tag !== 0x04) return Infinity;
+      count += countSubtrees(der.subarray(next.start, next.end), cap - count);
+      if (count > cap) return count;
+    }
+  }
+  return count;
+}
+
+/** The names pkijs compares against subtrees for `cert`: its subjectAltName entries (bounded DER walk) and subject attributes (at least one, the DN). */
+function namesCompared(cert: pkijs.Certificate): number {
+  let count = Math.max(1, cert.subject.typesAndValues.length);
+  for (const value of extensionValues(cert, pkijs.id_SubjectAltName)) {
+    const outer = tlvAt(value, 0, value.length);
+    // An unreadable subjectAltName: pkijs refuses it when it parses it; count it as the most it could hold.
+    const n = outer === undefined ? undefined : countChildren(value, outer, MAX_NAME_CONSTRAINT_COMPARISONS);
+    count += n ?? MAX_NAME_CONSTRAINT_COMPARISONS + 1;
+  }
+  return count;
+}
+
+/** Why `cert` may not be a trust anchor or CA on a path because of its nameConstraints, or undefined. */
+export function nameConstraintLimitViolation(cert: pkijs.Certificate): string | undefined {
+  const subtrees = nameConstraintSubtrees(cert, MAX_NAME_CONSTRAINT_SUBTREES);
+  if (subtrees === Infinity) return 'nameConstraints cannot be read';
+  if (subtrees > MAX_NAME_CONSTRAINT_SUBTREES) return overSubtreeLimit;
+  return undefined;
+}
+
+/**
+ * Bound the name-constraint work of one validation before pkijs runs:
+ * every certificate that could be on the path within
+ * MAX_NAME_CONSTRAINT_SUBTREES, and names x subtrees within
+ * MAX_NAME_CONSTRAINT_COMPARISONS. Returns why not, or undefined.
+ */
+function nameConstraintWorkViolation(leaf: PathCertificate, intermediates: readonly PathCertificate[], anchors: readonly PathCertificate[]): string | undefined {
+  let subtrees = 0;
+  const leafOwn = nameConstraintLimitViolation(leaf.cert);
+  if (leafOwn !== undefined) return `end-entity certificate: ${leafOwn}`;
+  for (const [i, c] of intermediates.entries()) {
+    const own = nameConstraintLimitViolation(c.cert);
+    if (own !== undefined) return `untrusted certificate ${i + 1}: ${own}`;
+    subtrees += nameConstraintSubtrees(c.cert, MAX_NAME_CONSTRAINT_SUBTREES);
+  }
+  let anchorSubtrees = 0;
+  for (const a of anchors) {
+    if (a.synthetic) continue;
+    const own = nameConstraintLimitViolation(a.cert);
+    if (own !== undefined) return `trust anchor: ${own}`;
+    anchorSubtrees = Math.max(anchorSubtrees, nameConstraintSubtrees(a.cert, MAX_NAME_CONSTRAINT_SUBTREES));
+  }
+  subtrees += anchorSubtrees;
+  if (subtrees === 0) return undefined;
+  let names = namesCompared(leaf.cert);
+  for (const c of intermediates) names += namesCompared(c.cert);
+  if (names * subtrees > MAX_NAME_CONSTRAINT_COMPARISONS) {
+    return `name constraints would cost ${names} names x ${subtrees} subtrees = ${names * subtrees} comparisons, over the limit of ${MAX_NAME_CONSTRAINT_COMPARISONS}`;
+  }
+  return undefined;
+}
+
 /** Most issuer searches pkijs may make for one validation (each checks the signatures of the candidates it finds). */
 export const MAX_ISSUER_SEARCHES = 24;
 /** Most signature checks for one validation. */
@@ -372,6 +574,8 @@ export async function validatePath(input: PathValidationInput): Promise<PathResu
   };
 
   if (anchors.length === 0) return fail('chain-broken', 'no trust anchor to validate against');
+  const nameWork = nameConstraintWorkViolation(input.leaf, intermediates, anchors);
+  if (nameWork !== undefined) return fail('name-constraints-violated', nameWork);
   const first = judge(await run(anchors, {}));
   if (!Array.isArray(first)) return first;
   let path = first;

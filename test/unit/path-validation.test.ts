@@ -14,6 +14,17 @@ import { matchTlsa, type RecordVerdict } from '../../src/dane/match.js';
 
 /** path-validation.ts MAX_SIGNATURE_CHECKS (written out so that this file also runs against code without that module). */
 const MAX_SIGNATURE_CHECKS = 48;
+/** path-validation.ts MAX_NAME_CONSTRAINT_SUBTREES and MAX_NAME_CONSTRAINT_COMPARISONS, written out for the same reason. */
+const MAX_SUBTREES = 64;
+const MAX_COMPARISONS = 4096;
+/** A nameConstraints extension line with `count` subtrees of `kind`: `count - names.length` others (never matching) and then `names`. */
+const constraints = (kind: 'permitted' | 'excluded', count: number, names: readonly string[] = []): string =>
+  `nameConstraints=critical,${[...Array.from({ length: count - names.length }, (_, i) => `DNS:o${i}.other.test`), ...names].map((n) => `${kind};${n}`).join(',')}`;
+/** Leaf extensions with `count` SAN dNSNames, `name` first and the others inside _device.example.test. */
+const manySans = (name: string, count: number): string[] => [
+  ...LEAF_EXTENSIONS(name).filter((e) => !e.startsWith('subjectAltName')),
+  `subjectAltName=${[name, ...Array.from({ length: count - 1 }, (_, i) => `n${i}._device.example.test`)].map((n) => `DNS:${n}`).join(',')}`,
+];
 import { tlsaRecordForCertificate, type TlsaRecord } from '../../src/dane/tlsa.js';
 import { CA_EXTENSIONS, issue, LEAF_EXTENSIONS, opensslVerify, type OpensslCert } from '../lab/openssl-chains.js';
 
@@ -46,6 +57,26 @@ beforeAll(async () => {
   const ncRoot = await add({ name: 'ncRoot', subject: '/CN=Constrained Root', extensions: [...CA_EXTENSIONS, 'nameConstraints=critical,permitted;DNS:sub._device.example.test'] });
   const ncRootInter = await add({ name: 'ncRootInter', subject: '/CN=Under Constrained Root', issuer: ncRoot, extensions: CA_EXTENSIONS });
   await add({ name: 'ncRootLeaf', subject: `/CN=${NAME}`, issuer: ncRootInter, extensions: LEAF_EXTENSIONS(NAME) });
+  // Name-constraint work bounds: exactly at MAX_SUBTREES per certificate and at MAX_COMPARISONS names x subtrees, and one over.
+  const nc64Root = await add({ name: 'nc64Root', subject: '/CN=64 Subtrees Root', extensions: [...CA_EXTENSIONS, constraints('permitted', MAX_SUBTREES, ['DNS:_device.example.test'])] });
+  const nc64Inter = await add({ name: 'nc64Inter', subject: '/CN=Under 64 Subtrees', issuer: nc64Root, extensions: CA_EXTENSIONS });
+  await add({ name: 'nc64Leaf', subject: `/CN=${NAME}`, issuer: nc64Inter, extensions: LEAF_EXTENSIONS(NAME) });
+  // 63 SANs + the subject CN = 64 names under 64 subtrees: 4096 comparisons, the limit; 64 SANs: 4160, over it.
+  await add({ name: 'sans63Leaf', subject: `/CN=${NAME}`, issuer: nc64Root, extensions: manySans(NAME, MAX_COMPARISONS / MAX_SUBTREES - 1) });
+  await add({ name: 'sans64Leaf', subject: `/CN=${NAME}`, issuer: nc64Root, extensions: manySans(NAME, MAX_COMPARISONS / MAX_SUBTREES) });
+  const nc64ExclRoot = await add({ name: 'nc64ExclRoot', subject: '/CN=64 Excluded Root', extensions: [...CA_EXTENSIONS, constraints('excluded', MAX_SUBTREES, [`DNS:${NAME}`])] });
+  await add({ name: 'nc64ExclLeaf', subject: `/CN=${NAME}`, issuer: nc64ExclRoot, extensions: LEAF_EXTENSIONS(NAME) });
+  const nc64InterPermit = await add({ name: 'nc64InterPermit', subject: '/CN=64 Subtrees CA', issuer: root, extensions: [...CA_EXTENSIONS, constraints('permitted', MAX_SUBTREES, ['DNS:_device.example.test'])] });
+  await add({ name: 'nc64InterPermitLeaf', subject: `/CN=${NAME}`, issuer: nc64InterPermit, extensions: LEAF_EXTENSIONS(NAME) });
+  const nc64InterExcl = await add({ name: 'nc64InterExcl', subject: '/CN=64 Excluded CA', issuer: root, extensions: [...CA_EXTENSIONS, constraints('excluded', MAX_SUBTREES, [`DNS:${NAME}`])] });
+  await add({ name: 'nc64InterExclLeaf', subject: `/CN=${NAME}`, issuer: nc64InterExcl, extensions: LEAF_EXTENSIONS(NAME) });
+  const nc65Root = await add({ name: 'nc65Root', subject: '/CN=65 Subtrees Root', extensions: [...CA_EXTENSIONS, constraints('permitted', MAX_SUBTREES + 1, ['DNS:_device.example.test'])] });
+  await add({ name: 'nc65RootLeaf', subject: `/CN=${NAME}`, issuer: nc65Root, extensions: LEAF_EXTENSIONS(NAME) });
+  const nc65Inter = await add({ name: 'nc65Inter', subject: '/CN=65 Subtrees CA', issuer: root, extensions: [...CA_EXTENSIONS, constraints('permitted', MAX_SUBTREES + 1, ['DNS:_device.example.test'])] });
+  await add({ name: 'nc65InterLeaf', subject: `/CN=${NAME}`, issuer: nc65Inter, extensions: LEAF_EXTENSIONS(NAME) });
+  // The reviewer's shape: an anchor with 1,000 excluded subtrees (~7 KB) over a leaf with 100 SANs, none of them excluded.
+  const nc1000Root = await add({ name: 'nc1000Root', subject: '/CN=Hostile Anchor', extensions: [...CA_EXTENSIONS, constraints('excluded', 1000)] });
+  await add({ name: 'nc1000Leaf', subject: `/CN=${NAME}`, issuer: nc1000Root, extensions: manySans(NAME, 100) });
   // Unknown critical extensions.
   await add({ name: 'critLeaf', subject: `/CN=${NAME}`, issuer: inter, extensions: [...LEAF_EXTENSIONS(NAME), '1.3.6.1.4.1.55555.1=critical,DER:05:00'] });
   await add({ name: 'noncritLeaf', subject: `/CN=${NAME}`, issuer: inter, extensions: [...LEAF_EXTENSIONS(NAME), '1.3.6.1.4.1.55555.1=DER:05:00'] });
@@ -105,6 +136,11 @@ const opensslCases: OpensslCase[] = [
   ['signature by another key under the same issuer name', 'root', 'badSig', ['inter'], NAME],
   ['chain to an unrelated root', 'unrelatedRoot', 'leaf', ['inter'], NAME],
   ['cross-signed root presented, self-signed root trusted', 'root', 'leaf', ['inter', 'rootCross', 'root2'], NAME],
+  [`nameConstraints: ${MAX_SUBTREES} subtrees on the anchor (the limit), name permitted`, 'nc64Root', 'nc64Leaf', ['nc64Inter'], NAME],
+  [`nameConstraints: ${MAX_SUBTREES} subtrees on the anchor (the limit), name excluded`, 'nc64ExclRoot', 'nc64ExclLeaf', [], NAME],
+  [`nameConstraints: ${MAX_SUBTREES} subtrees on the intermediate (the limit), name permitted`, 'root', 'nc64InterPermitLeaf', ['nc64InterPermit'], NAME],
+  [`nameConstraints: ${MAX_SUBTREES} subtrees on the intermediate (the limit), name excluded`, 'root', 'nc64InterExclLeaf', ['nc64InterExcl'], NAME],
+  [`nameConstraints: 63 SANs + CN under ${MAX_SUBTREES} subtrees = ${MAX_COMPARISONS} comparisons (the limit)`, 'nc64Root', 'sans63Leaf', [], NAME],
 ];
 
 describe('path validation agrees with openssl verify', () => {
@@ -147,6 +183,62 @@ describe('path validation agrees with openssl verify', () => {
   it('an unknown critical extension is refused with its own reason', async () => {
     const d = await matchTlsa({ records: [rec('inter', 2, 0, 1)], chain: ['critLeaf', 'inter'].map(parsed), claimedName: NAME, now: new Date() });
     expect(d.records.map((r) => r.verdict)).toEqual(['unknown-critical-extension']);
+  });
+});
+
+type LimitCase = [label: string, records: () => TlsaRecord[], chain: string[], roots: string[], verdict: RecordVerdict, detail: RegExp];
+
+// Over the limits openssl verify has none for: refused before pkijs compares a single name, with the limit named.
+const limitCases: LimitCase[] = [
+  ['2 0 0 anchor with 65 subtrees (record)', () => [rec('nc65Root', 2, 0, 0)], ['nc65RootLeaf'], [], 'unusable-anchor', /nameConstraints of more than 64 subtrees \(the limit per certificate\)/],
+  ['2 0 1 anchor with 65 subtrees (presented)', () => [rec('nc65Root', 2, 0, 1)], ['nc65RootLeaf', 'nc65Root'], [], 'name-constraints-violated', /^untrusted certificate 1: nameConstraints of more than 64 subtrees/],
+  ['2 0 0 root, presented intermediate with 65 subtrees', () => [rec('root', 2, 0, 0)], ['nc65InterLeaf', 'nc65Inter'], [], 'name-constraints-violated', /^untrusted certificate 1: nameConstraints of more than 64 subtrees/],
+  ['1 0 1 leaf, bundle root with 65 subtrees', () => [rec('nc65RootLeaf', 1, 0, 1)], ['nc65RootLeaf'], ['nc65Root'], 'name-constraints-violated', /^trust anchor: nameConstraints of more than 64/],
+  ['2 0 0 anchor with 64 subtrees, leaf with 64 SANs + CN (4160 comparisons)', () => [rec('nc64Root', 2, 0, 0)], ['sans64Leaf'], [], 'name-constraints-violated', /65 names x 64 subtrees = 4160 comparisons, over the limit of 4096/],
+  ["the reviewer's anchor: 1,000 excluded subtrees, leaf with 100 SANs", () => [rec('nc1000Root', 2, 0, 0)], ['nc1000Leaf'], [], 'unusable-anchor', /more than 64 subtrees/],
+];
+
+describe('name-constraint work is bounded', () => {
+  it.each(limitCases)('%s', async (_label, records, chain, roots, verdict, detail) => {
+    const d = await matchTlsa({ records: records(), chain: chain.map(parsed), claimedName: NAME, now: new Date(), pkixRoots: roots.map(parsed) });
+    expect(d.records.map((r) => r.verdict)).toEqual([verdict]);
+    expect(d.records[0]?.detail).toMatch(detail);
+    expect(d.authenticated).toBe(false);
+    // Refused before any signature is checked.
+    expect(d.signatureChecks).toBe(0);
+  });
+
+  it('the raw DER count before any parse agrees with the parsed certificate, and stops at the cap', async () => {
+    const { rawNameConstraintSubtrees, nameConstraintSubtrees } = await import('../../src/dane/path-validation.js');
+    const pkijs = await import('pkijs');
+    for (const [name, count] of [['root', 0], ['ncRoot', 1], ['nc64Root', 64], ['nc65Root', 65], ['nc1000Root', 1000]] as const) {
+      const der = get(name).der;
+      expect(rawNameConstraintSubtrees(der, 5000), name).toBe(count);
+      expect(nameConstraintSubtrees(pkijs.Certificate.fromBER(der), 5000), name).toBe(count);
+      expect(rawNameConstraintSubtrees(der, MAX_SUBTREES), name).toBe(Math.min(count, MAX_SUBTREES + 1));
+    }
+  });
+
+  it('validatePath refuses an over-limit anchor handed to it parsed by other means', async () => {
+    const { toPathCertificate, validatePath } = await import('../../src/dane/path-validation.js');
+    const pkijs = await import('pkijs');
+    expect(() => toPathCertificate(get('nc65Root').der)).toThrow(/nameConstraints of more than 64 subtrees/);
+    const anchor = { cert: pkijs.Certificate.fromBER(get('nc65Root').der), der: get('nc65Root').der, synthetic: false };
+    const r = await validatePath({ leaf: toPathCertificate(get('nc65RootLeaf').der), intermediates: [], anchors: [anchor], now: new Date() });
+    expect(r).toMatchObject({ ok: false, failure: 'name-constraints-violated', signatureChecks: 0 });
+    expect(r.ok ? '' : r.detail).toMatch(/^trust anchor: nameConstraints of more than 64 subtrees \(the limit per certificate\)/);
+  });
+
+  it('openssl verify accepts the over-limit chains (the refusal is our bound, not a path error)', async () => {
+    for (const [anchor, leaf, untrusted] of [
+      ['nc65Root', 'nc65RootLeaf', []],
+      ['root', 'nc65InterLeaf', ['nc65Inter']],
+      ['nc64Root', 'sans64Leaf', []],
+      ['nc1000Root', 'nc1000Leaf', []],
+    ] as const) {
+      const reference = await opensslVerify(dir, get(anchor), get(leaf), untrusted.map(get));
+      expect(reference.ok, reference.output).toBe(true);
+    }
   });
 });
 
