@@ -229,6 +229,8 @@ const LimitsSchema = z.strictObject({
       maxConcurrentPerIp: count(1, 10_000_000).default(A.handshakes.maxConcurrentPerIp),
       maxClientCertificates: count(1, 100).default(A.handshakes.maxClientCertificates),
       maxClientFlightBytes: count(4096, 1_048_576).default(A.handshakes.maxClientFlightBytes),
+      // Default min(4, maxConcurrentPerIp), applied in resolveLimits.
+      maxTlsHandshakesPerIp: count(1, 10_000_000).optional(),
     })
     .default({ ...A.handshakes }),
   newConnectionsPerIp: z
@@ -683,9 +685,13 @@ function resolveLimits(raw: RawConfig['limits'], problems: Problems): LimitsConf
   if (raw.handshakes.maxConcurrentPerIp > raw.handshakes.maxConcurrent) {
     problems.add('limits.handshakes.maxConcurrentPerIp', `must not exceed maxConcurrent (${raw.handshakes.maxConcurrent})`);
   }
+  const maxTlsHandshakesPerIp = raw.handshakes.maxTlsHandshakesPerIp ?? Math.min(A.handshakes.maxTlsHandshakesPerIp, raw.handshakes.maxConcurrentPerIp);
+  if (maxTlsHandshakesPerIp > raw.handshakes.maxConcurrentPerIp) {
+    problems.add('limits.handshakes.maxTlsHandshakesPerIp', `must not exceed maxConcurrentPerIp (${raw.handshakes.maxConcurrentPerIp})`);
+  }
   return {
     resolverGate: enabled ? gate : undefined,
-    handshakes: raw.handshakes,
+    handshakes: { ...raw.handshakes, maxTlsHandshakesPerIp },
     newConnectionsPerIp: raw.newConnectionsPerIp === false ? undefined : raw.newConnectionsPerIp,
     penaltyBox: raw.penaltyBox === false ? undefined : raw.penaltyBox,
     maxConnectionsPerIdentity: raw.maxConnectionsPerIdentity,

@@ -266,13 +266,22 @@ export class DaneListener {
     let penaltyWeight = 1;
     // The handshake budget this connection holds until its decision (or its end).
     let releaseBudget: () => void = () => undefined;
-    raw.once('close', () => releaseBudget());
+    // Its TLS handshake slot (or place in the queue for one) until the handshake ends, its decision, or its end.
+    let releaseTls: () => void = () => undefined;
+    raw.once('close', () => {
+      releaseTls();
+      releaseBudget();
+    });
+    // Set when this connection's chain is over limits: it bans its own address, and records its own reason.
+    let overLimits: string | undefined;
     // One decision record per connection, whatever happens after it.
     const record = (outcome: DecisionRecord['outcome'], reason: ConnectionReason, detail: string, extra: Partial<DecisionRecord> = {}): void => {
       if (decided) return;
       decided = true;
+      // The failure first: should it ban the address, the slots released below go to none of its waiting connections.
+      if (outcome === 'refused' && PENALIZED_REASONS.has(reason) && penaltyWeight > 0) deps.admission.recordFailure(clientAddress, penaltyWeight);
+      releaseTls();
       releaseBudget();
-      if (outcome === 'refused' && PENALIZED_REASONS.has(reason)) deps.admission.recordFailure(clientAddress, penaltyWeight);
       deps.log({
         time: generation.now().toISOString(),
         listener: config.name,
@@ -329,10 +338,12 @@ export class DaneListener {
     // Admission by the original client address: penalty box, rate, handshake budget. Until its decision,
     // this connection ends if its address is banned by another connection (a chain over limits).
     const current: { tls?: tls.TLSSocket } = {};
-    const admitted = deps.admission.admitConnection(clientAddress, (why) => {
+    const onBanned = (why: string): void => {
+      if (overLimits !== undefined) return;
       record('refused', 'penalty-box', why);
       (current.tls ?? raw).destroy();
-    });
+    };
+    const admitted = deps.admission.admitConnection(clientAddress, onBanned);
     if (!admitted.ok) return refuseRaw(admitted.reason, admitted.detail);
     releaseBudget = admitted.release;
     if (raw.destroyed) releaseBudget();
@@ -373,7 +384,35 @@ export class DaneListener {
       deps.cache.lookup(claimed.name, abort.signal).catch(() => undefined);
     }
 
-    // 4. Handshake, with our own deadline for handshake + verification.
+    // 4. Our own deadline for handshake + verification, from here. First a TLS handshake slot: OpenSSL verifies a
+    // client chain inside the handshake, before anything else can judge it, so at most maxTlsHandshakesPerIp
+    // connections of an address are there at once. The others wait, FIFO, the raw socket paused and their
+    // ClientHello not yet handed to node:tls; if the address is banned meanwhile they end without reaching TLS.
+    let onDeadline = (): void => {
+      // Waiting is our queue's doing, not the client's: no penalty-box weight.
+      penaltyWeight = 0;
+      record('refused', 'handshake-timeout', `no TLS handshake slot within ${config.handshakeTimeoutMs} ms: ${deps.admission.maxTlsHandshakesPerIp} connections from ${clientAddress} in the handshake (limits.handshakes.maxTlsHandshakesPerIp)`);
+      raw.destroy();
+    };
+    const deadline = setTimeout(() => onDeadline(), config.handshakeTimeoutMs);
+    raw.once('close', () => abort.abort(new Error('client disconnected')));
+    if (raw.destroyed) {
+      clearTimeout(deadline);
+      record('refused', 'client-closed', 'closed before the TLS handshake');
+      return;
+    }
+    const granted = await new Promise<boolean>((resolve) => {
+      raw.once('close', () => resolve(false));
+      releaseTls = deps.admission.enterTlsPhase(clientAddress, () => resolve(true), onBanned).release;
+    });
+    if (!granted || decided || raw.destroyed) {
+      clearTimeout(deadline);
+      record('refused', 'client-closed', 'closed while waiting for a TLS handshake slot');
+      releaseTls();
+      return;
+    }
+
+    // 5. The handshake.
     const contextEntry = selectBySni(generation.contexts, hello.serverName, true);
     const socket = new tls.TLSSocket(raw, {
       isServer: true,
@@ -390,20 +429,20 @@ export class DaneListener {
     // the only measure node:tls gives of what OpenSSL had to verify when a handshake fails or stalls.
     const readBeforeFlight = raw.bytesRead - raw.readableLength + hello.recordBytes;
     const limits = deps.admission.clientChain;
-    // A chain over limits: refused, and the address goes to the penalty box with every other connection it has in handshake.
-    let overLimits: string | undefined;
+    // A chain over limits: refused, and the address goes to the penalty box with every other connection it has in handshake
+    // (or waiting for it). The ban comes first, so that the slot this connection releases goes to none of them.
     const chainOverLimits = (detail: string): void => {
       if (decided) return;
       overLimits = detail;
       clearTimeout(deadline);
-      record('refused', 'chain-over-limits', detail);
       deps.admission.banAddress(clientAddress, `ended: ${clientAddress} sent a client chain over limits on another connection`);
+      record('refused', 'chain-over-limits', detail);
     };
     socket.once('close', () => {
       this.sockets.delete(socket);
       abort.abort(new Error('client disconnected'));
     });
-    const deadline = setTimeout(() => {
+    onDeadline = (): void => {
       // A handshake that never finished: judge what the client sent of its flight. A finished one waited on DNS: weight 1.
       const sent = secure ? 0 : raw.bytesRead - readBeforeFlight;
       const flight = flightViolation(sent, limits.maxFlightBytes);
@@ -414,7 +453,7 @@ export class DaneListener {
         record('refused', 'handshake-timeout', `handshake and verification not done within ${config.handshakeTimeoutMs} ms`);
       }
       socket.destroy();
-    }, config.handshakeTimeoutMs);
+    };
     let secure = false;
     // The raw socket allows half-close (for TCP mode); a client that sends FIN before the handshake is done is gone.
     socket.once('end', () => {
@@ -445,6 +484,8 @@ export class DaneListener {
         presented = presentedChain(socket, limits.maxCertificates);
         const violation = flightViolation(raw.bytesRead - readBeforeFlight, limits.maxFlightBytes) ?? chainLimitViolation(presented, limits.maxCertificates);
         if (violation !== undefined) chainOverLimits(violation);
+        // The TLS handshake is over (OpenSSL verifies nothing more: no renegotiation): the next connection of this address may start its own.
+        releaseTls();
         resolve();
       });
       socket.once('close', () => resolve());
@@ -477,7 +518,7 @@ export class DaneListener {
       else socket.destroy();
     };
 
-    // 5. Our own verification, on every connection (resumed ones included).
+    // 6. Our own verification, on every connection (resumed ones included).
     // The leaf alone first (from the chain read at the end of the handshake); the whole chain only if a record needs it.
     let chain: ParsedCertificate[];
     const peer = presented[0];

@@ -9,11 +9,17 @@
  * src/proxy/client-chain.ts) is put in the penalty box at once and every
  * connection it still has between accept and decision is ended: the
  * expensive part (OpenSSL checking each signature of the chain) has been
- * paid once, it is not paid again for the same address.
+ * paid once, it is not paid again for the same address. And since that
+ * verification happens before the handshake can end, at most
+ * `maxTlsHandshakesPerIp` connections of one address are in the TLS
+ * handshake at once (enterTlsPhase); the others wait their turn with their
+ * ClientHello unread by OpenSSL, so an address that stalls its hostile
+ * flights has at most that many verified before the ban.
  */
 import { monotonicClock, type Clock } from './clock.js';
 import { ConcurrencyLimiter } from './concurrency.js';
 import { PenaltyBox, type PenaltyBoxOptions } from './penalty-box.js';
+import { PerKeySlots, type SlotTicket } from './slot-queue.js';
 import { PerKeyTokenBuckets, type TokenBucketOptions } from './token-bucket.js';
 
 export interface HandshakeLimits {
@@ -23,6 +29,13 @@ export interface HandshakeLimits {
   readonly maxClientCertificates?: number;
   /** Most bytes a client may send between its ClientHello and the end of its handshake; more is a chain over limits. Default 16384. */
   readonly maxClientFlightBytes?: number;
+  /**
+   * Most connections of one address in the TLS handshake at once (from the
+   * ClientHello handed to node:tls to the end of the handshake, where
+   * OpenSSL verifies client chains); the others wait in turn. 1..maxConcurrentPerIp;
+   * default 4 (or maxConcurrentPerIp when lower).
+   */
+  readonly maxTlsHandshakesPerIp?: number;
 }
 
 export interface AdmissionLimits {
@@ -38,7 +51,7 @@ export interface AdmissionLimits {
 }
 
 export const ADMISSION_DEFAULTS: AdmissionLimits & { readonly handshakes: Required<HandshakeLimits> } = {
-  handshakes: { maxConcurrent: 4096, maxConcurrentPerIp: 256, maxClientCertificates: 10, maxClientFlightBytes: 16_384 },
+  handshakes: { maxConcurrent: 4096, maxConcurrentPerIp: 256, maxClientCertificates: 10, maxClientFlightBytes: 16_384, maxTlsHandshakesPerIp: 4 },
   newConnectionsPerIp: { ratePerSecond: 50, burst: 200 },
   penaltyBox: { failures: 20, windowMs: 60_000, banMs: 60_000 },
   maxConnectionsPerIdentity: undefined,
@@ -59,12 +72,15 @@ export class Admission {
   private readonly identities: ConcurrencyLimiter | undefined;
   /** Connections between accept and decision that asked to hear of a ban, by address (bounded by the handshake budget). */
   private readonly undecided = new Map<string, Set<OnBanned>>();
+  /** TLS handshakes per address (bounded by the handshake budget: a connection enters only while it holds its budget). */
+  private readonly tlsPhase: PerKeySlots;
 
   constructor(
     readonly limits: AdmissionLimits,
     clock: Clock = monotonicClock,
   ) {
     this.handshakes = new ConcurrencyLimiter({ maxTotal: limits.handshakes.maxConcurrent, maxPerKey: limits.handshakes.maxConcurrentPerIp });
+    this.tlsPhase = new PerKeySlots(this.maxTlsHandshakesPerIp);
     this.rate = limits.newConnectionsPerIp ? new PerKeyTokenBuckets({ ...limits.newConnectionsPerIp, maxKeys: limits.trackedAddresses }, clock) : undefined;
     this.penalty = limits.penaltyBox ? new PenaltyBox({ ...limits.penaltyBox, maxKeys: limits.trackedAddresses }, clock) : undefined;
     this.identities = limits.maxConnectionsPerIdentity ? new ConcurrencyLimiter({ maxTotal: Infinity, maxPerKey: limits.maxConnectionsPerIdentity }) : undefined;
@@ -115,6 +131,43 @@ export class Admission {
     this.undecided.delete(address);
     for (const onBanned of waiting) onBanned(detail);
     return waiting.length;
+  }
+
+  /** Connections of one address in the TLS handshake at once, default applied (4, or maxConcurrentPerIp when lower). */
+  get maxTlsHandshakesPerIp(): number {
+    const h = this.limits.handshakes;
+    return h.maxTlsHandshakesPerIp ?? Math.min(ADMISSION_DEFAULTS.handshakes.maxTlsHandshakesPerIp, h.maxConcurrentPerIp);
+  }
+
+  /**
+   * A connection of `address` that has its ClientHello and holds its
+   * handshake budget asks to start its TLS handshake: `onGranted` runs when
+   * one of the address's `maxTlsHandshakesPerIp` slots is its (synchronously
+   * when one is free, else when a connection ahead of it releases, in
+   * arrival order). If the address is in the penalty box by then, the slot
+   * is given back and `onBanned` runs instead: a banned address never
+   * reaches TLS again. The caller releases the ticket exactly when its TLS
+   * handshake ends (secure, decision, error or close) or it stops waiting;
+   * release is idempotent. A waiting connection still counts in the
+   * handshake budget and is told of a ban like any other (admitConnection).
+   */
+  enterTlsPhase(address: string, onGranted: () => void, onBanned: OnBanned): SlotTicket {
+    return this.tlsPhase.enter(address, (ticket) => {
+      const banned = this.penalty?.bannedFor(address) ?? 0;
+      if (banned === 0) return onGranted();
+      ticket.release();
+      onBanned(`${address} was put in the penalty box before this connection could start its TLS handshake; refused for ${Math.ceil(banned / 1000)} s more`);
+    });
+  }
+
+  /** Connections of `address` in the TLS handshake, and waiting for a slot. */
+  tlsHandshakesOf(address: string): { readonly held: number; readonly waiting: number } {
+    return { held: this.tlsPhase.heldBy(address), waiting: this.tlsPhase.waitingFor(address) };
+  }
+
+  /** Addresses with a connection in the TLS handshake or waiting for one (0 when idle: nothing leaks). */
+  get tlsHandshakeAddresses(): number {
+    return this.tlsPhase.keys;
   }
 
   /** The client chain limits, defaults applied. */

@@ -1,8 +1,9 @@
-/** Token buckets, penalty box, concurrency caps and admission, on a fake clock. */
+/** Token buckets, penalty box, concurrency caps, TLS handshake slots and admission, on a fake clock. */
 import { describe, expect, it } from 'vitest';
 import { Admission, PENALIZED_REASONS } from '../../src/ratelimit/admission.js';
 import { ConcurrencyLimiter } from '../../src/ratelimit/concurrency.js';
 import { PenaltyBox } from '../../src/ratelimit/penalty-box.js';
+import { PerKeySlots, type SlotTicket } from '../../src/ratelimit/slot-queue.js';
 import { PerKeyTokenBuckets, TokenBucket } from '../../src/ratelimit/token-bucket.js';
 
 function fakeClock(start = 1000): { now: () => number; advance: (ms: number) => void } {
@@ -236,5 +237,207 @@ describe('Admission', () => {
     for (const reason of ['dns-timeout', 'dns-bogus', 'dns-over-capacity', 'rate-limited', 'handshake-budget', 'authenticated', 'client-closed']) {
       expect(PENALIZED_REASONS.has(reason)).toBe(false);
     }
+  });
+});
+
+/**
+ * PerKeySlots as a little script: `enter id key` asks for a slot (`enter!`:
+ * its onGranted releases it at once; `enter+ id key new`: its onGranted
+ * enters `new` for the same key), `release id` gives it back. Checked after
+ * the script: the order of grants, what is held and waiting per key; then
+ * every ticket is released and nothing may be left.
+ */
+type Step = readonly ['enter' | 'enter!', string, string] | readonly ['enter+', string, string, string] | readonly ['release', string];
+
+function runSlots(max: number, steps: readonly Step[]): { granted: string[]; slots: PerKeySlots; tickets: Map<string, SlotTicket>; states: Record<string, string> } {
+  const slots = new PerKeySlots(max);
+  const granted: string[] = [];
+  const tickets = new Map<string, SlotTicket>();
+  const enter = (id: string, key: string, then?: (t: SlotTicket) => void): void => {
+    tickets.set(
+      id,
+      slots.enter(key, (t) => {
+        expect(t.state).toBe('held');
+        granted.push(id);
+        then?.(t);
+      }),
+    );
+  };
+  for (const step of steps) {
+    if (step[0] === 'enter') enter(step[1], step[2]);
+    else if (step[0] === 'enter!') enter(step[1], step[2], (t) => t.release());
+    else if (step[0] === 'enter+') enter(step[1], step[2], () => enter(step[3], step[2]));
+    else tickets.get(step[1])?.release();
+  }
+  return { granted, slots, tickets, states: Object.fromEntries([...tickets].map(([id, t]) => [id, t.state])) };
+}
+
+describe('PerKeySlots (TLS handshakes per address)', () => {
+  it.each<[string, number, Step[], string[], Record<string, [held: number, waiting: number]>]>([
+    ['free slots are granted at once, in order; the rest wait', 2, [['enter', 'a1', 'A'], ['enter', 'a2', 'A'], ['enter', 'a3', 'A'], ['enter', 'a4', 'A']], ['a1', 'a2'], { A: [2, 2] }],
+    ['a release hands the slot to the first waiter (FIFO)', 2, [['enter', 'a1', 'A'], ['enter', 'a2', 'A'], ['enter', 'a3', 'A'], ['enter', 'a4', 'A'], ['release', 'a2']], ['a1', 'a2', 'a3'], { A: [2, 1] }],
+    ['keys are independent', 1, [['enter', 'a1', 'A'], ['enter', 'b1', 'B'], ['enter', 'a2', 'A'], ['enter', 'b2', 'B'], ['release', 'b1']], ['a1', 'b1', 'b2'], { A: [1, 1], B: [1, 0] }],
+    ['a waiter that leaves is never granted, and frees no slot', 1, [['enter', 'a1', 'A'], ['enter', 'a2', 'A'], ['enter', 'a3', 'A'], ['release', 'a2'], ['release', 'a1']], ['a1', 'a3'], { A: [1, 0] }],
+    ['a second release of a holder frees nothing more', 1, [['enter', 'a1', 'A'], ['enter', 'a2', 'A'], ['enter', 'a3', 'A'], ['release', 'a1'], ['release', 'a1']], ['a1', 'a2'], { A: [1, 1] }],
+    ['a second release of a waiter is harmless', 1, [['enter', 'a1', 'A'], ['enter', 'a2', 'A'], ['release', 'a2'], ['release', 'a2'], ['enter', 'a3', 'A']], ['a1'], { A: [1, 1] }],
+    ['a release of an unknown or already forgotten key is harmless', 1, [['enter', 'a1', 'A'], ['release', 'a1'], ['release', 'a1'], ['enter', 'a2', 'A']], ['a1', 'a2'], { A: [1, 0] }],
+    ['a newcomer queues behind waiters even when a slot has just been freed', 1, [['enter', 'a1', 'A'], ['enter', 'a2', 'A'], ['release', 'a1'], ['enter', 'a3', 'A']], ['a1', 'a2'], { A: [1, 1] }],
+    ['a grantee that releases at once: the next ones are granted in order', 1, [['enter', 'a1', 'A'], ['enter!', 'a2', 'A'], ['enter!', 'a3', 'A'], ['enter', 'a4', 'A'], ['release', 'a1']], ['a1', 'a2', 'a3', 'a4'], { A: [1, 0] }],
+    ['a grantee that enters another ticket: it queues behind the earlier waiters', 1, [['enter', 'a1', 'A'], ['enter+', 'a2', 'A', 'a9'], ['enter', 'a3', 'A'], ['release', 'a1'], ['release', 'a2']], ['a1', 'a2', 'a3'], { A: [1, 1] }],
+    ['everything released: nothing held, nothing waiting', 3, [['enter', 'a1', 'A'], ['enter', 'a2', 'A'], ['release', 'a2'], ['release', 'a1']], ['a1', 'a2'], { A: [0, 0] }],
+  ])('%s', (_label, max, steps, granted, counts) => {
+    const run = runSlots(max, steps);
+    expect(run.granted).toEqual(granted);
+    for (const [key, [held, waiting]] of Object.entries(counts)) {
+      expect(run.slots.heldBy(key), `held by ${key}`).toBe(held);
+      expect(run.slots.waitingFor(key), `waiting for ${key}`).toBe(waiting);
+    }
+    // Granted once each, never more than max per key at once (checked by the counts); then leak-free.
+    expect(new Set(run.granted).size).toBe(run.granted.length);
+    // Unbound, as the listener keeps it.
+    for (const { release } of run.tickets.values()) release();
+    expect(run.slots.keys).toBe(0);
+    for (const t of run.tickets.values()) expect(t.state).toBe('released');
+  });
+
+  it('random scripts: at most max held per key, each ticket granted at most once and in arrival order, nothing left at the end', () => {
+    let seed = 12345;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let round = 0; round < 200; round++) {
+      const max = 1 + random(3);
+      const slots = new PerKeySlots(max);
+      const live: Array<{ id: number; key: string; ticket: SlotTicket }> = [];
+      const grants = new Map<string, number[]>();
+      const enteredOrder = new Map<string, number[]>();
+      let next = 0;
+      for (let step = 0; step < 60; step++) {
+        if (live.length === 0 || random(3) > 0) {
+          const key = `k${random(3)}`;
+          const id = next++;
+          enteredOrder.set(key, [...(enteredOrder.get(key) ?? []), id]);
+          const ticket = slots.enter(key, () => {
+            grants.set(key, [...(grants.get(key) ?? []), id]);
+            expect(slots.heldBy(key)).toBeLessThanOrEqual(max);
+          });
+          live.push({ id, key, ticket });
+        } else {
+          const [gone] = live.splice(random(live.length), 1);
+          gone?.ticket.release();
+        }
+        for (const key of ['k0', 'k1', 'k2']) {
+          expect(slots.heldBy(key)).toBeLessThanOrEqual(max);
+          const waiting = slots.waitingFor(key);
+          // Nobody waits while a slot of the key is free.
+          if (waiting > 0) expect(slots.heldBy(key)).toBe(max);
+        }
+      }
+      for (const [key, ids] of grants) {
+        expect(new Set(ids).size).toBe(ids.length);
+        // Grants follow arrival order (some left the queue before their turn: a subsequence).
+        const order = enteredOrder.get(key) ?? [];
+        expect([...ids].sort((a, b) => order.indexOf(a) - order.indexOf(b))).toEqual(ids);
+      }
+      for (const { ticket } of live) ticket.release();
+      expect(slots.keys).toBe(0);
+    }
+  });
+
+  it.each([0, -1, 1.5, Number.NaN])('rejects %s slots per key', (max) => {
+    expect(() => new PerKeySlots(max)).toThrow(RangeError);
+  });
+});
+
+describe('Admission: TLS handshakes per address', () => {
+  const limits = {
+    handshakes: { maxConcurrent: 100, maxConcurrentPerIp: 10, maxTlsHandshakesPerIp: 2 },
+    newConnectionsPerIp: undefined,
+    penaltyBox: { failures: 2, windowMs: 10_000, banMs: 30_000 },
+    maxConnectionsPerIdentity: undefined,
+    trackedAddresses: 100,
+  };
+
+  it.each<[string, { maxConcurrentPerIp: number; maxTlsHandshakesPerIp?: number }, number]>([
+    ['default 4', { maxConcurrentPerIp: 256 }, 4],
+    ['default capped by the per-address budget', { maxConcurrentPerIp: 2 }, 2],
+    ['configured', { maxConcurrentPerIp: 256, maxTlsHandshakesPerIp: 9 }, 9],
+  ])('%s', (_label, handshakes, expected) => {
+    expect(new Admission({ ...limits, handshakes: { maxConcurrent: 1000, ...handshakes } }).maxTlsHandshakesPerIp).toBe(expected);
+  });
+
+  it('the third connection of an address waits for a slot, the next address does not; FIFO on release; nothing left after', () => {
+    const admission = new Admission(limits, fakeClock().now);
+    const events: string[] = [];
+    const enter = (id: string, address: string): SlotTicket =>
+      admission.enterTlsPhase(
+        address,
+        () => events.push(`${id} granted`),
+        (why) => events.push(`${id} banned: ${why}`),
+      );
+    const [a1, a2, a3, a4] = ['a1', 'a2', 'a3', 'a4'].map((id) => enter(id, '10.0.0.1'));
+    const b1 = enter('b1', '10.0.0.2');
+    expect(events).toEqual(['a1 granted', 'a2 granted', 'b1 granted']);
+    expect(admission.tlsHandshakesOf('10.0.0.1')).toEqual({ held: 2, waiting: 2 });
+    a2?.release();
+    expect(events.at(-1)).toBe('a3 granted');
+    for (const t of [a1, a2, a3, a4, b1]) t?.release();
+    expect(admission.tlsHandshakeAddresses).toBe(0);
+  });
+
+  it('an address put in the penalty box while its connections wait: they are told, never granted, and their slots move on', () => {
+    const clock = fakeClock();
+    const admission = new Admission(limits, clock.now);
+    const events: string[] = [];
+    const tickets = ['a1', 'a2', 'a3', 'a4'].map((id) =>
+      admission.enterTlsPhase(
+        '10.0.0.1',
+        () => events.push(`${id} granted`),
+        (why) => events.push(`${id} banned: ${why}`),
+      ),
+    );
+    // A ban through failures (no banAddress, so nobody is told now): the waiting ones find out at their turn.
+    admission.recordFailure('10.0.0.1', 2);
+    tickets[0]?.release();
+    expect(events).toEqual([
+      'a1 granted',
+      'a2 granted',
+      'a3 banned: 10.0.0.1 was put in the penalty box before this connection could start its TLS handshake; refused for 30 s more',
+      'a4 banned: 10.0.0.1 was put in the penalty box before this connection could start its TLS handshake; refused for 30 s more',
+    ]);
+    expect(tickets.map((t) => t.state)).toEqual(['released', 'held', 'released', 'released']);
+    expect(admission.tlsHandshakesOf('10.0.0.1')).toEqual({ held: 1, waiting: 0 });
+    tickets[1]?.release();
+    expect(admission.tlsHandshakeAddresses).toBe(0);
+    // After the ban: slots are granted again.
+    clock.advance(30_000);
+    const after = admission.enterTlsPhase('10.0.0.1', () => events.push('after granted'), () => events.push('after banned'));
+    expect(events.at(-1)).toBe('after granted');
+    after.release();
+  });
+
+  it('banAddress tells the waiting connections (admitConnection) and, once they release, nothing is left', () => {
+    const admission = new Admission(limits, fakeClock().now);
+    const events: string[] = [];
+    const connections = ['a1', 'a2', 'a3'].map((id) => {
+      const admitted = admission.admitConnection('10.0.0.1', (why) => {
+        events.push(`${id} ended: ${why}`);
+        // What the listener does: its decision releases the budget and the ticket.
+        ticket.release();
+        if (admitted.ok) admitted.release();
+      });
+      const ticket = admission.enterTlsPhase('10.0.0.1', () => events.push(`${id} granted`), () => events.push(`${id} banned`));
+      return { admitted, ticket };
+    });
+    expect(events).toEqual(['a1 granted', 'a2 granted']);
+    expect(admission.banAddress('10.0.0.1', 'chain over limits')).toBe(3);
+    // a1's release frees a slot, and a3's turn finds the address banned; then a3 is told too (the listener's handler is idempotent).
+    expect(events.slice(2)).toEqual(['a1 ended: chain over limits', 'a3 banned', 'a2 ended: chain over limits', 'a3 ended: chain over limits']);
+    // a3 waited: ended, never granted.
+    expect(events.filter((e) => e === 'a3 granted')).toEqual([]);
+    expect(connections.map((c) => c.ticket.state)).toEqual(['released', 'released', 'released']);
+    expect(admission.tlsHandshakeAddresses).toBe(0);
+    expect(admission.handshakesInProgress).toBe(0);
   });
 });

@@ -181,7 +181,7 @@ listeners:
     const defaults = await parseConfigText(MINIMAL, source());
     expect(defaults.limits).toEqual({
       resolverGate: { maxInFlight: 128, maxInFlightPerZone: 8, maxQueued: 1024, maxQueuedPerZone: 32, maxQueueWaitMs: 2000 },
-      handshakes: { maxConcurrent: 4096, maxConcurrentPerIp: 256, maxClientCertificates: 10, maxClientFlightBytes: 16384 },
+      handshakes: { maxConcurrent: 4096, maxConcurrentPerIp: 256, maxClientCertificates: 10, maxClientFlightBytes: 16384, maxTlsHandshakesPerIp: 4 },
       newConnectionsPerIp: { ratePerSecond: 50, burst: 200 },
       penaltyBox: { failures: 20, windowMs: 60000, banMs: 60000 },
       maxConnectionsPerIdentity: undefined,
@@ -193,6 +193,9 @@ listeners:
       source(),
     );
     expect(off.limits).toMatchObject({ resolverGate: undefined, newConnectionsPerIp: undefined, penaltyBox: undefined, maxConnectionsPerIdentity: 4 });
+    // TLS handshakes per address: 4 by default, never more than the per-address budget.
+    const small = await parseConfigText(`${MINIMAL}limits: { handshakes: { maxConcurrentPerIp: 2 } }\n`, source());
+    expect(small.limits.handshakes).toMatchObject({ maxConcurrentPerIp: 2, maxTlsHandshakesPerIp: 2 });
   });
 
   it('a local TLSA file alone is enough (no resolver servers)', async () => {
@@ -260,6 +263,8 @@ describe('mistakes are reported with their key path', () => {
     ['a per-IP handshake cap above the total', `${MINIMAL}limits: { handshakes: { maxConcurrent: 10, maxConcurrentPerIp: 20 } }\n`, ['limits.handshakes.maxConcurrentPerIp: must not exceed maxConcurrent (10)']],
     ['a rate of zero', `${MINIMAL}limits: { newConnectionsPerIp: { ratePerSecond: 0, burst: 5 } }\n`, ['limits.newConnectionsPerIp']],
     ['a client flight limit below 4096 bytes', `${MINIMAL}limits: { handshakes: { maxClientFlightBytes: 1000 } }\n`, ['limits.handshakes.maxClientFlightBytes']],
+    ['TLS handshakes per address above the per-address budget', `${MINIMAL}limits: { handshakes: { maxConcurrentPerIp: 8, maxTlsHandshakesPerIp: 9 } }\n`, ['limits.handshakes.maxTlsHandshakesPerIp: must not exceed maxConcurrentPerIp (8)']],
+    ['no TLS handshake per address', `${MINIMAL}limits: { handshakes: { maxTlsHandshakesPerIp: 0 } }\n`, ['limits.handshakes.maxTlsHandshakesPerIp']],
     ['a client chain limit of 0 certificates', `${MINIMAL}limits: { handshakes: { maxClientCertificates: 0 } }\n`, ['limits.handshakes.maxClientCertificates']],
   ])('%s', async (_label, text, expected) => {
     const problems = (await problemsOf(text)).map((p) => p.replaceAll(dir, 'DIR'));
