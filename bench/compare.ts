@@ -238,7 +238,9 @@ backend b
     const haproxy = daemon('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')]);
     children.push(haproxy);
 
-    const dancegateConfig = (port: number, cacheTtl: number, mode: 'http' | 'tcp', workers: number | 'auto', withoutDane = false): string => `workers: ${workers}
+    // Per-address limits off: every load generator here is one address. `baseline`: an older build's
+    // configuration, without the keys it does not know (maxTlsHandshakesPerIp).
+    const dancegateConfig = (port: number, cacheTtl: number, mode: 'http' | 'tcp', workers: number | 'auto', withoutDane = false, baseline = false): string => `workers: ${workers}
 admin: false
 log: { level: warn }
 resolver:
@@ -247,7 +249,7 @@ resolver:
 limits:
   newConnectionsPerIp: false
   penaltyBox: false
-  handshakes: { maxConcurrent: 100000, maxConcurrentPerIp: 100000 }
+  handshakes: { maxConcurrent: 100000, maxConcurrentPerIp: 100000${baseline ? '' : ', maxTlsHandshakesPerIp: 100000'} }
 listeners:
   - name: bench
     listen: 127.0.0.1:${port}
@@ -270,7 +272,7 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
     const baselineName = `dancegate ${CORES} workers, DANE-EE warm cache, BASELINE build (${BASELINE ?? ''})`;
     let dgBaseline: ChildProcess | undefined;
     if (BASELINE !== undefined) {
-      await writeFile(join(dir, 'dg-baseline.yaml'), dancegateConfig(ports.dgBaseline, 300, 'http', 'auto'));
+      await writeFile(join(dir, 'dg-baseline.yaml'), dancegateConfig(ports.dgBaseline, 300, 'http', 'auto', false, true));
       dgBaseline = daemon(process.execPath, [join(BASELINE, 'dist/src/cli/main.js'), 'serve', '-c', join(dir, 'dg-baseline.yaml')]);
       children.push(dgBaseline);
     }
