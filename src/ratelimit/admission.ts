@@ -15,11 +15,16 @@
  * handshake at once (enterTlsPhase); the others wait their turn with their
  * ClientHello unread by OpenSSL, so an address that stalls its hostile
  * flights has at most that many verified before the ban.
+ *
+ * "Address" here is a source key (source-key.ts): an IPv4 address, or the
+ * /64 prefix of an IPv6 address, so that one IPv6 network cannot pass every
+ * per-address limit by spreading over its addresses.
  */
 import { monotonicClock, type Clock } from './clock.js';
 import { ConcurrencyLimiter } from './concurrency.js';
 import { PenaltyBox, type PenaltyBoxOptions } from './penalty-box.js';
 import { PerKeySlots, type SlotTicket } from './slot-queue.js';
+import { sourceKey } from './source-key.js';
 import { PerKeyTokenBuckets, type TokenBucketOptions } from './token-bucket.js';
 
 export interface HandshakeLimits {
@@ -91,7 +96,8 @@ export class Admission {
    * handshake budget (call it once decided). Until then, `onBanned` is
    * called if the address is banned (banAddress) by another connection.
    */
-  admitConnection(address: string, onBanned?: OnBanned): Admitted {
+  admitConnection(source: string, onBanned?: OnBanned): Admitted {
+    const address = sourceKey(source);
     const banned = this.penalty?.bannedFor(address) ?? 0;
     if (banned > 0) return { ok: false, reason: 'penalty-box', detail: `${address} failed authentication too often; refused for ${Math.ceil(banned / 1000)} s more` };
     if (this.rate && !this.rate.take(address)) {
@@ -125,7 +131,8 @@ export class Admission {
    * it still between accept and decision is told (and ends itself).
    * Returns how many such connections were told.
    */
-  banAddress(address: string, detail: string): number {
+  banAddress(source: string, detail: string): number {
+    const address = sourceKey(source);
     this.penalty?.ban(address);
     const waiting = [...(this.undecided.get(address) ?? [])];
     this.undecided.delete(address);
@@ -151,7 +158,8 @@ export class Admission {
    * release is idempotent. A waiting connection still counts in the
    * handshake budget and is told of a ban like any other (admitConnection).
    */
-  enterTlsPhase(address: string, onGranted: () => void, onBanned: OnBanned): SlotTicket {
+  enterTlsPhase(source: string, onGranted: () => void, onBanned: OnBanned): SlotTicket {
+    const address = sourceKey(source);
     return this.tlsPhase.enter(address, (ticket) => {
       const banned = this.penalty?.bannedFor(address) ?? 0;
       if (banned === 0) return onGranted();
@@ -161,7 +169,8 @@ export class Admission {
   }
 
   /** Connections of `address` in the TLS handshake, and waiting for a slot. */
-  tlsHandshakesOf(address: string): { readonly held: number; readonly waiting: number } {
+  tlsHandshakesOf(source: string): { readonly held: number; readonly waiting: number } {
+    const address = sourceKey(source);
     return { held: this.tlsPhase.heldBy(address), waiting: this.tlsPhase.waitingFor(address) };
   }
 
@@ -186,7 +195,8 @@ export class Admission {
   }
 
   /** An authentication failure that is the client's doing (see PENALIZED_REASONS). */
-  recordFailure(address: string, weight = 1): void {
+  recordFailure(source: string, weight = 1): void {
+    const address = sourceKey(source);
     this.penalty?.recordFailure(address, weight);
   }
 
