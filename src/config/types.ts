@@ -86,12 +86,12 @@ export interface HttpModeConfig {
   readonly refuseWith403: boolean;
   readonly headersTimeoutMs: number;
   readonly requestTimeoutMs: number;
-  /** Upstream connections (= requests in flight) per route; default 256. */
-  readonly upstreamConnections?: number;
-  /** Upstream requests in flight or waiting per verified identity (or client address when unauthenticated), per route; default 64. */
-  readonly upstreamMaxPerClient?: number;
-  /** Longest wait for a free upstream connection before 503 + Retry-After; default 5000. */
-  readonly upstreamQueueTimeoutMs?: number;
+  /** Upstream connections (= requests in flight) per route. */
+  readonly upstreamConnections: number;
+  /** Upstream requests in flight or waiting per verified identity (or client address when unauthenticated), per route. */
+  readonly upstreamMaxPerClient: number;
+  /** Longest wait for a free upstream connection before 503 + Retry-After. */
+  readonly upstreamQueueTimeoutMs: number;
 }
 
 export interface InboundProxyProtocol {

@@ -30,9 +30,6 @@ const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidde
 const RETRY_AFTER_SECONDS = 5;
 /** Retry-After when the upstream pool is busy. */
 const BUSY_RETRY_AFTER_SECONDS = 1;
-const DEFAULT_UPSTREAM_CONNECTIONS = 256;
-const DEFAULT_UPSTREAM_MAX_PER_CLIENT = 64;
-const DEFAULT_UPSTREAM_QUEUE_TIMEOUT_MS = 5_000;
 const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
 /** Longest error text in a log line. */
 const MAX_LOGGED_ERROR = 300;
@@ -162,7 +159,7 @@ export class HttpForwarder {
       rejectUnauthorized: true,
       timeout: Math.min(UPSTREAM_CONNECT_TIMEOUT_MS, this.config.requestTimeoutMs),
     });
-    const connections = this.config.upstreamConnections ?? DEFAULT_UPSTREAM_CONNECTIONS;
+    const connections = this.config.upstreamConnections;
     const pool = new Pool(origin, {
       connections,
       pipelining: 1,
@@ -178,8 +175,8 @@ export class HttpForwarder {
     });
     const gate = new UpstreamGate({
       maxInFlight: connections,
-      maxPerClient: this.config.upstreamMaxPerClient ?? DEFAULT_UPSTREAM_MAX_PER_CLIENT,
-      maxWaitMs: this.config.upstreamQueueTimeoutMs ?? DEFAULT_UPSTREAM_QUEUE_TIMEOUT_MS,
+      maxPerClient: this.config.upstreamMaxPerClient,
+      maxWaitMs: this.config.upstreamQueueTimeoutMs,
       maxQueued: connections * 4,
     });
     const upstream: Upstream = { pool, gate, servername: configured ?? up.host };

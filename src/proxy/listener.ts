@@ -497,7 +497,6 @@ export class DaneListener {
     }
     const handshakeMs = Math.round(performance.now() - t0 - clientHelloMs);
     base.durationsMs = { clientHello: clientHelloMs, handshake: handshakeMs, total: 0 };
-    base.tlsVersion = socket.getProtocol() ?? undefined;
     // Nothing is read from the client until the decision.
     socket.pause();
     if (overLimits !== undefined) {

@@ -41,6 +41,9 @@ describe('an exception from header building fails one request, never the process
       refuseWith403: true,
       headersTimeoutMs: 5000,
       requestTimeoutMs: 10000,
+      upstreamConnections: 256,
+      upstreamMaxPerClient: 64,
+      upstreamQueueTimeoutMs: 5000,
     };
     const route = {
       serverNames: [],

@@ -73,6 +73,9 @@ describe('rewriteIdentityHeaders', () => {
     refuseWith403: true,
     headersTimeoutMs: 1000,
     requestTimeoutMs: 1000,
+    upstreamConnections: 256,
+    upstreamMaxPerClient: 64,
+    upstreamQueueTimeoutMs: 5000,
   };
   const identity: ForwardedIdentity = {
     name: 'sensor1._device.example.test',
@@ -128,6 +131,9 @@ describe('rewriteIdentityHeaders against smuggling', () => {
     refuseWith403: true,
     headersTimeoutMs: 1000,
     requestTimeoutMs: 1000,
+    upstreamConnections: 256,
+    upstreamMaxPerClient: 64,
+    upstreamQueueTimeoutMs: 5000,
   };
   const unauthenticated: ForwardedIdentity = {
     name: undefined,
