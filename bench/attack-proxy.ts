@@ -5,7 +5,7 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { loadConfig } from '../src/config/load.js';
-import { startProxy } from '../src/proxy/proxy.js';
+import { startProxy } from '../src/process/running-proxy.js';
 
 interface Request {
   readonly type: 'stats' | 'reset' | 'stop';

@@ -30,11 +30,11 @@ import { performance } from 'node:perf_hooks';
 import * as tls from 'node:tls';
 import { promisify } from 'node:util';
 import { createCertificate } from '../certs/pki.js';
-import { TlsaCache } from '../src/dane/cache.js';
+import { TlsaCache } from '../src/lookup/cache.js';
 import { parseCertificateDer } from '../src/dane/certificate.js';
-import { DnsTlsaResolver } from '../src/dane/resolver.js';
+import { DnsTlsaResolver } from '../src/dns/resolver.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../src/dane/tlsa.js';
-import { verifyClient } from '../src/dane/verify.js';
+import { verifyClient } from '../src/connection/verify.js';
 import { freePort, startDnssecLab } from '../test/lab/dnssec-lab.js';
 import { stopProcess, waitForTcpPort } from '../test/lab/process.js';
 

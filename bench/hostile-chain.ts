@@ -31,7 +31,7 @@ import * as tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { createCertificate } from '../certs/pki.js';
 import { loadConfig } from '../src/config/load.js';
-import { startProxy } from '../src/proxy/proxy.js';
+import { startProxy } from '../src/process/running-proxy.js';
 import { createHostileRsaChain } from '../test/lab/hostile-rsa-chain.js';
 
 const SNI = 'api.bench.test';

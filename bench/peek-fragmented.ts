@@ -23,9 +23,9 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createCertificate } from '../certs/pki.js';
 import { loadConfig } from '../src/config/load.js';
-import { parseClientHello } from '../src/proxy/client-hello.js';
-import { peekSocket } from '../src/proxy/peek.js';
-import { startProxy } from '../src/proxy/proxy.js';
+import { parseClientHello } from '../src/protocol/client-hello.js';
+import { peekSocket } from '../src/connection/peek.js';
+import { startProxy } from '../src/process/running-proxy.js';
 import { PassThrough } from 'node:stream';
 import { daneClientIdExtension, ext, records, sniExtension, u16, u24, u8, vec16, vec8 } from '../test/lab/client-hello-builder.js';
 

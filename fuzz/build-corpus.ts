@@ -24,8 +24,8 @@ import * as tls from 'node:tls';
 import { promisify } from 'node:util';
 import * as dgram from 'node:dgram';
 import { createCertificate } from '../certs/pki.js';
-import { encodeTlsaQuery } from '../src/dane/dns-response.js';
-import { encodeProxyV1, encodeProxyV2 } from '../src/proxy/proxy-protocol.js';
+import { encodeTlsaQuery } from '../src/lookup/tlsa-answer.js';
+import { encodeProxyV1, encodeProxyV2 } from '../src/protocol/proxy-protocol.js';
 import { startDnssecLab } from '../test/lab/dnssec-lab.js';
 import { corpusDirectory, repositoryRoot } from './corpus.js';
 

@@ -10,12 +10,12 @@ import { createServer, isIP } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { DancegateConfig } from '../config/types.js';
-import { TlsaCache } from '../dane/cache.js';
+import { TlsaCache } from '../lookup/cache.js';
 import { parseCertificates, type ParsedCertificate } from '../dane/certificate.js';
 import { canonicalizeClientName } from '../dane/name.js';
-import { DnsTlsaResolver, type ResolverServer, type ResolverTransport } from '../dane/resolver.js';
+import { DnsTlsaResolver, type ResolverServer, type ResolverTransport } from '../dns/resolver.js';
 import { describeTlsaParameters, formatTlsaRdata, formatTlsaRecord, tlsaRecordForCertificate } from '../dane/tlsa.js';
-import { verifyClient } from '../dane/verify.js';
+import { verifyClient } from '../connection/verify.js';
 import type { DemoFiles } from './demo.js';
 
 export interface CliIo {

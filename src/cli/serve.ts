@@ -24,11 +24,11 @@ import type { Logger } from 'pino';
 import { AggregatorRegistry, Counter, Gauge, Registry, register } from 'prom-client';
 import { ConfigError, parseConfigText, readConfigText } from '../config/load.js';
 import type { DancegateConfig } from '../config/types.js';
-import { DnsTlsaResolver } from '../dane/resolver.js';
+import { DnsTlsaResolver } from '../dns/resolver.js';
 import { startAdminServer, type AdminServer, type Readiness } from '../metrics/admin-server.js';
 import { ProxyMetrics, processMetrics } from '../metrics/metrics.js';
-import { loggerSink } from '../proxy/decision-log.js';
-import { startProxy, type PreparedReload, type ReloadResult, type RunningProxy } from '../proxy/proxy.js';
+import { loggerSink } from '../connection/decision-log.js';
+import { startProxy, type PreparedReload, type ReloadResult, type RunningProxy } from '../process/running-proxy.js';
 import { createLogger, reopenLog } from './logging.js';
 
 export interface ServeIo {

@@ -17,7 +17,7 @@ import * as tls from 'node:tls';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { Allowlist, AllowlistError, canonicalizePattern } from '../allowlist/allowlist.js';
-import { CACHE_DEFAULTS } from '../dane/cache.js';
+import { CACHE_DEFAULTS } from '../lookup/cache.js';
 import { parseCertificates, type ParsedCertificate } from '../dane/certificate.js';
 import {
   canonicalIpAddress,
@@ -26,11 +26,11 @@ import {
   ResolverConfigError,
   validateResolverOptions,
   type ResolverServer,
-} from '../dane/resolver.js';
-import { DEFAULT_DANE_CLIENTID_TYPE, DEFAULT_MAX_CLIENT_HELLO_BYTES } from '../proxy/client-hello.js';
+} from '../dns/resolver.js';
+import { DEFAULT_DANE_CLIENTID_TYPE, DEFAULT_MAX_CLIENT_HELLO_BYTES } from '../protocol/client-hello.js';
 import { ADMISSION_DEFAULTS } from '../ratelimit/admission.js';
-import { RESOLVER_GATE_DEFAULTS } from '../ratelimit/resolver-gate.js';
-import { LocalTlsaError, loadLocalTlsa } from './local-tlsa.js';
+import { RESOLVER_GATE_DEFAULTS } from '../lookup/resolver-gate.js';
+import { LocalTlsaError, loadLocalTlsa } from '../lookup/local-tlsa.js';
 import { SERVER_SECURE_OPTIONS, SERVER_SIGALGS } from './tls-server-options.js';
 import type {
   DancegateConfig,

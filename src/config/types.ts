@@ -5,12 +5,12 @@
  * raw user input any more.
  */
 import type { Allowlist } from '../allowlist/allowlist.js';
-import type { TlsaCacheOptions } from '../dane/cache.js';
+import type { TlsaCacheOptions } from '../lookup/cache.js';
 import type { ParsedCertificate } from '../dane/certificate.js';
-import type { ResolverServer } from '../dane/resolver.js';
+import type { ResolverServer } from '../dns/resolver.js';
 import type { TlsaRecord } from '../dane/tlsa.js';
 import type { AdmissionLimits } from '../ratelimit/admission.js';
-import type { ResolverGateOptions } from '../ratelimit/resolver-gate.js';
+import type { ResolverGateOptions } from '../lookup/resolver-gate.js';
 
 export type ListenerMode = 'http' | 'tcp';
 export type AuthPolicy = 'required' | 'optional';

@@ -4,7 +4,7 @@
  * come from the configuration and reasons from a closed set. The Prometheus
  * exporter reads these.
  */
-import type { DecisionRecord } from '../proxy/decision-log.js';
+import type { DecisionRecord } from '../connection/decision-log.js';
 
 export class DecisionCounters {
   private readonly counts = new Map<string, number>();

@@ -5,10 +5,10 @@
  * closed sets; never a client name or address. One set per process.
  */
 import { Counter, Gauge, Histogram, collectDefaultMetrics, register } from 'prom-client';
-import type { DecisionRecord } from '../proxy/decision-log.js';
-import type { ForwardingObserver } from '../proxy/listener.js';
-import type { LookupOutcome } from '../dane/dns-response.js';
-import type { TlsaResolver } from '../dane/resolver.js';
+import type { DecisionRecord } from '../connection/decision-log.js';
+import type { ForwardingObserver } from '../connection/listener.js';
+import type { LookupOutcome } from '../lookup/tlsa-answer.js';
+import type { TlsaResolver } from '../dns/resolver.js';
 
 /** What the gauges read when scraped: the current generation's state. */
 export interface LiveState {

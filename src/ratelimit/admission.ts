@@ -6,7 +6,7 @@
  * connections per verified identity. Each refusal has its own reason code.
  *
  * An address that sends a client chain over the limits (see
- * src/proxy/client-chain.ts) is put in the penalty box at once and every
+ * src/connection/client-chain.ts) is put in the penalty box at once and every
  * connection it still has between accept and decision is ended: the
  * expensive part (OpenSSL checking each signature of the chain) has been
  * paid once, it is not paid again for the same address. And since that

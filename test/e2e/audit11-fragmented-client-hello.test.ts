@@ -20,8 +20,8 @@ import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
 import { loadConfig } from '../../src/config/load.js';
 import { parseCertificateDer } from '../../src/dane/certificate.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../../src/dane/tlsa.js';
-import type { DecisionRecord } from '../../src/proxy/decision-log.js';
-import { startProxy, type RunningProxy } from '../../src/proxy/proxy.js';
+import type { DecisionRecord } from '../../src/connection/decision-log.js';
+import { startProxy, type RunningProxy } from '../../src/process/running-proxy.js';
 import { startHeaderBackend, tcpListenerYaml, type HeaderBackend } from '../lab/audit-small-kit.js';
 import { freePort } from '../lab/dnssec-lab.js';
 import { startRecordSplitter, type RecordSplitter } from '../lab/tls-record-splitter.js';
@@ -31,8 +31,8 @@ const SNI = 'radsec.proxy.test';
 
 /** The parse work the proxy does on ClientHellos: the real parser, counted. */
 const parseWork = vi.hoisted(() => ({ calls: 0, bytes: 0 }));
-vi.mock('../../src/proxy/client-hello.js', async (importOriginal) => {
-  const original = await importOriginal<typeof import('../../src/proxy/client-hello.js')>();
+vi.mock('../../src/protocol/client-hello.js', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../../src/protocol/client-hello.js')>();
   return {
     ...original,
     parseClientHello: (buffered: Buffer, options?: Parameters<typeof original.parseClientHello>[1]) => {

@@ -15,8 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
 import { createLogger } from '../../src/cli/logging.js';
 import { loadConfig } from '../../src/config/load.js';
-import { loggerSink } from '../../src/proxy/decision-log.js';
-import { startProxy, type RunningProxy } from '../../src/proxy/proxy.js';
+import { loggerSink } from '../../src/connection/decision-log.js';
+import { startProxy, type RunningProxy } from '../../src/process/running-proxy.js';
 import { startHeaderBackend, tcpListenerYaml, tlsExchange, type HeaderBackend } from '../lab/audit-small-kit.js';
 import { freePort } from '../lab/dnssec-lab.js';
 

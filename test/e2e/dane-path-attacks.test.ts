@@ -23,8 +23,8 @@ import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
 import { loadConfig } from '../../src/config/load.js';
 import { parseCertificateDer } from '../../src/dane/certificate.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../../src/dane/tlsa.js';
-import type { DecisionRecord } from '../../src/proxy/decision-log.js';
-import { startProxy, type RunningProxy } from '../../src/proxy/proxy.js';
+import type { DecisionRecord } from '../../src/connection/decision-log.js';
+import { startProxy, type RunningProxy } from '../../src/process/running-proxy.js';
 import { freePort, startDnssecLab, type DnsLab } from '../lab/dnssec-lab.js';
 import { CA_EXTENSIONS, issue, LEAF_EXTENSIONS, type OpensslCert } from '../lab/openssl-chains.js';
 

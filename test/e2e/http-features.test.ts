@@ -17,9 +17,9 @@ import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
 import { loadConfig } from '../../src/config/load.js';
 import { parseCertificateDer } from '../../src/dane/certificate.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../../src/dane/tlsa.js';
-import type { DecisionRecord } from '../../src/proxy/decision-log.js';
-import { encodeProxyV1 } from '../../src/proxy/proxy-protocol.js';
-import { startProxy, type RunningProxy } from '../../src/proxy/proxy.js';
+import type { DecisionRecord } from '../../src/connection/decision-log.js';
+import { encodeProxyV1 } from '../../src/protocol/proxy-protocol.js';
+import { startProxy, type RunningProxy } from '../../src/process/running-proxy.js';
 import { freePort } from '../lab/dnssec-lab.js';
 
 const NAME = 'meter1._device.iot.test';
@@ -290,7 +290,7 @@ ${listener('optional', `    policy: optional
     });
 
     it('a PROXY v2 header is refused where v1 is configured', async () => {
-      const { encodeProxyV2 } = await import('../../src/proxy/proxy-protocol.js');
+      const { encodeProxyV2 } = await import('../../src/protocol/proxy-protocol.js');
       const header = encodeProxyV2({ command: 'PROXY', addresses: { family: 'tcp4', sourceAddress: '203.0.113.7', sourcePort: 1, destinationAddress: '198.51.100.1', destinationPort: 443 } });
       await expect(viaLoadBalancer(header)).rejects.toThrow();
       expect(decisions.map((d) => [d.reason, d.detail])).toEqual([['proxy-header-invalid', 'PROXY v2 received, v1 required']]);

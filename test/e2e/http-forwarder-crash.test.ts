@@ -13,8 +13,8 @@ import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { HttpModeConfig, ListenerConfig, RouteConfig } from '../../src/config/types.js';
 import type { ParsedCertificate } from '../../src/dane/certificate.js';
-import { HttpForwarder } from '../../src/proxy/http-forward.js';
-import type { ConnectionContext } from '../../src/proxy/listener.js';
+import { HttpForwarder } from '../../src/forward/http-forward.js';
+import type { ConnectionContext } from '../../src/connection/listener.js';
 import { parseResponses, startRecordingBackend, type Backend } from '../lab/http-raw-kit.js';
 
 const NAME = 'broken._device.crash.test';

@@ -15,10 +15,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
 import { loadConfig } from '../../src/config/load.js';
 import { parseCertificateDer } from '../../src/dane/certificate.js';
-import { outcome, type LookupOutcome } from '../../src/dane/dns-response.js';
-import type { TlsaResolver } from '../../src/dane/resolver.js';
+import { outcome, type LookupOutcome } from '../../src/lookup/tlsa-answer.js';
+import type { TlsaResolver } from '../../src/dns/resolver.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../../src/dane/tlsa.js';
-import { startProxy, type RunningProxy } from '../../src/proxy/proxy.js';
+import { startProxy, type RunningProxy } from '../../src/process/running-proxy.js';
 import { freePort } from '../lab/dnssec-lab.js';
 import { waitUntil } from '../lab/wait.js';
 

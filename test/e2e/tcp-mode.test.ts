@@ -17,9 +17,9 @@ import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
 import { loadConfig } from '../../src/config/load.js';
 import { parseCertificateDer } from '../../src/dane/certificate.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../../src/dane/tlsa.js';
-import type { DecisionRecord } from '../../src/proxy/decision-log.js';
-import { parseProxyHeader, type ProxyParse } from '../../src/proxy/proxy-protocol.js';
-import { startProxy, type RunningProxy } from '../../src/proxy/proxy.js';
+import type { DecisionRecord } from '../../src/connection/decision-log.js';
+import { parseProxyHeader, type ProxyParse } from '../../src/protocol/proxy-protocol.js';
+import { startProxy, type RunningProxy } from '../../src/process/running-proxy.js';
 import { freePort } from '../lab/dnssec-lab.js';
 import { waitForTcpPort } from '../lab/process.js';
 

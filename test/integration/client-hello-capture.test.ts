@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate } from '../../certs/pki.js';
-import { INTERNAL_ERROR_PREFIX, parseClientHello, type ClientHelloInfo } from '../../src/proxy/client-hello.js';
+import { INTERNAL_ERROR_PREFIX, parseClientHello, type ClientHelloInfo } from '../../src/protocol/client-hello.js';
 import { runDaneClientIdClient } from '../lab/c-client.js';
 
 /** Listen once, collect bytes until the parser says complete (or invalid), close, return the bytes. */

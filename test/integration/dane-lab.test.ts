@@ -10,11 +10,11 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate, type IssuedCertificate, type KeyAlgorithm } from '../../certs/pki.js';
 import { Allowlist } from '../../src/allowlist/allowlist.js';
-import { TlsaCache } from '../../src/dane/cache.js';
+import { TlsaCache } from '../../src/lookup/cache.js';
 import { parseCertificateDer, type ParsedCertificate } from '../../src/dane/certificate.js';
-import { DnsTlsaResolver, type ResolverServer } from '../../src/dane/resolver.js';
+import { DnsTlsaResolver, type ResolverServer } from '../../src/dns/resolver.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../../src/dane/tlsa.js';
-import { verifyClient, type VerificationResult } from '../../src/dane/verify.js';
+import { verifyClient, type VerificationResult } from '../../src/connection/verify.js';
 import { startSilentDns } from '../lab/silent-dns.js';
 import { startDnssecLab, type DnsLab, type LabZone, type SigningAlgorithm } from '../lab/dnssec-lab.js';
 

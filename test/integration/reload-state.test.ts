@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate } from '../../certs/pki.js';
 import { loadConfig } from '../../src/config/load.js';
-import { startProxy, type RunningProxy } from '../../src/proxy/proxy.js';
+import { startProxy, type RunningProxy } from '../../src/process/running-proxy.js';
 import { freePort } from '../lab/dnssec-lab.js';
 
 const ATTACKER = '192.0.2.7';

@@ -7,7 +7,7 @@
 import { once } from 'node:events';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { parseProxyHeader, type ProxyParse } from '../../src/proxy/proxy-protocol.js';
+import { parseProxyHeader, type ProxyParse } from '../../src/protocol/proxy-protocol.js';
 
 export type CompleteProxyHeader = Extract<ProxyParse, { status: 'complete' }>;
 

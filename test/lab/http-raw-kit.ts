@@ -17,7 +17,7 @@ import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
 import { loadConfig } from '../../src/config/load.js';
 import { parseCertificateDer } from '../../src/dane/certificate.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../../src/dane/tlsa.js';
-import { startProxy, type RunningProxy } from '../../src/proxy/proxy.js';
+import { startProxy, type RunningProxy } from '../../src/process/running-proxy.js';
 import { freePort } from './dnssec-lab.js';
 
 export const SNI = 'api.smuggle.test';

@@ -1,7 +1,7 @@
 /** The client chain limits (issue 10, finding 6): which presented chains are over them, and why. Table-driven, pure. */
 import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { chainLimitViolation, flightViolation, type ChainEntry } from '../../src/proxy/client-chain.js';
+import { chainLimitViolation, flightViolation, type ChainEntry } from '../../src/connection/client-chain.js';
 import { hugeExponentRsaKey } from '../lab/hostile-rsa-chain.js';
 
 const keys = {

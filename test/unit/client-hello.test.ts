@@ -12,7 +12,7 @@ import {
   INTERNAL_ERROR_PREFIX,
   parseClientHello,
   type ClientHelloParse,
-} from '../../src/proxy/client-hello.js';
+} from '../../src/protocol/client-hello.js';
 import {
   alpnExtension as alpn,
   daneClientIdExtension as daneClientId,

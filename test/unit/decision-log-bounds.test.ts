@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { boundDecisionRecord, DECISION_FIELD_LIMITS, jsonLineSink, loggerSink, type DecisionRecord } from '../../src/proxy/decision-log.js';
-import { boundList, boundText, truncationMarker } from '../../src/proxy/log-bounds.js';
+import { boundDecisionRecord, DECISION_FIELD_LIMITS, jsonLineSink, loggerSink, type DecisionRecord } from '../../src/connection/decision-log.js';
+import { boundList, boundText, truncationMarker } from '../../src/connection/log-bounds.js';
 
 const RECORD: DecisionRecord = {
   time: '2026-12-01T13:00:00.000Z',

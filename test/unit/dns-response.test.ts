@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import * as dnsPacket from 'dns-packet';
 import { describe, expect, it } from 'vitest';
-import { encodeTlsaQuery, judgeTlsaResponse, type ResponseVerdict } from '../../src/dane/dns-response.js';
+import { encodeTlsaQuery, judgeTlsaResponse, type ResponseVerdict } from '../../src/lookup/tlsa-answer.js';
 
 const NAME = 'sensor1._device.example.test';
 const ID = 0x4242;

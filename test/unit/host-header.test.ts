@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseHostHeader } from '../../src/proxy/host-header.js';
+import { parseHostHeader } from '../../src/forward/host-header.js';
 
 describe('parseHostHeader: accepted', () => {
   it.each([

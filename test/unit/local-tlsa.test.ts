@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalTlsaError, loadLocalTlsa, lookupLocalTlsa, MAX_LOCAL_TLSA_FILE_BYTES, parseLocalTlsa } from '../../src/config/local-tlsa.js';
+import { LocalTlsaError, loadLocalTlsa, lookupLocalTlsa, MAX_LOCAL_TLSA_FILE_BYTES, parseLocalTlsa } from '../../src/lookup/local-tlsa.js';
 import { formatTlsaRdata } from '../../src/dane/tlsa.js';
 
 const A = 'aa'.repeat(32);

@@ -11,9 +11,9 @@
 import { PassThrough } from 'node:stream';
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { parseClientHello, type ClientHelloInfo } from '../../src/proxy/client-hello.js';
-import { parseProxyHeader, encodeProxyV2 } from '../../src/proxy/proxy-protocol.js';
-import { peekSocket, type IncrementalParser, type PeekResult } from '../../src/proxy/peek.js';
+import { parseClientHello, type ClientHelloInfo } from '../../src/protocol/client-hello.js';
+import { parseProxyHeader, encodeProxyV2 } from '../../src/protocol/proxy-protocol.js';
+import { peekSocket, type IncrementalParser, type PeekResult } from '../../src/connection/peek.js';
 import { alpnExtension, daneClientIdExtension, ext, helloMessage, records, sniExtension, versionsExtension } from '../lab/client-hello-builder.js';
 
 const MAX = 16 * 1024;

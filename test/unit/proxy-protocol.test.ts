@@ -12,7 +12,7 @@ import {
   type ProxyParse,
   type ProxyTlv,
   type ProxyV2Header,
-} from '../../src/proxy/proxy-protocol.js';
+} from '../../src/protocol/proxy-protocol.js';
 
 /** Hex with '#' comments to end of line and any whitespace. */
 const hex = (s: string): Buffer => Buffer.from(s.replace(/#[^\n]*/g, '').replace(/\s+/g, ''), 'hex');

@@ -2,10 +2,10 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { Allowlist } from '../../src/allowlist/allowlist.js';
 import type { HttpModeConfig } from '../../src/config/types.js';
-import { responseHeadersForClient, rewriteIdentityHeaders, type ForwardedIdentity } from '../../src/proxy/http-headers.js';
-import { nameFromCertificate, nameFromExtension } from '../../src/proxy/identity.js';
-import { fatalAlertRecord } from '../../src/proxy/peek.js';
-import { selectBySni } from '../../src/proxy/sni.js';
+import { responseHeadersForClient, rewriteIdentityHeaders, type ForwardedIdentity } from '../../src/forward/http-headers.js';
+import { nameFromCertificate, nameFromExtension } from '../../src/connection/identity.js';
+import { fatalAlertRecord } from '../../src/connection/peek.js';
+import { selectBySni } from '../../src/protocol/sni.js';
 
 const allow = Allowlist.fromList(['*._device.example.test', 'api-client.example.test'], 'allow');
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate } from '../../certs/pki.js';
 import { parseConfigText } from '../../src/config/load.js';
-import { canonicalIpAddress, isLoopbackAddress, sameIpAddress, validateResolverOptions, type ResolverOptions } from '../../src/dane/resolver.js';
+import { canonicalIpAddress, isLoopbackAddress, sameIpAddress, validateResolverOptions, type ResolverOptions } from '../../src/dns/resolver.js';
 
 describe('canonicalIpAddress', () => {
   it.each([

@@ -4,10 +4,10 @@
  * cancellation are observed exactly, without timing.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { outcome, type LookupOutcome } from '../../src/dane/dns-response.js';
-import type { TlsaResolver } from '../../src/dane/resolver.js';
-import { ResolverGate, zoneKeyOf } from '../../src/ratelimit/resolver-gate.js';
-import { TlsaCache } from '../../src/dane/cache.js';
+import { outcome, type LookupOutcome } from '../../src/lookup/tlsa-answer.js';
+import type { TlsaResolver } from '../../src/dns/resolver.js';
+import { ResolverGate, zoneKeyOf } from '../../src/lookup/resolver-gate.js';
+import { TlsaCache } from '../../src/lookup/cache.js';
 
 /** A resolver whose lookups stay pending until answer(name) is called. */
 class HeldResolver implements TlsaResolver {

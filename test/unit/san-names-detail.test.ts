@@ -1,11 +1,11 @@
 /**
- * src/proxy/identity.ts with SAN names an unauthenticated client chose
+ * src/connection/identity.ts with SAN names an unauthenticated client chose
  * (issue 10, finding 3): the refusal detail stays short, printable and
  * unambiguous whatever the names hold.
  */
 import { describe, expect, it } from 'vitest';
 import { Allowlist } from '../../src/allowlist/allowlist.js';
-import { describeSanNames, nameFromCertificate } from '../../src/proxy/identity.js';
+import { describeSanNames, nameFromCertificate } from '../../src/connection/identity.js';
 
 const allow = Allowlist.fromList(['*._device.example.test'], 'allow');
 const long = `${'a'.repeat(70)}.test`;

@@ -6,9 +6,9 @@
  */
 import type * as tls from 'node:tls';
 import { describe, expect, it } from 'vitest';
-import type { ConnectionContext } from '../../src/proxy/listener.js';
-import { parseProxyHeader, PP2_SSL_SUBTYPE } from '../../src/proxy/proxy-protocol.js';
-import { buildProxyHeader } from '../../src/proxy/tcp-forward.js';
+import type { ConnectionContext } from '../../src/connection/listener.js';
+import { parseProxyHeader, PP2_SSL_SUBTYPE } from '../../src/protocol/proxy-protocol.js';
+import { buildProxyHeader } from '../../src/forward/tcp-forward.js';
 
 const NAME = 'nas1._device.radsec.test';
 

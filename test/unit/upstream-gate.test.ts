@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { UpstreamGate, type GateResult } from '../../src/proxy/upstream-gate.js';
+import { UpstreamGate, type GateResult } from '../../src/forward/upstream-gate.js';
 
 const options = { maxInFlight: 2, maxPerClient: 2, maxWaitMs: 1000, maxQueued: 2 };
 

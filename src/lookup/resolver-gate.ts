@@ -8,8 +8,8 @@
  * outcome: nothing queues without bound, nothing waits without a deadline.
  * A caller that aborts while queued is dropped without a query.
  */
-import { outcome, type LookupOutcome } from '../dane/dns-response.js';
-import type { TlsaResolver } from '../dane/resolver.js';
+import { outcome, type LookupOutcome } from './tlsa-answer.js';
+import type { TlsaResolver } from '../dns/resolver.js';
 
 export interface ResolverGateOptions {
   /** Queries in flight to the resolver, all zones together. Keep well below Unbound's wait-limit (1000). */

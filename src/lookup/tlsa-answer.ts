@@ -4,7 +4,7 @@
  * out. Every byte is hostile; nothing here throws on bad input.
  */
 import * as dnsPacket from 'dns-packet';
-import { parseTlsaWire, type TlsaRecord } from './tlsa.js';
+import { parseTlsaWire, type TlsaRecord } from '../dane/tlsa.js';
 
 export type LookupOutcomeKind =
   /** AD=1 NOERROR with TLSA records for the name. */

@@ -4,11 +4,11 @@
  * outcome; these codes are what logs, metrics and the CLI show.
  */
 import type { Allowlist } from '../allowlist/allowlist.js';
-import type { CacheStatus, TlsaCache } from './cache.js';
-import type { ParsedCertificate } from './certificate.js';
-import type { LookupOutcome, LookupOutcomeKind } from './dns-response.js';
-import { matchTlsa, type DaneDecision, type DecisionReason } from './match.js';
-import { canonicalizeClientName } from './name.js';
+import type { CacheStatus, TlsaCache } from '../lookup/cache.js';
+import type { ParsedCertificate } from '../dane/certificate.js';
+import type { LookupOutcome, LookupOutcomeKind } from '../lookup/tlsa-answer.js';
+import { matchTlsa, type DaneDecision, type DecisionReason } from '../dane/match.js';
+import { canonicalizeClientName } from '../dane/name.js';
 
 export type VerificationReason =
   | DecisionReason

@@ -4,7 +4,7 @@
  * ones below). Never carries key material or whole certificates, and every
  * text field is bounded before it is written (see DECISION_FIELD_LIMITS).
  */
-import type { VerificationReason } from '../dane/verify.js';
+import type { VerificationReason } from './verify.js';
 import type { AdmissionReason } from '../ratelimit/admission.js';
 import type { NameSource } from './identity.js';
 import { boundText } from './log-bounds.js';

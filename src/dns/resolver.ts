@@ -7,7 +7,7 @@ import { randomInt } from 'node:crypto';
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { encodeTlsaQuery, judgeTlsaResponse, outcome, type LookupOutcome } from './dns-response.js';
+import { encodeTlsaQuery, judgeTlsaResponse, outcome, type LookupOutcome } from '../lookup/tlsa-answer.js';
 
 export type ResolverTransport = 'udp' | 'tcp' | 'tls';
 

@@ -21,8 +21,8 @@ import { Pool, buildConnector, type Dispatcher } from 'undici';
 import type { HttpModeConfig, RouteConfig } from '../config/types.js';
 import { parseHostHeader } from './host-header.js';
 import { responseHeadersForClient, rewriteIdentityHeaders, type ForwardedIdentity } from './http-headers.js';
-import type { ConnectionContext, ForwardingObserver } from './listener.js';
-import { selectBySni } from './sni.js';
+import type { ConnectionContext, ForwardingObserver } from '../connection/listener.js';
+import { selectBySni } from '../protocol/sni.js';
 import { UpstreamGate, type GateResult } from './upstream-gate.js';
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 421: 'Misdirected Request', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable' };

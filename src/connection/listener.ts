@@ -8,22 +8,22 @@ import type { X509Certificate } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import type { TlsaCache } from '../dane/cache.js';
+import type { TlsaCache } from '../lookup/cache.js';
 import { CertificateParseError, parseTlsPeerCertificate, type ParsedCertificate } from '../dane/certificate.js';
 import { MAX_CHAIN_LENGTH } from '../dane/match.js';
-import { TEMPORARY_REASONS, verifyClient, type VerificationReason } from '../dane/verify.js';
+import { TEMPORARY_REASONS, verifyClient, type VerificationReason } from './verify.js';
 import { SERVER_SECURE_OPTIONS, SERVER_SIGALGS } from '../config/tls-server-options.js';
 import type { ListenerConfig, RouteConfig } from '../config/types.js';
 import { PENALIZED_REASONS, type Admission } from '../ratelimit/admission.js';
 import { chainLimitViolation, flightViolation, presentedChain } from './client-chain.js';
-import { parseClientHello, type ClientHelloInfo } from './client-hello.js';
+import { parseClientHello, type ClientHelloInfo } from '../protocol/client-hello.js';
 import type { ConnectionReason, DecisionRecord, DecisionSink } from './decision-log.js';
-import { HttpForwarder } from './http-forward.js';
+import { HttpForwarder } from '../forward/http-forward.js';
 import { nameFromCertificate, nameFromExtension, type ClaimedName } from './identity.js';
 import { fatalAlertRecord, peekSocket } from './peek.js';
-import { parseProxyHeader, type ProxyAddresses } from './proxy-protocol.js';
-import { selectBySni } from './sni.js';
-import { forwardTcp } from './tcp-forward.js';
+import { parseProxyHeader, type ProxyAddresses } from '../protocol/proxy-protocol.js';
+import { selectBySni } from '../protocol/sni.js';
+import { forwardTcp } from '../forward/tcp-forward.js';
 
 /** What the forwarders learn about a decided connection. */
 export interface ConnectionContext {

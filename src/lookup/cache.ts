@@ -5,9 +5,9 @@
  * short memory of failures so a hostile zone cannot make us ask again at once.
  */
 import { LRUCache } from 'lru-cache';
-import type { LookupOutcome } from './dns-response.js';
-import { DEFAULT_MAX_TLSA_RECORDS, MAX_TLSA_RECORDS_LIMIT, prepareTlsaSet, type PreparedTlsaSet } from './match.js';
-import type { TlsaResolver } from './resolver.js';
+import type { LookupOutcome } from './tlsa-answer.js';
+import { DEFAULT_MAX_TLSA_RECORDS, MAX_TLSA_RECORDS_LIMIT, prepareTlsaSet, type PreparedTlsaSet } from '../dane/match.js';
+import type { TlsaResolver } from '../dns/resolver.js';
 
 export interface TlsaCacheOptions {
   /** Most names kept. */

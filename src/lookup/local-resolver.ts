@@ -4,10 +4,10 @@
  * answered from them as 'secure'; any other name goes to the validating
  * resolver, or is 'no-tlsa' when there is none.
  */
-import { lookupLocalTlsa } from '../config/local-tlsa.js';
-import { outcome, type LookupOutcome } from './dns-response.js';
-import type { TlsaResolver } from './resolver.js';
-import type { TlsaRecord } from './tlsa.js';
+import { lookupLocalTlsa } from './local-tlsa.js';
+import { outcome, type LookupOutcome } from './tlsa-answer.js';
+import type { TlsaResolver } from '../dns/resolver.js';
+import type { TlsaRecord } from '../dane/tlsa.js';
 
 /** Local answers are cached like DNS answers with this TTL (the file is re-read on reload). */
 const LOCAL_TTL_SECONDS = 300;

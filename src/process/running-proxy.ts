@@ -3,16 +3,16 @@
  * admission control; one DaneListener per configured listener. Lookups go
  * cache → local TLSA file → resolver gate → validating resolver.
  */
-import { TlsaCache } from '../dane/cache.js';
-import { LocalFirstResolver } from '../dane/local-resolver.js';
-import { DnsTlsaResolver, type TlsaResolver } from '../dane/resolver.js';
+import { TlsaCache } from '../lookup/cache.js';
+import { LocalFirstResolver } from '../lookup/local-resolver.js';
+import { DnsTlsaResolver, type TlsaResolver } from '../dns/resolver.js';
 import type { DancegateConfig } from '../config/types.js';
 import { DecisionCounters } from '../metrics/decision-counters.js';
 import { Admission } from '../ratelimit/admission.js';
-import { ResolverGate } from '../ratelimit/resolver-gate.js';
+import { ResolverGate } from '../lookup/resolver-gate.js';
 import type { ListenerConfig } from '../config/types.js';
-import { boundDecisionRecord, jsonLineSink, type DecisionRecord, type DecisionSink } from './decision-log.js';
-import { DaneListener, type ForwardingObserver, type ListenerDependencies } from './listener.js';
+import { boundDecisionRecord, jsonLineSink, type DecisionRecord, type DecisionSink } from '../connection/decision-log.js';
+import { DaneListener, type ForwardingObserver, type ListenerDependencies } from '../connection/listener.js';
 
 /** The lookup chain for a configuration; `dns` replaces the DNS resolver (tests). */
 export function resolverFor(config: DancegateConfig, dns?: TlsaResolver): { resolver: TlsaResolver; gate: ResolverGate | undefined } {
