@@ -24,28 +24,7 @@ import { fatalAlertRecord, peekSocket } from './peek.js';
 import { parseProxyHeader, type ProxyAddresses } from '../protocol/proxy-protocol.js';
 import { selectBySni } from '../protocol/sni.js';
 import { forwardTcp } from '../forward/tcp-forward.js';
-
-/** What the forwarders learn about a decided connection. */
-export interface ConnectionContext {
-  readonly listener: ListenerConfig;
-  readonly route: RouteConfig;
-  /** Original client address (from an inbound PROXY header when there was one). */
-  readonly clientAddress: string;
-  readonly clientPort: number;
-  readonly localAddress: string;
-  readonly localPort: number;
-  readonly hello: ClientHelloInfo;
-  /** The verified identity; undefined when forwarded unauthenticated (policy optional). */
-  readonly identity:
-    | {
-        readonly name: string;
-        readonly leaf: ParsedCertificate;
-        readonly tlsa: readonly [number, number, number];
-      }
-    | undefined;
-  /** 'authenticated' or the reason the client is unauthenticated. */
-  readonly status: ConnectionReason;
-}
+import type { ConnectionContext } from './forwarder.js';
 
 /** Hooks for metrics about forwarding (all optional). */
 export interface ForwardingObserver {

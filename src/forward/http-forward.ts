@@ -21,7 +21,8 @@ import { Pool, buildConnector, type Dispatcher } from 'undici';
 import type { HttpModeConfig, RouteConfig } from '../config/types.js';
 import { parseHostHeader } from './host-header.js';
 import { responseHeadersForClient, rewriteIdentityHeaders, type ForwardedIdentity } from './http-headers.js';
-import type { ConnectionContext, ForwardingObserver } from '../connection/listener.js';
+import type { ConnectionContext } from '../connection/forwarder.js';
+import type { ForwardingObserver } from '../connection/listener.js';
 import { selectBySni } from '../protocol/sni.js';
 import { UpstreamGate, type GateResult } from './upstream-gate.js';
 

@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import type { ConnectionContext, ForwardingObserver } from '../connection/listener.js';
+import type { ConnectionContext } from '../connection/forwarder.js';
+import type { ForwardingObserver } from '../connection/listener.js';
 import { encodeProxyV1, encodeProxyV2, PP2_CLIENT, type ProxyAddresses, type ProxyTlv } from '../protocol/proxy-protocol.js';
 
 /** How long an upstream may take to accept (and, for tls://, finish its handshake). */

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { HttpModeConfig, ListenerConfig, RouteConfig } from '../../src/config/types.js';
 import type { ParsedCertificate } from '../../src/dane/certificate.js';
 import { HttpForwarder } from '../../src/forward/http-forward.js';
-import type { ConnectionContext } from '../../src/connection/listener.js';
+import type { ConnectionContext } from '../../src/connection/forwarder.js';
 import { parseResponses, startRecordingBackend, type Backend } from '../lab/http-raw-kit.js';
 
 const NAME = 'broken._device.crash.test';

@@ -6,7 +6,7 @@
  */
 import type * as tls from 'node:tls';
 import { describe, expect, it } from 'vitest';
-import type { ConnectionContext } from '../../src/connection/listener.js';
+import type { ConnectionContext } from '../../src/connection/forwarder.js';
 import { parseProxyHeader, PP2_SSL_SUBTYPE } from '../../src/protocol/proxy-protocol.js';
 import { buildProxyHeader } from '../../src/forward/tcp-forward.js';
 
