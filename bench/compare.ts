@@ -32,7 +32,7 @@ import { promisify } from 'node:util';
 import { createCertificate } from '../certs/pki.js';
 import { TlsaCache } from '../src/lookup/cache.js';
 import { parseCertificateDer } from '../src/dane/certificate.js';
-import { DnsTlsaResolver } from '../src/dns/resolver.js';
+import { DnsTlsaResolver } from '../src/lookup/tlsa-query.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../src/dane/tlsa.js';
 import { verifyClient } from '../src/connection/verify.js';
 import { freePort, startDnssecLab } from '../test/lab/dnssec-lab.js';

@@ -6,11 +6,16 @@
  */
 import { readFile } from 'node:fs/promises';
 import { canonicalizeClientName } from '../dane/name.js';
+import { BadLines } from './bad-lines.js';
 
 export class AllowlistError extends Error {
-  constructor(message: string) {
-    super(message);
+  /** One entry per problem (each bad line, bounded; or the one read failure); the message is them joined by newlines. */
+  readonly problems: readonly string[];
+  constructor(message: string | readonly string[]) {
+    const problems = typeof message === 'string' ? [message] : message;
+    super(problems.join('\n'));
     this.name = 'AllowlistError';
+    this.problems = problems;
   }
 }
 
@@ -44,16 +49,16 @@ export class Allowlist {
     }
   }
 
-  /** Build from patterns; throws AllowlistError naming the source and line of the first bad one. */
+  /** Build from patterns; throws AllowlistError naming the source and line of every bad one (the first 20, then how many more). */
   static fromPatterns(input: AllowlistSource): Allowlist {
     const canonical: string[] = [];
+    const bad = new BadLines(input.source);
     for (const { pattern, line } of input.patterns) {
       const result = canonicalizePattern(pattern);
-      if (!result.ok) {
-        throw new AllowlistError(`${input.source}, line ${line}: invalid allowlist pattern ${JSON.stringify(pattern)}: ${result.reason}`);
-      }
-      canonical.push(result.pattern);
+      if (!result.ok) bad.add(`${input.source}, line ${line}: invalid allowlist pattern ${JSON.stringify(pattern)}: ${result.reason}`);
+      else canonical.push(result.pattern);
     }
+    if (bad.count > 0) throw new AllowlistError(bad.report());
     return new Allowlist([...new Set(canonical)]);
   }
 

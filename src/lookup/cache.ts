@@ -7,7 +7,7 @@
 import { LRUCache } from 'lru-cache';
 import type { LookupOutcome } from './tlsa-answer.js';
 import { DEFAULT_MAX_TLSA_RECORDS, MAX_TLSA_RECORDS_LIMIT, prepareTlsaSet, type PreparedTlsaSet } from '../dane/match.js';
-import type { TlsaResolver } from '../dns/resolver.js';
+import type { TlsaResolver } from './tlsa-resolver.js';
 
 export interface TlsaCacheOptions {
   /** Most names kept. */
@@ -51,10 +51,7 @@ export function cacheLifetimeSeconds(o: LookupOutcome, options: Required<TlsaCac
       return Math.max(0, Math.min(o.ttl ?? 0, options.maxPositiveTtlSeconds));
     case 'no-tlsa':
     case 'insecure':
-      return Math.min(
-        Math.max(o.ttl ?? options.defaultNegativeTtlSeconds, options.minNegativeTtlSeconds),
-        options.maxNegativeTtlSeconds,
-      );
+      return Math.min(Math.max(o.ttl ?? options.defaultNegativeTtlSeconds, options.minNegativeTtlSeconds), options.maxNegativeTtlSeconds);
     case 'over-capacity':
       // Our own momentary state, not an answer about the name: never remembered.
       return 0;

@@ -6,7 +6,7 @@
  */
 import { lookupLocalTlsa } from './local-tlsa.js';
 import { outcome, type LookupOutcome } from './tlsa-answer.js';
-import type { TlsaResolver } from '../dns/resolver.js';
+import type { TlsaResolver } from './tlsa-resolver.js';
 import type { TlsaRecord } from '../dane/tlsa.js';
 
 /** Local answers are cached like DNS answers with this TTL (the file is re-read on reload). */

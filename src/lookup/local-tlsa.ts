@@ -14,6 +14,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { canonicalizePattern } from '../allowlist/allowlist.js';
+import { BadLines } from '../allowlist/bad-lines.js';
 import { parseTlsaResourceRecord, sameTlsaRecord, TlsaParseError, type TlsaRecord } from '../dane/tlsa.js';
 
 export class LocalTlsaError extends Error {
@@ -35,9 +36,14 @@ function stripComment(line: string): string {
   return cut.length === 0 ? line : line.slice(0, Math.min(...cut));
 }
 
-/** Parse the text of a local TLSA file; throws LocalTlsaError naming the source and line. Pure. */
+/**
+ * Parse the text of a local TLSA file. Pure. Throws one LocalTlsaError
+ * naming the source and line of every bad record (the first 20, then how
+ * many more), one per line of its message.
+ */
 export function parseLocalTlsa(text: string, source: string): LocalTlsa {
   const records = new Map<string, TlsaRecord[]>();
+  const bad = new BadLines(source);
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = stripComment(lines[i] ?? '').trim();
@@ -47,16 +53,21 @@ export function parseLocalTlsa(text: string, source: string): LocalTlsa {
     try {
       parsed = parseTlsaResourceRecord(line);
     } catch (err) {
-      if (err instanceof TlsaParseError) throw new LocalTlsaError(`${where}: ${err.message}`);
-      throw err;
+      if (!(err instanceof TlsaParseError)) throw err;
+      bad.add(`${where}: ${err.message}`);
+      continue;
     }
     const owner = canonicalizePattern(parsed.owner);
-    if (!owner.ok) throw new LocalTlsaError(`${where}: owner name ${JSON.stringify(parsed.owner)} is invalid: ${owner.reason}`);
+    if (!owner.ok) {
+      bad.add(`${where}: owner name ${JSON.stringify(parsed.owner)} is invalid: ${owner.reason}`);
+      continue;
+    }
     const list = records.get(owner.pattern) ?? [];
     // A duplicate record is one record (an RRset is a set).
     if (!list.some((r) => sameTlsaRecord(r, parsed.record))) list.push(parsed.record);
     records.set(owner.pattern, list);
   }
+  if (bad.count > 0) throw new LocalTlsaError(bad.report().join('\n'));
   return records;
 }
 

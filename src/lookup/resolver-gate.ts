@@ -9,7 +9,7 @@
  * A caller that aborts while queued is dropped without a query.
  */
 import { outcome, type LookupOutcome } from './tlsa-answer.js';
-import type { TlsaResolver } from '../dns/resolver.js';
+import type { TlsaResolver } from './tlsa-resolver.js';
 
 export interface ResolverGateOptions {
   /** Queries in flight to the resolver, all zones together. Keep well below Unbound's wait-limit (1000). */
@@ -159,7 +159,7 @@ export class ResolverGate implements TlsaResolver {
 
   /** Start every queued lookup that has a slot now, oldest first. */
   private pump(): void {
-    for (let i = 0; i < this.queue.length && this.inFlight < this.options.maxInFlight; ) {
+    for (let i = 0; i < this.queue.length && this.inFlight < this.options.maxInFlight;) {
       const waiting = this.queue[i] as Waiting;
       if (!this.hasSlot(waiting.zone)) {
         i++;

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
 import { loadConfig } from '../../src/config/load.js';
 import { parseCertificateDer } from '../../src/dane/certificate.js';
-import { DnsTlsaResolver } from '../../src/dns/resolver.js';
+import { DnsTlsaResolver } from '../../src/lookup/tlsa-query.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../../src/dane/tlsa.js';
 import type { DecisionRecord } from '../../src/connection/decision-log.js';
 import { startProxy, type RunningProxy } from '../../src/process/running-proxy.js';

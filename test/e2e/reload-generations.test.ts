@@ -16,7 +16,7 @@ import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
 import { loadConfig } from '../../src/config/load.js';
 import { parseCertificateDer } from '../../src/dane/certificate.js';
 import { outcome, type LookupOutcome } from '../../src/lookup/tlsa-answer.js';
-import type { TlsaResolver } from '../../src/dns/resolver.js';
+import type { TlsaResolver } from '../../src/lookup/tlsa-resolver.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../../src/dane/tlsa.js';
 import { startProxy, type RunningProxy } from '../../src/process/running-proxy.js';
 import { freePort } from '../lab/dnssec-lab.js';

@@ -12,7 +12,8 @@ import { createCertificate, type IssuedCertificate, type KeyAlgorithm } from '..
 import { Allowlist } from '../../src/allowlist/allowlist.js';
 import { TlsaCache } from '../../src/lookup/cache.js';
 import { parseCertificateDer, type ParsedCertificate } from '../../src/dane/certificate.js';
-import { DnsTlsaResolver, type ResolverServer } from '../../src/dns/resolver.js';
+import type { ResolverServer } from '../../src/dns/resolver.js';
+import { DnsTlsaResolver } from '../../src/lookup/tlsa-query.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../../src/dane/tlsa.js';
 import { verifyClient, type VerificationResult } from '../../src/connection/verify.js';
 import { startSilentDns } from '../lab/silent-dns.js';

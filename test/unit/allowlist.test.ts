@@ -87,3 +87,41 @@ describe('Allowlist sources', () => {
     }
   });
 });
+
+describe('every bad pattern is reported', () => {
+  it('names each bad line, in order, and keeps the good ones out of the message', () => {
+    const err = (() => {
+      try {
+        Allowlist.fromText('a.example.com\nbad..example.com\n*\n# ok\nb.*.example.com\n', 'allow.txt');
+      } catch (e) {
+        return e;
+      }
+      throw new Error('expected an AllowlistError');
+    })();
+    expect(err).toBeInstanceOf(AllowlistError);
+    expect((err as AllowlistError).problems).toEqual([
+      'allow.txt, line 2: invalid allowlist pattern "bad..example.com": label 2 is empty',
+      "allow.txt, line 3: invalid allowlist pattern \"*\": '*' alone would allow every name; list names or '*.suffix' patterns",
+      "allow.txt, line 5: invalid allowlist pattern \"b.*.example.com\": a wildcard is only allowed as the whole first label, as in '*.example.com'",
+    ]);
+    expect((err as AllowlistError).message).toBe((err as AllowlistError).problems.join('\n'));
+  });
+
+  it.each([
+    [20, 20, undefined],
+    [21, 21, 'allow: and 1 more bad line'],
+    [1000, 21, 'allow: and 980 more bad lines'],
+  ])('%i bad lines give %i problems, the last %s', (bad, listed, last) => {
+    const patterns = Array.from({ length: bad }, (_, i) => `bad${i}..example.com`);
+    let problems: readonly string[] = [];
+    try {
+      Allowlist.fromList(patterns, 'allow');
+    } catch (e) {
+      problems = (e as AllowlistError).problems;
+    }
+    expect(problems).toHaveLength(listed);
+    expect(problems[0]).toBe('allow, line 1: invalid allowlist pattern "bad0..example.com": label 2 is empty');
+    if (last !== undefined) expect(problems[listed - 1]).toBe(last);
+    else expect(problems[listed - 1]).toBe(`allow, line ${bad}: invalid allowlist pattern "bad${bad - 1}..example.com": label 2 is empty`);
+  });
+});

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CACHE_DEFAULTS, cacheLifetimeSeconds, TlsaCache } from '../../src/lookup/cache.js';
 import { outcome, type LookupOutcome, type LookupOutcomeKind } from '../../src/lookup/tlsa-answer.js';
-import type { TlsaResolver } from '../../src/dns/resolver.js';
+import type { TlsaResolver } from '../../src/lookup/tlsa-resolver.js';
 
 const record = { usage: 3, selector: 1, matchingType: 1, data: Buffer.alloc(32, 1) };
 

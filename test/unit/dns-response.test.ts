@@ -46,9 +46,7 @@ function response(spec: ResponseSpec = {}): Buffer {
   if (spec.ad ?? true) flags |= dnsPacket.AUTHENTIC_DATA;
   if (spec.tc) flags |= dnsPacket.TRUNCATED_RESPONSE;
   flags |= spec.rcode ?? 0;
-  const options = spec.ede
-    ? [{ code: 15, data: Buffer.concat([Buffer.from([0, spec.ede.code]), Buffer.from(spec.ede.text)]) }]
-    : [];
+  const options = spec.ede ? [{ code: 15, data: Buffer.concat([Buffer.from([0, spec.ede.code]), Buffer.from(spec.ede.text)]) }] : [];
   return dnsPacket.encode({
     type: 'response',
     id: spec.id ?? ID,
@@ -148,10 +146,7 @@ describe('judgeTlsaResponse', () => {
   });
 
   it('ignores TLSA records at the query name when a CNAME redirects elsewhere', () => {
-    const answers: Section = [
-      { type: 'CNAME', class: 'IN', name: NAME, ttl: 50, data: 'target.example.test' },
-      tlsa(NAME, 400),
-    ];
+    const answers: Section = [{ type: 'CNAME', class: 'IN', name: NAME, ttl: 50, data: 'target.example.test' }, tlsa(NAME, 400)];
     expect(summarize(judgeTlsaResponse({ id: ID, name: NAME }, response({ answers }), true))).toBe('no-tlsa:0:-');
   });
 
@@ -265,13 +260,7 @@ describe('judgeTlsaResponse under fuzzing', () => {
         accepted++;
         // Whatever was accepted must really be a response to our question with AD set, no TC, and records.
         const decoded = dnsPacket.decode(bytes);
-        const ok =
-          decoded.id === ID &&
-          decoded.flag_qr &&
-          decoded.flag_ad &&
-          !decoded.flag_tc &&
-          decoded.questions?.[0]?.name.toLowerCase() === NAME &&
-          verdict.outcome.records.length > 0;
+        const ok = decoded.id === ID && decoded.flag_qr && decoded.flag_ad && !decoded.flag_tc && decoded.questions?.[0]?.name.toLowerCase() === NAME && verdict.outcome.records.length > 0;
         if (!ok) violations.push(bytes.toString('hex'));
       }
     }

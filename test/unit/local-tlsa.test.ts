@@ -77,3 +77,38 @@ describe('loadLocalTlsa', () => {
     await expect(loadLocalTlsa(join(dir, 'big.txt'))).rejects.toThrow(`is ${MAX_LOCAL_TLSA_FILE_BYTES + 1} bytes; the limit is ${MAX_LOCAL_TLSA_FILE_BYTES}`);
   });
 });
+
+describe('parseLocalTlsa reports every bad line', () => {
+  it('one message line per bad record, good records between them do not stop it', () => {
+    const text = [`a..example TLSA 3 1 1 ${A}`, `ok.example TLSA 3 1 1 ${A}`, 'x.example TXT 1', `*.*.example TLSA 3 1 1 ${A}`].join('\n');
+    expect(() => parseLocalTlsa(text, 'pins.txt')).toThrow(LocalTlsaError);
+    const lines = (() => {
+      try {
+        parseLocalTlsa(text, 'pins.txt');
+      } catch (e) {
+        return (e as Error).message.split('\n');
+      }
+      return [];
+    })();
+    expect(lines).toEqual([
+      'pins.txt, line 1: owner name "a..example" is invalid: label 2 is empty',
+      "pins.txt, line 3: expected TTL, class IN or type TLSA, found 'TXT'",
+      'pins.txt, line 4: owner name "*.*.example" is invalid: a wildcard is only allowed as the whole first label, as in \'*.example.com\'',
+    ]);
+  });
+
+  it('at most 20 listed, then how many more', () => {
+    const text = Array.from({ length: 30 }, (_, i) => `h${i}..example TLSA 3 1 1 ${A}`).join('\n');
+    const lines = (() => {
+      try {
+        parseLocalTlsa(text, 'pins.txt');
+      } catch (e) {
+        return (e as Error).message.split('\n');
+      }
+      return [];
+    })();
+    expect(lines).toHaveLength(21);
+    expect(lines[19]).toBe('pins.txt, line 20: owner name "h19..example" is invalid: label 2 is empty');
+    expect(lines[20]).toBe('pins.txt: and 10 more bad lines');
+  });
+});

@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { outcome, type LookupOutcome } from '../../src/lookup/tlsa-answer.js';
-import type { TlsaResolver } from '../../src/dns/resolver.js';
+import type { TlsaResolver } from '../../src/lookup/tlsa-resolver.js';
 import { ResolverGate, zoneKeyOf } from '../../src/lookup/resolver-gate.js';
 import { TlsaCache } from '../../src/lookup/cache.js';
 
