@@ -10,10 +10,11 @@ import { createServer, isIP } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { DancegateConfig } from '../config/types.js';
-import { TlsaCache } from '../lookup/cache.js';
+import type { TlsaCache } from '../lookup/cache.js';
+import { buildLookup } from '../lookup/build.js';
 import { parseCertificates, type ParsedCertificate } from '../dane/certificate.js';
 import { canonicalizeClientName } from '../dane/name.js';
-import { DnsTlsaResolver, type ResolverServer, type ResolverTransport } from '../dns/resolver.js';
+import { RESOLVER_LIMITS, type ResolverServer, type ResolverTransport } from '../dns/resolver.js';
 import { describeTlsaParameters, formatTlsaRdata, formatTlsaRecord, tlsaRecordForCertificate } from '../dane/tlsa.js';
 import { verifyClient } from '../connection/verify.js';
 import type { DemoFiles } from './demo.js';
@@ -26,6 +27,8 @@ export interface CliIo {
 export const EXIT_OK = 0;
 export const EXIT_NOT_AUTHENTICATED = 1;
 export const EXIT_USAGE = 2;
+/** `serve` could not start (a port in use, a resolver that does not validate); also a drain that had to cut connections. */
+export const EXIT_START_FAILED = 1;
 
 class UsageError extends Error {}
 
@@ -66,7 +69,7 @@ Print the TLSA record that publishes a certificate, in presentation format.
   --usage N        0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE (default 3)
   --selector N     0 full certificate, 1 SubjectPublicKeyInfo (default 1)
   --mtype N        0 exact bytes, 1 SHA-256, 2 SHA-512 (default 1)
-  --name OWNER     client name; printed first as the record's owner
+  --name OWNER     client name, or a wildcard '*.suffix' owner; printed first as the record's owner
 `;
 
 const CHECK_HELP = `Usage: dancegate check NAME --cert FILE [--chain FILE] [--resolver HOST:PORT]... [--transport udp|tcp|tls] [--json]
@@ -115,6 +118,20 @@ function parse(args: string[], options: ParseArgsConfig['options']): ReturnType<
   }
 }
 
+/**
+ * The owner name of `tlsa --name`, canonical: a client name, or a wildcard
+ * owner whose leftmost label is `*` (`*._device.example.com`, one record
+ * for a whole fleet). Throws UsageError saying what is wrong.
+ */
+function tlsaOwnerName(input: string): string {
+  const wildcard = input.startsWith('*.');
+  const body = wildcard ? input.slice(2) : input;
+  if (body.includes('*')) throw new UsageError(`--name: a wildcard is only allowed as the whole leftmost label, as in '*._device.example.com'`);
+  const name = canonicalizeClientName(body);
+  if (!name.ok) throw new UsageError(`--name: ${name.reason}`);
+  return wildcard ? `*.${name.name}` : name.name;
+}
+
 async function tlsaCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parse(args, {
     cert: { type: 'string' },
@@ -132,12 +149,7 @@ async function tlsaCommand(args: string[], io: CliIo): Promise<number> {
   const usage = parseOctetOption(values.usage as string | undefined, 3, 'usage', 3);
   const selector = parseOctetOption(values.selector as string | undefined, 1, 'selector', 1);
   const mtype = parseOctetOption(values.mtype as string | undefined, 1, 'mtype', 2);
-  let owner: string | undefined;
-  if (typeof values.name === 'string') {
-    const name = canonicalizeClientName(values.name);
-    if (!name.ok) throw new UsageError(`--name: ${name.reason}`);
-    owner = name.name;
-  }
+  const owner = typeof values.name === 'string' ? tlsaOwnerName(values.name) : undefined;
   const [cert] = await readCertificates(values.cert);
   io.stdout.write(`${formatTlsaRecord(tlsaRecordForCertificate(cert as ParsedCertificate, usage, selector, mtype), owner)}\n`);
   return EXIT_OK;
@@ -191,7 +203,8 @@ async function checkCommand(args: string[], io: CliIo): Promise<number> {
   let timeout: number | undefined;
   if (values.timeout !== undefined) {
     timeout = Number(values.timeout);
-    if (!Number.isInteger(timeout) || timeout < 1 || timeout > 60_000) throw new UsageError('--timeout must be 1 to 60000 milliseconds');
+    const { min, max } = RESOLVER_LIMITS.totalTimeoutMs;
+    if (!Number.isInteger(timeout) || timeout < min || timeout > max) throw new UsageError(`--timeout must be ${min} to ${max} milliseconds`);
   }
   const chain = await readCertificates(values.cert);
   if (typeof values.chain === 'string') chain.push(...(await readCertificates(values.chain)));
@@ -207,18 +220,19 @@ async function checkCommand(args: string[], io: CliIo): Promise<number> {
   const tlsName = typeof values['tls-name'] === 'string' ? values['tls-name'] : undefined;
   const specs = (values.resolver as string[] | undefined) ?? ['127.0.0.1'];
   const servers = specs.map((s) => parseResolver(s, transport, tlsCa, tlsName));
-  let resolver: DnsTlsaResolver;
+  let cache: TlsaCache;
   try {
-    resolver = new DnsTlsaResolver({
+    const settings = {
       servers,
       totalTimeoutMs: timeout,
       attemptTimeoutMs: timeout === undefined ? undefined : Math.min(timeout, 2000),
       allowRemotePlainResolver: values['allow-remote-plain-resolver'] === true,
-    });
+    };
+    cache = buildLookup(settings, { resolverGate: undefined }).cache;
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const result = await verifyClient({ claimedName: name.name, chain, cache: new TlsaCache(resolver), pkixRoots });
+  const result = await verifyClient({ claimedName: name.name, chain, cache, pkixRoots });
   const verdicts = result.decision?.records ?? [];
   const records = (result.lookup?.records ?? []).map((record, i) => ({
     usage: record.usage,
@@ -316,7 +330,7 @@ async function serveCommand(args: string[], io: CliIo): Promise<number> {
     return EXIT_OK;
   }
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-  const { serve } = await import('./serve.js');
+  const { serve, StartError } = await import('./serve.js');
   let demo: { files: DemoFiles; cwd: string; stop: () => Promise<void> } | undefined;
   let configPath: string;
   if (typeof values.config === 'string') {
@@ -336,7 +350,16 @@ async function serveCommand(args: string[], io: CliIo): Promise<number> {
   try {
     // A cluster worker never reads the file: the primary hands it the text in force.
     const config = cluster.isWorker ? undefined : await loadConfigOrUsage(configPath);
-    const served = await serve(configPath, config, version(), io);
+    let served: Awaited<ReturnType<typeof serve>>;
+    try {
+      served = await serve(configPath, config, version(), io);
+    } catch (err) {
+      if (!(err instanceof StartError)) throw err;
+      // Something the operator can fix (a port in use, a resolver that does not validate): said in words, exit 1.
+      // A worker's reason is said once, by the primary.
+      if (!cluster.isWorker) io.stderr.write(`dancegate: ${err.message}\n`);
+      return EXIT_START_FAILED;
+    }
     if (demo) {
       const { demoCurlCommand } = await import('./demo.js');
       const port = served.listeners[0]?.port ?? 0;

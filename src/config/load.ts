@@ -8,21 +8,23 @@
  *
  * Relative paths in the file are relative to the directory of the file.
  */
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import * as net from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import * as tls from 'node:tls';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { Allowlist, AllowlistError, canonicalizePattern } from '../allowlist/allowlist.js';
 import { CACHE_DEFAULTS } from '../lookup/cache.js';
 import { parseCertificates, type ParsedCertificate } from '../dane/certificate.js';
+import { canonicalizeClientName } from '../dane/name.js';
 import {
   canonicalIpAddress,
   DEFAULT_ATTEMPT_TIMEOUT_MS,
   DEFAULT_TOTAL_TIMEOUT_MS,
+  RESOLVER_LIMITS,
   ResolverConfigError,
   validateResolverOptions,
   type ResolverServer,
@@ -32,6 +34,10 @@ import { ADMISSION_DEFAULTS } from '../ratelimit/admission.js';
 import { RESOLVER_GATE_DEFAULTS } from '../lookup/resolver-gate.js';
 import { LocalTlsaError, loadLocalTlsa } from '../lookup/local-tlsa.js';
 import { SERVER_SECURE_OPTIONS, SERVER_SIGALGS } from './tls-server-options.js';
+import { headerKey, identityHeaderCollisions } from './header-name.js';
+import { describeIssues } from './key-suggestion.js';
+import { bindOverlap, type BindAddress } from './bind-overlap.js';
+import { logFileProblem } from './log-destination.js';
 import type {
   DancegateConfig,
   HttpModeConfig,
@@ -41,6 +47,7 @@ import type {
   ResolverConfig,
   RouteConfig,
   ServerCertificate,
+  TcpRouteConfig,
   Upstream,
   UpstreamTls,
 } from './types.js';
@@ -96,7 +103,7 @@ const RESERVED_HEADERS = new Set([
 const headerName = z
   .string()
   .regex(HEADER_NAME, 'expected an HTTP header name (token characters only)')
-  .refine((n) => !RESERVED_HEADERS.has(n.toLowerCase().replaceAll('_', '-')), 'is a header dancegate or HTTP itself needs (framing, routing or credentials); choose another name');
+  .refine((n) => !RESERVED_HEADERS.has(headerKey(n)), 'is a header dancegate or HTTP itself needs (framing, routing or credentials); choose another name');
 const nonEmpty = z.string().min(1);
 /** PROXY v2 TLV types reserved for custom use (0xE0–0xEF) or experiments (0xF0–0xF7). */
 const customTlv = z
@@ -121,13 +128,25 @@ const CacheSchema = z.strictObject({
   maxTlsaRecords: z.number().int().min(1).max(256).optional(),
 });
 
+/** A resolver deadline within the resolver's own limits (RESOLVER_LIMITS): `config check` refuses exactly what `serve` would. */
+const resolverMs = (limit: { readonly min: number; readonly max: number }) => {
+  const message = `expected a whole number of milliseconds from ${limit.min} to ${limit.max}`;
+  return z.number(message).int(message).min(limit.min, message).max(limit.max, message);
+};
+
 const ResolverSchema = z.strictObject({
-  servers: z.array(ServerSchema).max(16).default([]),
-  attemptTimeoutMs: positiveMs(60_000).default(DEFAULT_ATTEMPT_TIMEOUT_MS),
-  totalTimeoutMs: positiveMs(120_000).default(DEFAULT_TOTAL_TIMEOUT_MS),
+  servers: z.array(ServerSchema).max(RESOLVER_LIMITS.servers.max, `expected at most ${RESOLVER_LIMITS.servers.max} servers`).default([]),
+  attemptTimeoutMs: resolverMs(RESOLVER_LIMITS.attemptTimeoutMs).default(DEFAULT_ATTEMPT_TIMEOUT_MS),
+  totalTimeoutMs: resolverMs(RESOLVER_LIMITS.totalTimeoutMs).default(DEFAULT_TOTAL_TIMEOUT_MS),
   allowRemotePlainResolver: z.boolean().default(false),
   localTlsaFile: nonEmpty.optional(),
   cache: CacheSchema.default({}),
+  validationProbe: z
+    .strictObject({
+      name: nonEmpty.optional(),
+      atStart: z.enum(['refuse', 'warn']).default('refuse'),
+    })
+    .default({ atStart: 'refuse' }),
 });
 
 const CertificateSchema = z.strictObject({
@@ -350,39 +369,53 @@ class FileReader {
     return isAbsolute(file) ? file : resolve(this.baseDir, file);
   }
 
-  async text(keyPath: string, file: string): Promise<string | undefined> {
+  async bytes(keyPath: string, file: string): Promise<Buffer | undefined> {
     const path = this.path(file);
     try {
-      return await readFile(path, 'utf8');
+      return await readFile(path);
     } catch (err) {
       this.problems.add(keyPath, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       return undefined;
     }
   }
 
+  /** A certificate file, PEM (one or more certificates) or DER (one); `pem` is them re-encoded as PEM, what OpenSSL is given. */
   async certificates(keyPath: string, file: string): Promise<{ pem: string; certs: ParsedCertificate[] } | undefined> {
-    const pem = await this.text(keyPath, file);
-    if (pem === undefined) return undefined;
+    const data = await this.bytes(keyPath, file);
+    if (data === undefined) return undefined;
     try {
-      return { pem, certs: parseCertificates(Buffer.from(pem), this.path(file)) };
+      const certs = parseCertificates(data, this.path(file));
+      return { pem: certs.map((c) => c.node.toString()).join(''), certs };
     } catch (err) {
       this.problems.add(keyPath, (err as Error).message);
       return undefined;
     }
   }
 
-  /** A private key file; the message never contains key material. */
+  /** A private key file, PEM or DER (unencrypted PKCS#8, PKCS#1 or SEC1), as PEM; the message never contains key material. */
   async privateKey(keyPath: string, file: string): Promise<string | undefined> {
-    const pem = await this.text(keyPath, file);
-    if (pem === undefined) return undefined;
+    const data = await this.bytes(keyPath, file);
+    if (data === undefined) return undefined;
+    const pem = privateKeyPem(data);
+    if (pem === undefined) this.problems.add(keyPath, `${this.path(file)} does not hold a private key (PEM or DER: unencrypted PKCS#8, PKCS#1 or SEC1)`);
+    return pem;
+  }
+}
+
+/** A private key given as PEM text or DER bytes, as PKCS#8 PEM; undefined when it is neither. */
+function privateKeyPem(data: Buffer): string | undefined {
+  const attempts: Array<() => KeyObject> = [
+    () => createPrivateKey(data.toString('latin1')),
+    ...(['pkcs8', 'pkcs1', 'sec1'] as const).map((type) => () => createPrivateKey({ key: data, format: 'der', type })),
+  ];
+  for (const attempt of attempts) {
     try {
-      createPrivateKey(pem);
-      return pem;
+      return attempt().export({ format: 'pem', type: 'pkcs8' }).toString();
     } catch {
-      this.problems.add(keyPath, `${this.path(file)} does not hold a PEM private key (unencrypted PKCS#8, PKCS#1 or SEC1)`);
-      return undefined;
+      // not this encoding; try the next
     }
   }
+  return undefined;
 }
 
 /** Does the private key belong to the (first) certificate? */
@@ -455,11 +488,18 @@ async function resolveResolver(raw: RawConfig['resolver'], files: FileReader, pr
       localTlsa = await loadLocalTlsa(localTlsaFile);
     } catch (err) {
       if (!(err instanceof LocalTlsaError)) throw err;
-      problems.add('resolver.localTlsaFile', err.message);
+      // One bad line per line of the message.
+      for (const problem of err.message.split('\n')) problems.add('resolver.localTlsaFile', problem);
     }
   }
   if (raw.servers.length === 0 && raw.localTlsaFile === undefined) {
     problems.add('resolver', 'expected servers (a validating resolver) or localTlsaFile, or both');
+  }
+  let probeName: string | undefined;
+  if (raw.validationProbe.name !== undefined) {
+    const probe = canonicalizeClientName(raw.validationProbe.name);
+    if (probe.ok) probeName = probe.name;
+    else problems.add('resolver.validationProbe.name', `${JSON.stringify(raw.validationProbe.name)} is not a DNS name: ${probe.reason}`);
   }
   return {
     servers,
@@ -469,6 +509,7 @@ async function resolveResolver(raw: RawConfig['resolver'], files: FileReader, pr
     localTlsa,
     localTlsaFile,
     cache,
+    validationProbe: { name: probeName, atStart: raw.validationProbe.atStart },
   };
 }
 
@@ -526,7 +567,13 @@ async function resolveUpstreamTls(
   return { caPem: ca?.pem, certPem: cert?.pem, keyPem: key, serverName: raw.serverName };
 }
 
-async function resolveRoute(raw: RawRoute, listener: RawListener, keyPath: string, files: FileReader, problems: Problems): Promise<RouteConfig | undefined> {
+/** A route as both modes need it, and the PROXY header settings (only a TCP-mode route keeps them). */
+interface ResolvedRoute {
+  readonly route: RouteConfig;
+  readonly proxyHeader: ProxyHeaderConfig;
+}
+
+async function resolveRoute(raw: RawRoute, listener: RawListener, keyPath: string, files: FileReader, problems: Problems): Promise<ResolvedRoute | undefined> {
   const serverNames = canonicalServerNames(raw.serverNames, `${keyPath}.serverNames`, problems);
   const upstream = resolveUpstream(raw.upstream, listener.mode, `${keyPath}.upstream`, problems);
   let allowlist: Allowlist | undefined;
@@ -544,7 +591,7 @@ async function resolveRoute(raw: RawRoute, listener: RawListener, keyPath: strin
       }
     } catch (err) {
       if (!(err instanceof AllowlistError)) throw err;
-      problems.add(raw.allow !== undefined ? `${keyPath}.allow` : `${keyPath}.allowFile`, err.message);
+      for (const problem of err.problems) problems.add(raw.allow !== undefined ? `${keyPath}.allow` : `${keyPath}.allowFile`, problem);
     }
   }
   if (listener.mode === 'http' && raw.proxyHeader !== 'none') {
@@ -561,7 +608,7 @@ async function resolveRoute(raw: RawRoute, listener: RawListener, keyPath: strin
     tlvTypes: { name: v2.nameTlv, certHash: v2.certHashTlv, tlsa: v2.tlsaTlv },
     crc32c: v2.crc32c,
   };
-  return { serverNames, upstream: { ...upstream, tls }, allowlist, allowlistSource, proxyHeader };
+  return { route: { serverNames, upstream: { ...upstream, tls }, allowlist, allowlistSource }, proxyHeader };
 }
 
 async function resolveCertificates(raw: RawListener['tls']['certificates'], keyPath: string, files: FileReader, problems: Problems, minVersion: string): Promise<ServerCertificate[]> {
@@ -622,9 +669,7 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
   if (http.headersTimeoutMs > http.requestTimeoutMs) {
     problems.add(`${keyPath}.http.headersTimeoutMs`, `must not exceed requestTimeoutMs (${http.requestTimeoutMs})`);
   }
-  if (new Set([http.identityHeader.toLowerCase(), http.statusHeader.toLowerCase(), http.tlsaHeader?.toLowerCase()].filter(Boolean)).size !== (http.tlsaHeader ? 3 : 2)) {
-    problems.add(`${keyPath}.http`, 'identityHeader, statusHeader and tlsaHeader must be different headers');
-  }
+  for (const [key, message] of identityHeaderCollisions(http)) problems.add(`${keyPath}.http.${key}`, message);
   let inbound: ListenerConfig['inboundProxyProtocol'];
   if (raw.proxyProtocol) {
     raw.proxyProtocol.trustedCidrs.forEach((cidr, i) => {
@@ -637,13 +682,13 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
   let pkixRoots: ParsedCertificate[] = [];
   if (raw.tls.pkixCaFile !== undefined) pkixRoots = (await files.certificates(`${keyPath}.tls.pkixCaFile`, raw.tls.pkixCaFile))?.certs ?? [];
 
-  const routes: RouteConfig[] = [];
+  const routes: ResolvedRoute[] = [];
   const seenNames = new Map<string, number>();
   let defaultRoutes = 0;
   for (const [i, r] of raw.routes.entries()) {
     const route = await resolveRoute(r, raw, `${keyPath}.routes[${i}]`, files, problems);
     if (r.serverNames.length === 0) defaultRoutes++;
-    for (const name of route?.serverNames ?? []) {
+    for (const name of route?.route.serverNames ?? []) {
       const other = seenNames.get(name);
       if (other !== undefined) problems.add(`${keyPath}.routes[${i}].serverNames`, `'${name}' is already served by routes[${other}]`);
       else seenNames.set(name, i);
@@ -652,14 +697,12 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
   }
   if (defaultRoutes > 1) problems.add(`${keyPath}.routes`, `${defaultRoutes} routes have no serverNames; at most one can be the default route`);
   if (typeof hp === 'string' || routes.length !== raw.routes.length || certificates.length !== raw.tls.certificates.length) return undefined;
-  return {
+  const base = {
     name: raw.name,
     host: hp.host,
     port: hp.port,
-    mode: raw.mode,
     certificates,
     minVersion: raw.tls.minVersion,
-    policy: raw.policy,
     daneClientIdType: raw.daneClientIdType,
     maxClientHelloBytes: raw.maxClientHelloBytes,
     clientHelloTimeoutMs: raw.clientHelloTimeoutMs,
@@ -668,9 +711,12 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
     maxLifetimeMs: raw.maxLifetimeMs,
     pkixRoots,
     inboundProxyProtocol: inbound,
-    http,
-    routes,
   };
+  // The config typed by mode: `http` only in HTTP mode, PROXY header settings only on TCP routes.
+  if (raw.mode === 'http') return { ...base, mode: 'http', policy: raw.policy, http, routes: routes.map((r) => r.route) };
+  // A tcp listener with policy 'optional' was reported above.
+  const tcpRoutes: TcpRouteConfig[] = routes.map((r) => ({ ...r.route, proxyHeader: r.proxyHeader }));
+  return { ...base, mode: 'tcp', policy: 'required', routes: tcpRoutes };
 }
 
 function resolveLimits(raw: RawConfig['limits'], problems: Problems): LimitsConfig {
@@ -699,18 +745,43 @@ function resolveLimits(raw: RawConfig['limits'], problems: Problems): LimitsConf
   };
 }
 
+interface BoundAddress extends BindAddress {
+  readonly owner: string;
+  readonly text: string;
+}
+
+/** A listen address (`owner` is `listeners[i]` or `admin`) must not take a port an earlier one takes (what serve would fail on with EADDRINUSE). */
+function checkBindOverlap(owner: string, text: string, bound: BoundAddress[], problems: Problems): void {
+  const hp = parseHostPort(text);
+  if (typeof hp === 'string' || net.isIP(hp.host) === 0) return; // reported by the owner's own checks
+  for (const other of bound) {
+    const why = bindOverlap(hp, other);
+    if (why === undefined) continue;
+    problems.add(`${owner}.listen`, text === other.text ? `${text} is already used by ${other.owner}` : `${text} overlaps ${other.owner} (${other.text}): ${why}`);
+    return;
+  }
+  bound.push({ ...hp, owner, text });
+}
+
 /** Parse and resolve configuration text; `source` is the file's absolute path (relative paths are taken from its directory). */
 export async function parseConfigText(text: string, source: string): Promise<DancegateConfig> {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
   if (doc.errors.length > 0) {
-    throw new ConfigError(source, doc.errors.map((e) => `YAML syntax: ${e.message.split('\n')[0] ?? e.message}`));
+    throw new ConfigError(
+      source,
+      doc.errors.map((e) => {
+        const { line, col } = lineCounter.linePos(e.pos[0]);
+        return `YAML syntax at line ${line}, column ${col}: ${e.message.split('\n')[0] ?? e.message}`;
+      }),
+    );
   }
   const data: unknown = doc.toJS({ maxAliasCount: 100 });
   const parsed = ConfigSchema.safeParse(data ?? {});
   if (!parsed.success) {
     throw new ConfigError(
       source,
-      parsed.error.issues.map((issue) => `${formatKeyPath(issue.path)}: ${issue.message}`),
+      describeIssues(ConfigSchema, parsed.error.issues).map((p) => `${formatKeyPath(p.path)}: ${p.message}`),
     );
   }
   const raw = parsed.data;
@@ -719,14 +790,12 @@ export async function parseConfigText(text: string, source: string): Promise<Dan
   const resolver = await resolveResolver(raw.resolver, files, problems);
   const listeners: ListenerConfig[] = [];
   const names = new Map<string, number>();
-  const addresses = new Map<string, number>();
+  const bound: BoundAddress[] = [];
   for (const [i, l] of raw.listeners.entries()) {
     const other = names.get(l.name);
     if (other !== undefined) problems.add(`listeners[${i}].name`, `'${l.name}' is already the name of listeners[${other}]`);
     names.set(l.name, i);
-    const sameAddress = addresses.get(l.listen);
-    if (sameAddress !== undefined) problems.add(`listeners[${i}].listen`, `${l.listen} is already used by listeners[${sameAddress}]`);
-    addresses.set(l.listen, i);
+    checkBindOverlap(`listeners[${i}]`, l.listen, bound, problems);
     const listener = await resolveListener(l, i, files, problems);
     if (listener) listeners.push(listener);
   }
@@ -739,11 +808,14 @@ export async function parseConfigText(text: string, source: string): Promise<Dan
     else if (net.isIP(hp.host) === 0) problems.add('admin.listen', `expected an IP address to bind, got '${hp.host}'`);
     else {
       admin = hp;
-      const clash = hp.port === 0 ? -1 : raw.listeners.findIndex((l) => l.listen === adminRaw.listen);
-      if (clash !== -1) problems.add('admin.listen', `${adminRaw.listen} is already used by listeners[${clash}]`);
+      checkBindOverlap('admin', adminRaw.listen, bound, problems);
     }
   }
   const destination = ['stdout', 'stderr'].includes(raw.log.destination) ? raw.log.destination : files.path(raw.log.destination);
+  if (destination !== 'stdout' && destination !== 'stderr') {
+    const bad = await logFileProblem(destination);
+    if (bad !== undefined) problems.add('log.destination', bad);
+  }
   const workers = raw.workers === 'auto' ? availableParallelism() : raw.workers;
   if (problems.list.length > 0 || resolver === undefined) throw new ConfigError(source, problems.list);
   return {

@@ -26,6 +26,13 @@ export interface ResolverConfig {
   readonly localTlsa: ReadonlyMap<string, readonly TlsaRecord[]> | undefined;
   readonly localTlsaFile: string | undefined;
   readonly cache: Required<TlsaCacheOptions>;
+  /** Does the resolver validate DNSSEC? Checked at start and by /readyz (src/lookup/validation-probe.ts). */
+  readonly validationProbe: {
+    /** Canonical name to probe; undefined: derived from the first allowlist pattern (defaultProbeName). */
+    readonly name: string | undefined;
+    /** When the resolver does not validate at start: refuse to start (default) or warn and serve. */
+    readonly atStart: 'refuse' | 'warn';
+  };
 }
 
 export interface ServerCertificate {
@@ -61,6 +68,7 @@ export interface ProxyHeaderConfig {
   readonly crc32c: boolean;
 }
 
+/** A route of either mode (what the connection pipeline needs); an HTTP-mode route is exactly this. */
 export interface RouteConfig {
   /** SNI names this route serves (canonical; may start with '*.'); empty = the default route. */
   readonly serverNames: readonly string[];
@@ -68,6 +76,10 @@ export interface RouteConfig {
   readonly allowlist: Allowlist;
   /** Where the allowlist came from: 'listeners[0].routes[1].allow' or the file path. */
   readonly allowlistSource: string;
+}
+
+/** A TCP-mode route: the identity travels to the upstream in a PROXY header (or not at all). */
+export interface TcpRouteConfig extends RouteConfig {
   readonly proxyHeader: ProxyHeaderConfig;
 }
 
@@ -100,7 +112,8 @@ export interface InboundProxyProtocol {
   readonly trustedCidrs: readonly string[];
 }
 
-export interface ListenerConfig {
+/** What listeners of every mode have. */
+export interface ListenerBase {
   readonly name: string;
   readonly host: string;
   readonly port: number;
@@ -118,9 +131,25 @@ export interface ListenerConfig {
   /** CA bundle for PKIX-TA/PKIX-EE records. */
   readonly pkixRoots: readonly ParsedCertificate[];
   readonly inboundProxyProtocol: InboundProxyProtocol | undefined;
-  readonly http: HttpModeConfig;
   readonly routes: readonly RouteConfig[];
 }
+
+/** HTTP mode: requests are forwarded with the identity in headers. */
+export interface HttpListenerConfig extends ListenerBase {
+  readonly mode: 'http';
+  readonly http: HttpModeConfig;
+}
+
+/** TCP mode: a byte pipe, the identity in an optional PROXY header. */
+export interface TcpListenerConfig extends ListenerBase {
+  readonly mode: 'tcp';
+  /** A TCP backend has nowhere to learn that a client is unauthenticated. */
+  readonly policy: 'required';
+  readonly routes: readonly TcpRouteConfig[];
+}
+
+/** A listener, by mode: only the forwarder factory and the config loader look at `mode`. */
+export type ListenerConfig = HttpListenerConfig | TcpListenerConfig;
 
 export interface LimitsConfig extends AdmissionLimits {
   /** undefined: the resolver gate is off (only for comparison benchmarks). */

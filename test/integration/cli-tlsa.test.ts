@@ -60,6 +60,12 @@ describe('dancegate tlsa (built CLI) against openssl', () => {
     expect(result.stdout).toBe(`sensor7._device.example.test. IN TLSA 3 1 1 ${await opensslDigest(certPath, 1, 'sha256')}\n`);
   });
 
+  it("takes a wildcard owner, as the README's IoT example publishes", async () => {
+    const result = await dancegate('tlsa', '--cert', certPath, '--usage', '2', '--selector', '1', '--mtype', '1', '--name', '*._device.example.test');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(`*._device.example.test. IN TLSA 2 1 1 ${await opensslDigest(certPath, 1, 'sha256')}\n`);
+  });
+
   it('prints the full certificate for matching type 0', async () => {
     const result = await dancegate('tlsa', '--cert', certPath, '--selector', '0', '--mtype', '0');
     expect(result.stdout).toBe(`3 0 0 ${leaf.der.toString('hex')}\n`);
@@ -71,6 +77,7 @@ describe('dancegate tlsa (built CLI) against openssl', () => {
     [['tlsa', '--cert', 'KEY', '--usage', '4'], '--usage must be a number from 0 to 3, got \'4\''],
     [['tlsa', '--cert', 'KEY', '--mtype', 'sha'], "--mtype must be a number from 0 to 2, got 'sha'"],
     [['tlsa', '--cert', 'KEY', '--name', 'bad..name'], '--name: label 2 is empty'],
+    [['tlsa', '--cert', 'KEY', '--name', 'a.*.example.test'], "--name: a wildcard is only allowed as the whole leftmost label, as in '*._device.example.com'"],
     [['tlsa', '--bogus'], "Unknown option '--bogus'"],
     [['frobnicate'], "unknown command 'frobnicate'; see dancegate --help"],
     [['check', '--cert', 'x.pem'], 'exactly one NAME is required (dancegate check NAME --cert FILE)'],

@@ -104,8 +104,9 @@ describe('a valid configuration', () => {
       serverNames: [],
       upstream: { protocol: 'http', host: '127.0.0.1', port: 8080, url: 'http://127.0.0.1:8080', tls: undefined },
       allowlistSource: 'listeners[0].routes[0].allow',
-      proxyHeader: { version: 'none', tlvTypes: { name: 0xe4, certHash: 0xe5, tlsa: 0xe6 }, crc32c: false },
     });
+    // Typed by mode: PROXY header settings are for TCP routes only.
+    expect(route !== undefined && 'proxyHeader' in route).toBe(false);
     expect(route?.allowlist.allows('x._device.example.test')).toBe(true);
     expect(route?.allowlist.allows('example.test')).toBe(false);
   });
@@ -165,6 +166,8 @@ listeners:
     const l = config.listeners[0];
     expect(l).toMatchObject({ host: '::', port: 2083, mode: 'tcp', minVersion: 'TLSv1.3', daneClientIdType: 65280, idleTimeoutMs: 3600000 });
     expect(l?.inboundProxyProtocol).toEqual({ versions: 'v2', trustedCidrs: ['10.0.0.0/8', '::1/128'] });
+    // Typed by mode: no HTTP settings on a TCP listener.
+    expect(l !== undefined && 'http' in l).toBe(false);
     expect(l?.pkixRoots).toHaveLength(1);
     expect(l?.certificates.map((c) => c.serverNames)).toEqual([['api.example.test', '*.radsec.example.test'], []]);
     expect(l?.routes[0]).toMatchObject({
@@ -216,8 +219,8 @@ describe('mistakes are reported with their key path', () => {
   };
 
   it.each<[string, string, string[]]>([
-    ['YAML syntax', 'listeners: [', ['YAML syntax: ']],
-    ['a duplicate key', `${MINIMAL}resolver: {}\n`, ['YAML syntax: Map keys must be unique']],
+    ['YAML syntax', 'listeners: [', ['YAML syntax at line 1, column 13: ']],
+    ['a duplicate key', `${MINIMAL}resolver: {}\n`, ['YAML syntax at line 16, column 1: Map keys must be unique']],
     ['an unknown top-level key (typo)', `${MINIMAL}listner: []\n`, ['(top level): Unrecognized key: "listner"']],
     ['an unknown listener key', replace('    mode: http\n', '    mode: http\n    polcy: optional\n'), ['listeners[0]: Unrecognized key: "polcy"']],
     ['a wrong mode', replace('mode: http', 'mode: udp'), ['listeners[0].mode: Invalid option: expected one of "http"|"tcp"']],
@@ -236,7 +239,7 @@ describe('mistakes are reported with their key path', () => {
     ['a listen host name', replace('listen: 127.0.0.1:8443', 'listen: localhost:8443'), ["listeners[0].listen: expected an IP address to bind (127.0.0.1, 0.0.0.0, ::), got 'localhost'"]],
     ['a missing certificate file', replace('certFile: server.pem', 'certFile: missing.pem'), [`listeners[0].tls.certificates[0].certFile: cannot read ${join('DIR', 'missing.pem')}: ENOENT`]],
     ['a key file given as the certificate', replace('certFile: server.pem', 'certFile: server.key'), ['listeners[0].tls.certificates[0].certFile: ', "PEM block 1 is 'PRIVATE KEY', expected 'CERTIFICATE' (is this the key file?)"]],
-    ['a certificate given as the key', replace('keyFile: server.key', 'keyFile: server.pem'), [`listeners[0].tls.certificates[0].keyFile: ${join('DIR', 'server.pem')} does not hold a PEM private key`]],
+    ['a certificate given as the key', replace('keyFile: server.key', 'keyFile: server.pem'), [`listeners[0].tls.certificates[0].keyFile: ${join('DIR', 'server.pem')} does not hold a private key (PEM or DER`]],
     ['a key of another certificate', replace('keyFile: server.key', 'keyFile: other.key'), [`listeners[0].tls.certificates[0].keyFile: the key in ${join('DIR', 'other.key')} does not belong to the first certificate in ${join('DIR', 'server.pem')}`]],
     ['an upstream of the wrong kind for the mode', replace('http://127.0.0.1:8080', 'tcp://127.0.0.1:8080'), ['listeners[0].routes[0].upstream: a http-mode listener forwards to http:// or https:// upstreams, not tcp://']],
     ['an upstream with a path', replace('http://127.0.0.1:8080', 'http://127.0.0.1:8080/api'), ['listeners[0].routes[0].upstream: expected scheme://host:port only (no path, query or credentials)']],
