@@ -11,8 +11,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 
 export type HostResult =
-  | { readonly ok: true; /** Lowercase, no trailing dot, IPv6 without brackets. */ readonly host: string; readonly port: number | undefined }
-  | { readonly ok: false; readonly reason: string };
+  { readonly ok: true; /** Lowercase, no trailing dot, IPv6 without brackets. */ readonly host: string; readonly port: number | undefined } | { readonly ok: false; readonly reason: string };
 
 const MAX_HOST_LENGTH = 253;
 const MAX_LABEL_LENGTH = 63;

@@ -11,19 +11,26 @@
  * plain 502 that leaks nothing; no exception leaves a request handler.
  * Each route's pool is admitted through an UpstreamGate: a per-client cap
  * and a bounded wait (503 + Retry-After past it).
+ *
+ * Drain: every response not yet sent carries `Connection: close`, and each
+ * connection closes after its last response in flight (one already being
+ * streamed included); idle kept-alive connections close at once.
  */
 import * as http from 'node:http';
-import { isIP } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
 import { Pool, buildConnector, type Dispatcher } from 'undici';
-import type { HttpModeConfig, RouteConfig } from '../config/types.js';
+import type { HttpListenerConfig, HttpModeConfig, RouteConfig } from '../config/types.js';
 import { parseHostHeader } from './host-header.js';
 import { responseHeadersForClient, rewriteIdentityHeaders, type ForwardedIdentity } from './http-headers.js';
-import type { ConnectionContext } from '../connection/forwarder.js';
-import type { ForwardingObserver } from '../connection/listener.js';
+import type { ConnectionContext, Forwarder } from '../connection/forwarder.js';
+import { REASONS, type RefusalReason } from '../reasons.js';
 import { selectBySni } from '../protocol/sni.js';
+import { ByteMeter, type MeterOptions } from './byte-meter.js';
+import { upstreamConnectChannel } from './channels.js';
+import { errorText, publishUpstreamError } from './upstream-failure.js';
 import { UpstreamGate, type GateResult } from './upstream-gate.js';
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 421: 'Misdirected Request', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable' };
@@ -32,8 +39,6 @@ const RETRY_AFTER_SECONDS = 5;
 /** Retry-After when the upstream pool is busy. */
 const BUSY_RETRY_AFTER_SECONDS = 1;
 const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
-/** Longest error text in a log line. */
-const MAX_LOGGED_ERROR = 300;
 
 function plainResponse(status: number, body: string, extraHeaders = ''): string {
   return `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ''}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extraHeaders}Connection: close\r\n\r\n${body}`;
@@ -41,9 +46,8 @@ function plainResponse(status: number, body: string, extraHeaders = ''): string 
 
 /** One line on stderr for a request that failed inside the forwarder (the process goes on). */
 function logForwardingError(listener: string, stage: string, err: unknown): void {
-  const message = (err instanceof Error ? `${err.name}: ${err.message}` : String(err)).slice(0, MAX_LOGGED_ERROR);
   try {
-    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: 'http forwarding failed', listener, stage, error: message })}\n`);
+    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: 'http forwarding failed', listener, stage, error: errorText(err) })}\n`);
   } catch {
     // Logging must not be what fails a request.
   }
@@ -74,25 +78,34 @@ interface WithServername {
 
 type Refusal = { readonly status: 400 | 421 | 500 | 501; readonly body: string };
 
-export class HttpForwarder {
+/** The forwarder of an HTTP-mode listener. */
+export class HttpForwarder implements Forwarder {
+  readonly alpn = ['http/1.1'] as const;
+  /** Policy optional: a refused client is forwarded unauthenticated, with the reason in the status header. */
+  readonly forwardsUnauthenticated: boolean;
+  private readonly config: HttpModeConfig;
+  private readonly listenerName: string;
   private readonly server: http.Server;
   private readonly contexts = new WeakMap<object, ConnectionContext>();
   /** One pool per route: two routes to one URL may differ in upstream TLS settings. */
   private readonly upstreams = new Map<RouteConfig, Upstream>();
+  /** Open connections and their responses not yet finished (what drain waits for). */
+  private readonly inFlight = new Map<Socket, Set<http.ServerResponse>>();
+  private readonly meter: ByteMeter;
 
   private draining = false;
 
-  constructor(
-    private readonly config: HttpModeConfig,
-    idleTimeoutMs: number,
-    private readonly observer: ForwardingObserver = {},
-    private readonly listenerName = '',
-  ) {
+  constructor(listener: HttpListenerConfig, options: MeterOptions = {}) {
+    const config = listener.http;
+    this.config = config;
+    this.listenerName = listener.name;
+    this.forwardsUnauthenticated = listener.policy === 'optional';
+    this.meter = new ByteMeter(listener.name, options.bytesIntervalMs);
     this.server = http.createServer(
       {
         requestTimeout: config.requestTimeoutMs,
         headersTimeout: config.headersTimeoutMs,
-        keepAliveTimeout: idleTimeoutMs,
+        keepAliveTimeout: listener.idleTimeoutMs,
         connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs),
       },
       (req, res) => this.onRequest(req, res),
@@ -113,23 +126,39 @@ export class HttpForwarder {
   /** Serve HTTP on a verified connection. */
   accept(socket: TLSSocket, context: ConnectionContext): void {
     this.contexts.set(socket, context);
-    socket.once('close', () => {
-      this.observer.bytesRelayed?.(this.listenerName, socket.bytesRead, socket.bytesWritten);
-    });
+    this.meter.track(socket);
+    this.inFlight.set(socket, new Set());
+    socket.once('close', () => this.inFlight.delete(socket));
     this.server.emit('connection', socket);
     socket.resume();
   }
 
-  /** Graceful stop: close idle keep-alive connections now; busy ones get `Connection: close` on their response. */
-  startDraining(): void {
+  /**
+   * Graceful stop: idle keep-alive connections close now; every response
+   * not yet sent gets `Connection: close`, and every busy connection closes
+   * after its last response in flight.
+   */
+  drain(): void {
     this.draining = true;
+    // Node knows which connections are between requests (not in the middle of reading one).
     this.server.closeIdleConnections();
+    for (const responses of this.inFlight.values()) {
+      for (const res of responses) if (!res.headersSent) res.setHeader('connection', 'close');
+    }
   }
 
-  /** Answer a refused client with 403 (or 503 + Retry-After when the cause is temporary: DNS trouble, capacity) and the reason code, then close. */
-  refuse(socket: TLSSocket, reason: string, temporary = false): void {
+  /**
+   * Answer a refused client (refuseWith403) with the reason's status from
+   * the catalog: 403, or 503 + Retry-After when the cause is temporary (DNS
+   * trouble, capacity); then close. Otherwise just close.
+   */
+  refuse(socket: TLSSocket, reason: RefusalReason): void {
+    if (!this.config.refuseWith403) {
+      socket.destroy();
+      return;
+    }
     socket.end(
-      temporary
+      REASONS[reason].http === 503
         ? plainResponse(503, `Service Unavailable: DANE client authentication temporarily impossible (${reason})\n`, `Retry-After: ${RETRY_AFTER_SECONDS}\r\n`)
         : plainResponse(403, `Forbidden: DANE client authentication failed (${reason})\n`),
     );
@@ -139,8 +168,23 @@ export class HttpForwarder {
   close(): void {
     for (const upstream of this.upstreams.values()) void upstream.pool.destroy().catch(() => undefined);
     this.upstreams.clear();
+    this.meter.close();
     // Stops node:http's connection-checking interval.
     this.server.close();
+  }
+
+  /** Count a response in flight on its connection; when draining, it closes the connection, and its connection closes after the last one. */
+  private track(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const socket = req.socket;
+    const responses = this.inFlight.get(socket);
+    if (this.draining) res.setHeader('connection', 'close');
+    if (responses === undefined) return;
+    responses.add(res);
+    res.once('close', () => {
+      responses.delete(res);
+      // A response that started before the drain could not say `Connection: close`: end the connection after it.
+      if (this.draining && responses.size === 0 && !socket.destroyed) socket.destroySoon();
+    });
   }
 
   private upstreamFor(route: RouteConfig): Upstream {
@@ -169,7 +213,7 @@ export class HttpForwarder {
       connect: (options, callback) => {
         const started = performance.now();
         connector({ ...options, servername: configured }, (...args) => {
-          if (args[0] === null) this.observer.upstreamConnected?.(this.listenerName, (performance.now() - started) / 1000);
+          if (args[0] === null) upstreamConnectChannel.publish({ listener: this.listenerName, seconds: (performance.now() - started) / 1000 });
           callback(...args);
         });
       },
@@ -259,6 +303,7 @@ export class HttpForwarder {
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.track(req, res);
     let prepared: Prepared | Refusal;
     try {
       prepared = this.prepare(req, false);
@@ -316,18 +361,14 @@ export class HttpForwarder {
         servername: p.upstream.servername,
         signal: aborter.signal,
       };
-      await p.upstream.pool.stream(
-        options,
-        ({ statusCode, headers }) => {
-          const out = responseHeadersForClient(headers);
-          if (this.draining) out.connection = 'close';
-          res.writeHead(statusCode, out);
-          return res;
-        },
-      );
+      await p.upstream.pool.stream(options, ({ statusCode, headers }) => {
+        // A `Connection: close` set by drain stays: the upstream's hop-by-hop headers are dropped here.
+        res.writeHead(statusCode, responseHeadersForClient(headers));
+        return res;
+      });
     } catch (err) {
       if (aborter.signal.aborted) return; // the client went away: nothing to answer, nothing failed upstream
-      this.observer.upstreamFailed?.(this.listenerName);
+      publishUpstreamError(p.context, err);
       if (!res.headersSent && res.writable) {
         this.answer(res, 502, 'Bad Gateway: the upstream is unavailable\n');
       } else {
@@ -390,9 +431,9 @@ export class HttpForwarder {
       };
       const upgraded: Dispatcher.UpgradeData = await p.upstream.pool.upgrade(options);
       ({ socket: upstream, headers } = upgraded);
-    } catch {
+    } catch (err) {
       if (!aborter.signal.aborted) {
-        this.observer.upstreamFailed?.(this.listenerName);
+        publishUpstreamError(p.context, err);
         socket.end(plainResponse(502, 'Bad Gateway: the upstream is unavailable\n'));
       }
       return;

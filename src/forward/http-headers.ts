@@ -1,5 +1,5 @@
 /**
- * Identity headers for HTTP backends (../shared/notes/forwarding-identity.md):
+ * Identity headers for HTTP backends (README.md, "What the backend receives"):
  * every incoming copy of any identity header is stripped, then ours are set;
  * hop-by-hop headers are removed both ways (RFC 9110 §7.6.1), and
  * `Connection` can never remove framing or Host. Pure: operates on Node's
@@ -7,6 +7,8 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HttpModeConfig } from '../config/types.js';
+// Header names compared as CGI/WSGI stacks do (case-insensitive, '_' the same as '-'), as the config loader checks them.
+import { headerKey } from '../config/header-name.js';
 
 /** Headers a client must never be able to send through us (lowercase). */
 export const ALWAYS_STRIPPED = [
@@ -77,10 +79,6 @@ export function headerSafe(value: string): string {
   return value.replace(/[^\x20-\x7e]/gu, (c) => [...Buffer.from(c, 'utf8')].map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join(''));
 }
 
-/** Header names compared as CGI/WSGI stacks do: case-insensitive, '_' the same as '-'. */
-function normalizedName(name: string): string {
-  return name.toLowerCase().replaceAll('_', '-');
-}
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection and
@@ -98,7 +96,7 @@ const NEVER_NAMEABLE = new Set(['content-length', 'transfer-encoding', 'host']);
 
 /** Whether a header name is hop-by-hop (or a variant with '_' that a CGI stack would fold into one). */
 function isHopByHop(key: string): boolean {
-  const name = normalizedName(key);
+  const name = headerKey(key);
   return HOP_BY_HOP.has(name) || name.startsWith('proxy-');
 }
 
@@ -106,7 +104,7 @@ function isHopByHop(key: string): boolean {
 function connectionTokens(connection: string | string[] | undefined): string[] {
   return (Array.isArray(connection) ? connection.join(',') : (connection ?? ''))
     .split(',')
-    .map((t) => normalizedName(t.trim()))
+    .map((t) => headerKey(t.trim()))
     .filter((t) => t.length > 0);
 }
 
@@ -123,7 +121,7 @@ export function stripHopByHop(headers: Record<string, string | string[] | undefi
   const named = new Set(connectionTokens(headers.connection).filter((t) => !NEVER_NAMEABLE.has(t)));
   const teTrailers = connectionTokens(headers.te).some((t) => t === 'trailers' || t.startsWith('trailers;'));
   for (const key of Object.keys(headers)) {
-    const name = normalizedName(key);
+    const name = headerKey(key);
     if (isHopByHop(key) || named.has(name) || (key.includes('_') && NEVER_NAMEABLE.has(name))) delete headers[key];
   }
   return { teTrailers };
@@ -157,12 +155,12 @@ export function rewriteIdentityHeaders(headers: IncomingHttpHeaders, identity: F
   const transferEncoding = headers['transfer-encoding'];
   const hop = stripHopByHop(headers);
   if (transferEncoding !== undefined) headers['transfer-encoding'] = transferEncoding;
-  const strip = new Set<string>(ALWAYS_STRIPPED.map(normalizedName));
-  strip.add(normalizedName(config.identityHeader));
-  strip.add(normalizedName(config.statusHeader));
-  if (config.tlsaHeader) strip.add(normalizedName(config.tlsaHeader));
+  const strip = new Set<string>(ALWAYS_STRIPPED.map(headerKey));
+  strip.add(headerKey(config.identityHeader));
+  strip.add(headerKey(config.statusHeader));
+  if (config.tlsaHeader) strip.add(headerKey(config.tlsaHeader));
   for (const key of Object.keys(headers)) {
-    const name = normalizedName(key);
+    const name = headerKey(key);
     if (strip.has(name) || ALWAYS_STRIPPED_PREFIXES.some((prefix) => name.startsWith(prefix))) delete headers[key];
   }
   const set = (name: string, value: string): void => {
@@ -175,10 +173,7 @@ export function rewriteIdentityHeaders(headers: IncomingHttpHeaders, identity: F
   if (identity.name === undefined) return hop;
   if (config.forwardClientCert && identity.certificateDer) set('client-cert', `:${identity.certificateDer.toString('base64')}:`);
   if (config.forwardXfcc && identity.certificateSha256Hex) {
-    set(
-      'x-forwarded-client-cert',
-      `Hash=${identity.certificateSha256Hex};Subject=${quoted(identity.certificateSubject ?? '')};DNS=${identity.name}`,
-    );
+    set('x-forwarded-client-cert', `Hash=${identity.certificateSha256Hex};Subject=${quoted(identity.certificateSubject ?? '')};DNS=${identity.name}`);
   }
   if (config.tlsaHeader && identity.tlsa) set(config.tlsaHeader, identity.tlsa.join(' '));
   return hop;

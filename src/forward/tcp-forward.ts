@@ -2,14 +2,19 @@
  * TCP mode: a full-duplex pipe from the verified TLS connection to the
  * upstream (plain TCP or re-originated TLS), with backpressure and
  * half-close, preceded by an optional PROXY v1/v2 header written in one
- * write before any payload.
+ * write before any payload. The connect time, a failure to reach the
+ * upstream (with the connection's identity) and the bytes relayed are
+ * published on the upstream channels (see channels.ts).
  */
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import type { ConnectionContext } from '../connection/forwarder.js';
-import type { ForwardingObserver } from '../connection/listener.js';
+import type { ProxyHeaderConfig, RouteConfig, TcpListenerConfig } from '../config/types.js';
+import type { ConnectionContext, Forwarder } from '../connection/forwarder.js';
+import { ByteMeter, type MeterOptions } from './byte-meter.js';
+import { upstreamConnectChannel } from './channels.js';
+import { publishUpstreamError } from './upstream-failure.js';
 import { encodeProxyV1, encodeProxyV2, PP2_CLIENT, type ProxyAddresses, type ProxyTlv } from '../protocol/proxy-protocol.js';
 
 /** How long an upstream may take to accept (and, for tls://, finish its handshake). */
@@ -34,9 +39,8 @@ export function proxyAddresses(context: ConnectionContext): ProxyAddresses | und
   return { family, sourceAddress: source, sourcePort: context.clientPort, destinationAddress: destination, destinationPort: context.localPort };
 }
 
-/** The PROXY header for this connection per the route's configuration, or undefined for none. */
-export function buildProxyHeader(socket: tls.TLSSocket, context: ConnectionContext): Buffer | undefined {
-  const config = context.route.proxyHeader;
+/** The PROXY header for this connection per its route's PROXY header settings, or undefined for none. */
+export function buildProxyHeader(socket: tls.TLSSocket, context: ConnectionContext, config: ProxyHeaderConfig): Buffer | undefined {
   if (config.version === 'none') return undefined;
   const addresses = proxyAddresses(context);
   if (config.version === 'v1') return encodeProxyV1(addresses);
@@ -69,17 +73,57 @@ export function buildProxyHeader(socket: tls.TLSSocket, context: ConnectionConte
   });
 }
 
-export function forwardTcp(client: tls.TLSSocket, context: ConnectionContext, observer: ForwardingObserver = {}): void {
+/** The forwarder of a TCP-mode listener: each decided connection is piped to its route's upstream. */
+export class TcpForwarder implements Forwarder {
+  readonly alpn = undefined;
+  readonly forwardsUnauthenticated = false;
+  /** The PROXY header settings of each route of this listener (the pipeline's context names the route). */
+  private readonly proxyHeaders: ReadonlyMap<RouteConfig, ProxyHeaderConfig>;
+  private readonly meter: ByteMeter;
+
+  constructor(
+    private readonly listener: TcpListenerConfig,
+    options: MeterOptions = {},
+  ) {
+    this.proxyHeaders = new Map(listener.routes.map((route) => [route, route.proxyHeader]));
+    this.meter = new ByteMeter(listener.name, options.bytesIntervalMs);
+  }
+
+  accept(client: tls.TLSSocket, context: ConnectionContext): void {
+    const proxyHeader = this.proxyHeaders.get(context.route);
+    if (proxyHeader === undefined) {
+      // A pipeline bug, not the upstream's: the context must name a route of the config this forwarder was built from.
+      publishUpstreamError(context, new Error(`the connection's route is not a route of listener ${this.listener.name}`));
+      client.destroy();
+      return;
+    }
+    this.meter.track(client);
+    relay(client, context, proxyHeader);
+  }
+
+  /** A TCP client learns nothing more than the closed connection. */
+  refuse(socket: tls.TLSSocket): void {
+    socket.destroy();
+  }
+
+  /** A byte stream has no request boundary to stop at: sessions run until they end (or the listener's drain deadline). */
+  drain(): void {}
+
+  close(): void {
+    this.meter.close();
+  }
+}
+
+/** Pipe one decided connection to its upstream. */
+function relay(client: tls.TLSSocket, context: ConnectionContext, proxyHeader: ProxyHeaderConfig): void {
   const listener = context.listener.name;
-  const onUpstreamError = (_message: string): void => observer.upstreamFailed?.(listener);
   const started = performance.now();
-  client.once('close', () => observer.bytesRelayed?.(listener, client.bytesRead, client.bytesWritten));
   const up = context.route.upstream;
   let header: Buffer | undefined;
   try {
-    header = buildProxyHeader(client, context);
+    header = buildProxyHeader(client, context, proxyHeader);
   } catch (err) {
-    onUpstreamError(`cannot build PROXY header: ${(err as Error).message}`);
+    publishUpstreamError(context, new Error(`cannot build the PROXY header: ${(err as Error).message}`));
     client.destroy();
     return;
   }
@@ -96,7 +140,7 @@ export function forwardTcp(client: tls.TLSSocket, context: ConnectionContext, ob
   const ready = (): void => {
     connected = true;
     clearTimeout(deadline);
-    observer.upstreamConnected?.(listener, (performance.now() - started) / 1000);
+    upstreamConnectChannel.publish({ listener, seconds: (performance.now() - started) / 1000 });
     client.pipe(upstream);
     upstream.pipe(client);
     client.resume();
@@ -117,7 +161,9 @@ export function forwardTcp(client: tls.TLSSocket, context: ConnectionContext, ob
   });
   const wire = (socket: net.Socket): void => {
     socket.on('error', (err) => {
-      if (!connected) onUpstreamError(`${up.url}: ${err.message}`);
+      // Before the pipe is up, the upstream failed the connection (once: the client is destroyed right after,
+      // so the other socket of a TLS upstream does not report it again). After, a reset is the session's end.
+      if (!connected && !client.destroyed) publishUpstreamError(context, err);
       client.destroy();
     });
     client.on('error', () => socket.destroy());

@@ -7,7 +7,15 @@
  * most `maxQueued`. Past any limit the request is refused at once (the
  * caller answers 503 + Retry-After). Every waiter has one timer; nothing
  * else grows.
+ *
+ * Built from the rate-limit parts: a ConcurrencyLimiter holds the
+ * per-client count (from the request's arrival to its release) and
+ * PerKeySlots, with the whole pool as its one key, the FIFO queue for a
+ * connection. This file adds only the queue bound, the wait deadline and
+ * the client going away.
  */
+import { ConcurrencyLimiter } from '../ratelimit/concurrency.js';
+import { PerKeySlots, type SlotTicket } from '../ratelimit/slot-queue.js';
 
 export interface UpstreamGateOptions {
   readonly maxInFlight: number;
@@ -20,100 +28,75 @@ export type GateRefusal = 'client-limit' | 'queue-full' | 'wait-timeout' | 'abor
 
 export type GateResult = { readonly ok: true; readonly release: () => void } | { readonly ok: false; readonly reason: GateRefusal; readonly detail: string };
 
-interface Waiter {
-  readonly key: string;
-  readonly resolve: (result: GateResult) => void;
-  timer: NodeJS.Timeout | undefined;
-  onAbort: (() => void) | undefined;
-  signal: AbortSignal | undefined;
-}
+/** The one key of the slot queue: every request of this gate waits for the same pool. */
+const POOL = 'pool';
+
+const ABORTED: GateResult = { ok: false, reason: 'aborted', detail: 'the client went away' };
 
 export class UpstreamGate {
-  private inFlight = 0;
-  /** In flight or waiting, per client key (keys with 0 are deleted). */
-  private readonly perClient = new Map<string, number>();
-  private readonly queue: Waiter[] = [];
+  /** In flight or waiting, per client key. */
+  private readonly perClient: ConcurrencyLimiter;
+  /** Upstream connections: held, or waited for in FIFO order. */
+  private readonly slots: PerKeySlots;
 
-  constructor(readonly options: UpstreamGateOptions) {}
+  constructor(readonly options: UpstreamGateOptions) {
+    this.perClient = new ConcurrencyLimiter({ maxTotal: Infinity, maxPerKey: options.maxPerClient });
+    this.slots = new PerKeySlots(options.maxInFlight);
+  }
 
   get active(): number {
-    return this.inFlight;
+    return this.slots.heldBy(POOL);
   }
 
   get waiting(): number {
-    return this.queue.length;
+    return this.slots.waitingFor(POOL);
   }
 
   /** Ask for an upstream slot for `key`; resolves once granted or refused. Call `release` exactly once when done. */
   acquire(key: string, signal?: AbortSignal): Promise<GateResult> {
-    const held = this.perClient.get(key) ?? 0;
-    if (held >= this.options.maxPerClient) {
+    const client = this.perClient.tryAcquire(key);
+    if (!client.ok) {
+      const held = this.perClient.heldBy(key);
       return Promise.resolve({ ok: false, reason: 'client-limit', detail: `${key} already has ${held} upstream requests in flight or waiting (limit ${this.options.maxPerClient})` });
     }
-    if (signal?.aborted) return Promise.resolve({ ok: false, reason: 'aborted', detail: 'the client went away' });
-    if (this.inFlight < this.options.maxInFlight && this.queue.length === 0) {
-      this.perClient.set(key, held + 1);
-      this.inFlight++;
-      return Promise.resolve(this.granted(key));
+    if (signal?.aborted) {
+      client.release();
+      return Promise.resolve(ABORTED);
     }
-    if (this.queue.length >= this.options.maxQueued) {
-      return Promise.resolve({ ok: false, reason: 'queue-full', detail: `${this.queue.length} requests already wait for an upstream connection` });
+    const free = this.active < this.options.maxInFlight && this.waiting === 0;
+    if (!free && this.waiting >= this.options.maxQueued) {
+      client.release();
+      return Promise.resolve({ ok: false, reason: 'queue-full', detail: `${this.waiting} requests already wait for an upstream connection` });
     }
-    this.perClient.set(key, held + 1);
     return new Promise<GateResult>((resolve) => {
-      const waiter: Waiter = { key, resolve, timer: undefined, onAbort: undefined, signal };
-      waiter.timer = setTimeout(() => this.drop(waiter, { ok: false, reason: 'wait-timeout', detail: `no upstream connection became free within ${this.options.maxWaitMs} ms` }), this.options.maxWaitMs);
-      waiter.timer.unref();
-      if (signal) {
-        waiter.onAbort = () => this.drop(waiter, { ok: false, reason: 'aborted', detail: 'the client went away' });
-        signal.addEventListener('abort', waiter.onAbort, { once: true });
-      }
-      this.queue.push(waiter);
+      // Armed only when the request has to wait (a grant can come at once, inside enter()).
+      const armed: { timer?: NodeJS.Timeout; onAbort?: () => void } = {};
+      const settle = (result: GateResult): void => {
+        clearTimeout(armed.timer);
+        if (armed.onAbort !== undefined) signal?.removeEventListener('abort', armed.onAbort);
+        resolve(result);
+      };
+      const granted = (slot: SlotTicket): void =>
+        settle({
+          ok: true,
+          release: () => {
+            client.release();
+            slot.release();
+          },
+        });
+      const ticket = this.slots.enter(POOL, granted);
+      if (ticket.state !== 'waiting') return;
+      // A waiter that gives up leaves the queue and its client's count.
+      const giveUp = (result: GateResult): void => {
+        if (ticket.state !== 'waiting') return;
+        ticket.release();
+        client.release();
+        settle(result);
+      };
+      armed.onAbort = (): void => giveUp(ABORTED);
+      armed.timer = setTimeout(() => giveUp({ ok: false, reason: 'wait-timeout', detail: `no upstream connection became free within ${this.options.maxWaitMs} ms` }), this.options.maxWaitMs);
+      armed.timer.unref();
+      signal?.addEventListener('abort', armed.onAbort, { once: true });
     });
-  }
-
-  private granted(key: string): GateResult {
-    let released = false;
-    return {
-      ok: true,
-      release: () => {
-        if (released) return;
-        released = true;
-        this.inFlight--;
-        this.decrement(key);
-        this.next();
-      },
-    };
-  }
-
-  private decrement(key: string): void {
-    const n = (this.perClient.get(key) ?? 1) - 1;
-    if (n <= 0) this.perClient.delete(key);
-    else this.perClient.set(key, n);
-  }
-
-  private settle(waiter: Waiter): void {
-    if (waiter.timer) clearTimeout(waiter.timer);
-    if (waiter.onAbort) waiter.signal?.removeEventListener('abort', waiter.onAbort);
-  }
-
-  /** A waiter gives up (timeout, client gone): leave the queue, refused. */
-  private drop(waiter: Waiter, result: GateResult): void {
-    const index = this.queue.indexOf(waiter);
-    if (index === -1) return;
-    this.queue.splice(index, 1);
-    this.settle(waiter);
-    this.decrement(waiter.key);
-    waiter.resolve(result);
-  }
-
-  private next(): void {
-    while (this.inFlight < this.options.maxInFlight) {
-      const waiter = this.queue.shift();
-      if (!waiter) return;
-      this.settle(waiter);
-      this.inFlight++;
-      waiter.resolve(this.granted(waiter.key));
-    }
   }
 }

@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import * as net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { HttpModeConfig, ListenerConfig, RouteConfig } from '../../src/config/types.js';
+import type { HttpListenerConfig, HttpModeConfig, RouteConfig } from '../../src/config/types.js';
 import type { ParsedCertificate } from '../../src/dane/certificate.js';
 import { HttpForwarder } from '../../src/forward/http-forward.js';
 import type { ConnectionContext } from '../../src/connection/forwarder.js';
@@ -49,8 +49,8 @@ describe('an exception from header building fails one request, never the process
       serverNames: [],
       upstream: { protocol: 'http', host: '127.0.0.1', port: backend.port, url: `http://127.0.0.1:${backend.port}`, tls: undefined },
     } as unknown as RouteConfig;
-    const listener = { name: 'crash', routes: [route] } as unknown as ListenerConfig;
-    forwarder = new HttpForwarder(config, 5000, {}, 'crash');
+    const listener = { name: 'crash', mode: 'http', policy: 'required', idleTimeoutMs: 5000, http: config, routes: [route] } as unknown as HttpListenerConfig;
+    forwarder = new HttpForwarder(listener);
     const good = { der: Buffer.from([1, 2, 3]), sha256Hex: 'ab'.repeat(32), subject: `CN=${NAME}` } as unknown as ParsedCertificate;
     const broken = {
       der: Buffer.from([1, 2, 3]),

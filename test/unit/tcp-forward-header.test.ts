@@ -6,6 +6,7 @@
  */
 import type * as tls from 'node:tls';
 import { describe, expect, it } from 'vitest';
+import type { ProxyHeaderConfig } from '../../src/config/types.js';
 import type { ConnectionContext } from '../../src/connection/forwarder.js';
 import { parseProxyHeader, PP2_SSL_SUBTYPE } from '../../src/protocol/proxy-protocol.js';
 import { buildProxyHeader } from '../../src/forward/tcp-forward.js';
@@ -15,10 +16,11 @@ const NAME = 'nas1._device.radsec.test';
 /** The parts of a TLSSocket buildProxyHeader reads. */
 const socket = { alpnProtocol: false, getProtocol: () => 'TLSv1.3', getCipher: () => ({ name: 'TLS_AES_128_GCM_SHA256' }) } as unknown as tls.TLSSocket;
 
+const V2: ProxyHeaderConfig = { version: 'v2', tlvTypes: { name: 0xe4, certHash: 0xe5, tlsa: 0xe6 }, crc32c: false };
+
 function context(identity: ConnectionContext['identity']): ConnectionContext {
   // Only the fields buildProxyHeader reads.
   return {
-    route: { proxyHeader: { version: 'v2', tlvTypes: { name: 0xe4, certHash: 0xe5, tlsa: 0xe6 }, crc32c: false } },
     clientAddress: '192.0.2.7',
     clientPort: 40000,
     localAddress: '192.0.2.1',
@@ -39,7 +41,7 @@ const leaf = {
 
 describe('buildProxyHeader: the SSL TLV tells the truth', () => {
   it('authenticated: CN = the verified DANE name, verify 0, a certificate on this connection', () => {
-    const header = buildProxyHeader(socket, context({ name: NAME, leaf: leaf as never, tlsa: [3, 1, 1] }));
+    const header = buildProxyHeader(socket, context({ name: NAME, leaf: leaf as never, tlsa: [3, 1, 1] }), V2);
     const parsed = parseProxyHeader(header ?? Buffer.alloc(0));
     expect(parsed.status).toBe('complete');
     if (parsed.status !== 'complete') return;
@@ -48,7 +50,7 @@ describe('buildProxyHeader: the SSL TLV tells the truth', () => {
   });
 
   it('unauthenticated: no CN, verify non-zero, no identity TLVs', () => {
-    const header = buildProxyHeader(socket, context(undefined));
+    const header = buildProxyHeader(socket, context(undefined), V2);
     const parsed = parseProxyHeader(header ?? Buffer.alloc(0));
     expect(parsed.status).toBe('complete');
     if (parsed.status !== 'complete') return;
