@@ -1,28 +1,14 @@
 /**
- * One structured record per connection decision, and the refusal reason
- * codes the proxy uses (the DANE verifier's codes plus the connection-level
- * ones below). Never carries key material or whole certificates, and every
- * text field is bounded before it is written (see DECISION_FIELD_LIMITS).
+ * One structured record per connection decision. Its reason is a catalog
+ * reason (src/reasons.ts) or 'authenticated'. Never carries key material or
+ * whole certificates, and every text field is bounded before it is written
+ * (see DECISION_FIELD_LIMITS).
  */
-import type { VerificationReason } from './verify.js';
-import type { AdmissionReason } from '../ratelimit/admission.js';
-import type { NameSource } from './identity.js';
+import type { ConnectionReason } from '../reasons.js';
+import type { NameSource } from './stages/identity-sources.js';
 import { boundText } from './log-bounds.js';
 
-export type ConnectionReason =
-  | VerificationReason
-  | 'authenticated'
-  | 'client-hello-invalid'
-  | 'client-hello-timeout'
-  | 'client-closed'
-  | 'proxy-header-invalid'
-  | 'proxy-header-timeout'
-  | 'no-route'
-  | 'handshake-failed'
-  | 'handshake-timeout'
-  | 'ambiguous-name'
-  | 'no-name'
-  | AdmissionReason;
+export type { ConnectionReason } from '../reasons.js';
 
 export interface DecisionRecord {
   readonly time: string;
@@ -73,8 +59,7 @@ export const DECISION_FIELD_LIMITS: Readonly<Record<TextField, number>> = {
 
 /** `record` with every text field bounded (DECISION_FIELD_LIMITS); numbers are kept, unknown fields dropped. */
 export function boundDecisionRecord(record: DecisionRecord): DecisionRecord {
-  const text = <T extends string | undefined>(field: TextField, value: T): T =>
-    (typeof value === 'string' ? boundText(value, DECISION_FIELD_LIMITS[field]) : value) as T;
+  const text = <T extends string | undefined>(field: TextField, value: T): T => (typeof value === 'string' ? boundText(value, DECISION_FIELD_LIMITS[field]) : value) as T;
   const d = record.durationsMs;
   const ms = (n: number | undefined): number | undefined => (typeof n === 'number' && Number.isFinite(n) ? n : undefined);
   return {

@@ -2,26 +2,37 @@
  * Which name a client claims (draft-ietf-dance-tls-clientid): a non-empty
  * `dane_clientid` extension names it; an empty or absent one means the name
  * is in the certificate, where only allowlisted SAN dNSNames are candidates
- * and more than one candidate is ambiguous. Pure.
+ * and more than one candidate is ambiguous. This is the one place a claimed
+ * name is canonicalised and allowlisted; everything after it (the lookup,
+ * the matching) takes the canonical name as it is. Pure.
  */
 import type { Allowlist } from '../allowlist/allowlist.js';
 import { canonicalizeClientName } from '../dane/name.js';
 
-export type NameSource = 'extension' | 'certificate';
+export type ClaimedName<S extends string = string> =
+  | { readonly ok: true; readonly name: string; readonly source: S; readonly allowedBy: string }
+  | { readonly ok: false; readonly reason: 'invalid-name' | 'not-allowed' | 'ambiguous-name' | 'no-name'; readonly detail: string; readonly source: S };
 
-export type ClaimedName =
-  | { readonly ok: true; readonly name: string; readonly source: NameSource; readonly allowedBy: string }
-  | { readonly ok: false; readonly reason: 'invalid-name' | 'not-allowed' | 'ambiguous-name' | 'no-name'; readonly detail: string; readonly source: NameSource };
+/** A name given as a whole (the extension, or the command line): canonical, and allowed when there is an allowlist. */
+export type CheckedName =
+  | { readonly ok: true; readonly name: string; readonly allowedBy: string | undefined }
+  | { readonly ok: false; readonly reason: 'invalid-name' | 'not-allowed'; readonly detail: string; readonly name: string | undefined };
+
+/** Canonicalise `raw`; then, when `allowlist` is given, refuse a name it does not allow (before any DNS query). */
+export function checkName(raw: string, allowlist: Pick<Allowlist, 'match'> | undefined): CheckedName {
+  const canonical = canonicalizeClientName(raw);
+  if (!canonical.ok) return { ok: false, reason: 'invalid-name', detail: canonical.reason, name: undefined };
+  if (allowlist === undefined) return { ok: true, name: canonical.name, allowedBy: undefined };
+  const allowedBy = allowlist.match(canonical.name);
+  if (allowedBy === undefined) return { ok: false, reason: 'not-allowed', detail: `${canonical.name} is not on the allowlist`, name: canonical.name };
+  return { ok: true, name: canonical.name, allowedBy };
+}
 
 /** The name from a non-empty `dane_clientid` extension, checked against the allowlist (before any DNS query). */
-export function nameFromExtension(raw: string, allowlist: Pick<Allowlist, 'match'>): ClaimedName {
-  const canonical = canonicalizeClientName(raw);
-  if (!canonical.ok) return { ok: false, reason: 'invalid-name', detail: `dane_clientid: ${canonical.reason}`, source: 'extension' };
-  const allowedBy = allowlist.match(canonical.name);
-  if (allowedBy === undefined) {
-    return { ok: false, reason: 'not-allowed', detail: `${canonical.name} is not on the allowlist`, source: 'extension' };
-  }
-  return { ok: true, name: canonical.name, source: 'extension', allowedBy };
+export function nameFromExtension(raw: string, allowlist: Pick<Allowlist, 'match'>): ClaimedName<'extension'> {
+  const checked = checkName(raw, allowlist);
+  if (!checked.ok) return { ok: false, reason: checked.reason, detail: checked.reason === 'invalid-name' ? `dane_clientid: ${checked.detail}` : checked.detail, source: 'extension' };
+  return { ok: true, name: checked.name, source: 'extension', allowedBy: checked.allowedBy ?? checked.name };
 }
 
 /** Most SAN names quoted in a refusal's detail, and most characters of each. */
@@ -44,13 +55,11 @@ export function describeSanNames(dnsNames: readonly string[]): string {
 }
 
 /** The name from the certificate's SAN dNSNames: exactly one allowlisted candidate. */
-export function nameFromCertificate(dnsNames: readonly string[], allowlist: Pick<Allowlist, 'match'>): ClaimedName {
+export function nameFromCertificate(dnsNames: readonly string[], allowlist: Pick<Allowlist, 'match'>): ClaimedName<'certificate'> {
   const candidates = new Map<string, string>();
   for (const dnsName of dnsNames) {
-    const canonical = canonicalizeClientName(dnsName);
-    if (!canonical.ok) continue;
-    const allowedBy = allowlist.match(canonical.name);
-    if (allowedBy !== undefined) candidates.set(canonical.name, allowedBy);
+    const checked = checkName(dnsName, allowlist);
+    if (checked.ok && checked.allowedBy !== undefined) candidates.set(checked.name, checked.allowedBy);
   }
   if (candidates.size === 0) {
     return dnsNames.length === 0

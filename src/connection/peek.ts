@@ -14,6 +14,7 @@
  * one per record.
  */
 import type { Socket } from 'node:net';
+import { TLS_ALERTS } from '../reasons.js';
 
 export type PeekResult<T> =
   | { readonly status: 'complete'; readonly value: T; readonly consumed: number }
@@ -21,9 +22,7 @@ export type PeekResult<T> =
   | { readonly status: 'timeout' }
   | { readonly status: 'closed' };
 
-export type IncrementalParser<T> = (
-  buffered: Buffer,
-) => { status: 'incomplete' } | { status: 'invalid'; reason: string } | { status: 'complete'; value: T; consumed: number };
+export type IncrementalParser<T> = (buffered: Buffer) => { status: 'incomplete' } | { status: 'invalid'; reason: string } | { status: 'complete'; value: T; consumed: number };
 
 /**
  * When to ask the parser. 'tls-handshake': the stream is TLS records carrying
@@ -122,9 +121,7 @@ export class TlsHandshakeFraming {
 }
 
 export type PeekStep<T> =
-  | { readonly status: 'more' }
-  | { readonly status: 'complete'; readonly value: T; readonly consumed: number; readonly buffered: Buffer }
-  | { readonly status: 'invalid'; readonly reason: string };
+  { readonly status: 'more' } | { readonly status: 'complete'; readonly value: T; readonly consumed: number; readonly buffered: Buffer } | { readonly status: 'invalid'; readonly reason: string };
 
 /**
  * The buffering and parsing of peekSocket without the socket: push chunks,
@@ -209,7 +206,7 @@ export function peekSocket<T>(socket: Socket, parse: IncrementalParser<T>, optio
   });
 }
 
-/** A fatal TLS alert record (RFC 8446 6.2): handshake_failure (40) by default. */
-export function fatalAlertRecord(description = 40): Buffer {
+/** A fatal TLS alert record (RFC 8446 6.2) with `description` (a TLS_ALERTS value): handshake_failure by default. */
+export function fatalAlertRecord(description: number = TLS_ALERTS.handshake_failure): Buffer {
   return Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description]);
 }

@@ -1,49 +1,23 @@
 /**
- * The whole DANE client decision: canonical name → allowlist (before any
- * DNS query) → validated TLSA lookup → matching. One reason code per
- * outcome; these codes are what logs, metrics and the CLI show.
+ * The DANE client decision for one name and one chain, outside a
+ * connection (the CLI's `check`, tests, benchmarks): the name checked once
+ * (identity.ts: canonical, and allowed when an allowlist is given, before
+ * any DNS query), then the authenticate stage with one lookup. The same
+ * code the pipeline runs, with the same reason codes.
  */
 import type { Allowlist } from '../allowlist/allowlist.js';
-import type { CacheStatus, TlsaCache } from '../lookup/cache.js';
 import type { ParsedCertificate } from '../dane/certificate.js';
-import type { LookupOutcome, LookupOutcomeKind } from '../lookup/tlsa-answer.js';
-import { matchTlsa, type DaneDecision, type DecisionReason } from '../dane/match.js';
-import { canonicalizeClientName } from '../dane/name.js';
-
-export type VerificationReason =
-  | DecisionReason
-  | 'invalid-name'
-  | 'not-allowed'
-  | 'dns-no-tlsa'
-  | 'dns-insecure'
-  | 'dns-bogus'
-  | 'dns-timeout'
-  | 'dns-malformed'
-  | 'dns-server-error'
-  | 'dns-over-capacity';
-
-/** Refusals that may succeed if tried again later (the operator's DNS is failing, not the client). */
-export const TEMPORARY_REASONS: ReadonlySet<VerificationReason> = new Set([
-  'dns-bogus',
-  'dns-timeout',
-  'dns-malformed',
-  'dns-server-error',
-  'dns-over-capacity',
-]);
-
-const LOOKUP_REASON: Readonly<Record<Exclude<LookupOutcomeKind, 'secure'>, VerificationReason>> = {
-  'no-tlsa': 'dns-no-tlsa',
-  insecure: 'dns-insecure',
-  bogus: 'dns-bogus',
-  timeout: 'dns-timeout',
-  malformed: 'dns-malformed',
-  'server-error': 'dns-server-error',
-  'over-capacity': 'dns-over-capacity',
-};
+import type { DaneDecision } from '../dane/match.js';
+import type { CacheStatus } from '../lookup/cache.js';
+import type { LookupOutcome } from '../lookup/tlsa-answer.js';
+import type { ConnectionReason } from '../reasons.js';
+import { checkName } from './identity.js';
+import { authenticate } from './stages/authenticate.js';
+import { startLookup, type TlsaLookupSource } from './stages/lookup.js';
 
 export interface VerificationResult {
   readonly authenticated: boolean;
-  readonly reason: VerificationReason;
+  readonly reason: ConnectionReason;
   /** Human-readable detail for logs and the CLI. */
   readonly detail: string;
   /** The canonical name, when the claim was a valid name. */
@@ -56,8 +30,9 @@ export interface VerificationResult {
 
 export interface VerifyInput {
   readonly claimedName: string;
+  /** The client's chain as presented, leaf first. */
   readonly chain: readonly ParsedCertificate[];
-  readonly cache: Pick<TlsaCache, 'lookup'>;
+  readonly cache: TlsaLookupSource;
   /** When given, a name it does not allow is refused without any DNS query. */
   readonly allowlist?: Pick<Allowlist, 'match'>;
   readonly now?: Date;
@@ -65,46 +40,21 @@ export interface VerifyInput {
   readonly signal?: AbortSignal;
 }
 
-/** Most records named in a refusal's detail (the rest are counted). */
-const MAX_DETAILED_RECORDS = 8;
-
-function describeVerdicts(decision: DaneDecision): string {
-  const shown = decision.records
-    .slice(0, MAX_DETAILED_RECORDS)
-    .map((r) => `record ${r.index + 1} ${r.verdict}${r.detail === undefined ? '' : ` (${r.detail.slice(0, 120)})`}`);
-  const rest = new Map<string, number>();
-  for (const r of decision.records.slice(MAX_DETAILED_RECORDS)) rest.set(r.verdict, (rest.get(r.verdict) ?? 0) + 1);
-  if (rest.size > 0) shown.push(`${decision.records.length - MAX_DETAILED_RECORDS} more (${[...rest].map(([verdict, n]) => `${n} ${verdict}`).join(', ')})`);
-  return shown.join(', ') || 'nothing to match';
-}
-
 export async function verifyClient(input: VerifyInput): Promise<VerificationResult> {
-  const base = { name: undefined, allowedBy: undefined, lookup: undefined, cache: undefined, decision: undefined };
-  const canonical = canonicalizeClientName(input.claimedName);
-  if (!canonical.ok) return { ...base, authenticated: false, reason: 'invalid-name', detail: canonical.reason };
-  const name = canonical.name;
-  let allowedBy: string | undefined;
-  if (input.allowlist !== undefined) {
-    allowedBy = input.allowlist.match(name);
-    if (allowedBy === undefined) {
-      return { ...base, name, authenticated: false, reason: 'not-allowed', detail: `${name} is not on the allowlist` };
-    }
-  }
-  const { outcome: lookup, cache, prepared } = await input.cache.lookup(name, input.signal);
-  const known = { ...base, name, allowedBy, lookup, cache };
-  if (lookup.kind !== 'secure') {
-    return { ...known, authenticated: false, reason: LOOKUP_REASON[lookup.kind], detail: lookup.detail };
-  }
-  const decision = await matchTlsa({
-    records: lookup.records,
-    prepared,
-    chain: input.chain,
-    claimedName: name,
-    now: input.now ?? new Date(),
+  const none = { allowedBy: undefined, lookup: undefined, cache: undefined, decision: undefined };
+  const checked = checkName(input.claimedName, input.allowlist);
+  if (!checked.ok) return { ...none, authenticated: false, reason: checked.reason, detail: checked.detail, name: checked.name };
+  const { name, allowedBy } = checked;
+  const auth = await authenticate({
+    name,
+    lookup: startLookup(input.cache, name, input.signal),
+    leaf: input.chain.slice(0, 1),
+    chain: () => input.chain,
     pkixRoots: input.pkixRoots,
+    now: input.now ?? new Date(),
+    signal: input.signal,
   });
-  const detail = decision.authenticated
-    ? `record ${(decision.matched?.index ?? 0) + 1} of ${lookup.records.length} matched`
-    : `${decision.reason}: ${describeVerdicts(decision)}`;
-  return { ...known, authenticated: decision.authenticated, reason: decision.reason, detail, decision };
+  const { lookup, cache, decision } = auth.evidence;
+  const known = { name, allowedBy, lookup, cache, decision };
+  return auth.ok ? { ...known, authenticated: true, reason: 'authenticated', detail: auth.value.detail } : { ...known, authenticated: false, reason: auth.reason, detail: auth.detail };
 }

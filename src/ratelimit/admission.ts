@@ -20,6 +20,7 @@
  * /64 prefix of an IPv6 address, so that one IPv6 network cannot pass every
  * per-address limit by spreading over its addresses.
  */
+import type { RefusalReason } from '../reasons.js';
 import { monotonicClock, type Clock } from './clock.js';
 import { ConcurrencyLimiter } from './concurrency.js';
 import { PenaltyBox, type PenaltyBoxOptions } from './penalty-box.js';
@@ -63,7 +64,8 @@ export const ADMISSION_DEFAULTS: AdmissionLimits & { readonly handshakes: Requir
   trackedAddresses: 100_000,
 };
 
-export type AdmissionReason = 'penalty-box' | 'rate-limited' | 'handshake-budget' | 'handshake-budget-ip' | 'identity-limit' | 'chain-over-limits';
+/** The refusals admission control makes (catalog reasons, src/reasons.ts). */
+export type AdmissionReason = Extract<RefusalReason, 'penalty-box' | 'rate-limited' | 'handshake-budget' | 'handshake-budget-ip' | 'identity-limit' | 'chain-over-limits'>;
 
 /** Called when the connection's address is banned while the connection is still between accept and decision. */
 export type OnBanned = (detail: string) => void;
@@ -140,6 +142,18 @@ export class Admission {
     return waiting.length;
   }
 
+  /**
+   * Lift the ban of `source`'s address (its /64 for IPv6) and forget its
+   * failures: the operator's way out of a ban (the admin endpoint
+   * POST /penalty-box/unban). Says what was lifted.
+   */
+  unban(source: string): { readonly key: string; readonly penaltyBox: boolean; readonly bannedForMs: number; readonly failures: number } {
+    const key = sourceKey(source);
+    if (this.penalty === undefined) return { key, penaltyBox: false, bannedForMs: 0, failures: 0 };
+    const lifted = this.penalty.unban(key);
+    return { key, penaltyBox: true, bannedForMs: lifted?.bannedForMs ?? 0, failures: lifted?.failures ?? 0 };
+  }
+
   /** Connections of one address in the TLS handshake at once, default applied (4, or maxConcurrentPerIp when lower). */
   get maxTlsHandshakesPerIp(): number {
     const h = this.limits.handshakes;
@@ -194,7 +208,7 @@ export class Admission {
     return { ok: true, release: held.release };
   }
 
-  /** An authentication failure that is the client's doing (see PENALIZED_REASONS). */
+  /** A refusal that is the client's doing (a catalog reason marked penalized, src/reasons.ts). */
   recordFailure(source: string, weight = 1): void {
     const address = sourceKey(source);
     this.penalty?.recordFailure(address, weight);
@@ -205,26 +219,3 @@ export class Admission {
   }
 }
 
-/**
- * Refusals that count towards the penalty box: the client's own doing.
- * Temporary DNS failures and capacity refusals do not (the client may be
- * legitimate and our DNS in trouble).
- */
-export const PENALIZED_REASONS: ReadonlySet<string> = new Set([
-  'client-hello-invalid',
-  'client-hello-timeout',
-  'proxy-header-invalid',
-  'handshake-failed',
-  'handshake-timeout',
-  'no-certificate',
-  'invalid-name',
-  'not-allowed',
-  'no-name',
-  'ambiguous-name',
-  'no-records',
-  'no-usable-records',
-  'no-matching-record',
-  'chain-too-long',
-  'dns-no-tlsa',
-  'dns-insecure',
-]);

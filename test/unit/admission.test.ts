@@ -1,6 +1,7 @@
 /** Token buckets, penalty box, concurrency caps, TLS handshake slots and admission, on a fake clock. */
 import { describe, expect, it } from 'vitest';
-import { Admission, PENALIZED_REASONS } from '../../src/ratelimit/admission.js';
+import { Admission } from '../../src/ratelimit/admission.js';
+import { REASONS, type RefusalReason } from '../../src/reasons.js';
 import { ConcurrencyLimiter } from '../../src/ratelimit/concurrency.js';
 import { PenaltyBox } from '../../src/ratelimit/penalty-box.js';
 import { PerKeySlots, type SlotTicket } from '../../src/ratelimit/slot-queue.js';
@@ -232,11 +233,13 @@ describe('Admission', () => {
     expect(custom.clientChain).toEqual({ maxCertificates: 3, maxFlightBytes: 8192 });
   });
 
-  it('penalises the client-caused refusals only, never temporary DNS trouble or capacity', () => {
-    for (const reason of ['no-matching-record', 'not-allowed', 'client-hello-invalid', 'handshake-timeout', 'dns-no-tlsa']) expect(PENALIZED_REASONS.has(reason)).toBe(true);
-    for (const reason of ['dns-timeout', 'dns-bogus', 'dns-over-capacity', 'rate-limited', 'handshake-budget', 'authenticated', 'client-closed']) {
-      expect(PENALIZED_REASONS.has(reason)).toBe(false);
+  it('the catalog penalises the client-caused refusals only, never DNS outcomes or capacity', () => {
+    const penalized = (reason: RefusalReason): boolean => REASONS[reason].penalized;
+    for (const reason of ['no-matching-record', 'not-allowed', 'client-hello-invalid', 'handshake-timeout'] as const) expect(penalized(reason)).toBe(true);
+    for (const reason of ['dns-no-tlsa', 'dns-insecure', 'dns-timeout', 'dns-bogus', 'dns-over-capacity', 'rate-limited', 'handshake-budget', 'client-closed'] as const) {
+      expect(penalized(reason)).toBe(false);
     }
+    expect('authenticated' in REASONS).toBe(false);
   });
 });
 

@@ -1,0 +1,22 @@
+/**
+ * Stages: admission of the connection by its (original) client address
+ * before anything is read past the PROXY header, and of the verified
+ * identity after authentication. Each turns the admission's answer into a
+ * stage result; the release function is the value.
+ */
+import type { Admission, OnBanned } from '../../ratelimit/admission.js';
+import { pass, refuse, type StageResult } from './result.js';
+
+export type Release = () => void;
+
+/** Penalty box, rate, handshake budget; until `release`, `onBanned` ends the connection when another one bans its address. */
+export function admitConnection(admission: Pick<Admission, 'admitConnection'>, clientAddress: string, onBanned: OnBanned): StageResult<Release> {
+  const admitted = admission.admitConnection(clientAddress, onBanned);
+  return admitted.ok ? pass(admitted.release) : refuse(admitted.reason, admitted.detail);
+}
+
+/** The cap on concurrent connections per verified name; `release` when the connection closes. */
+export function admitIdentity(admission: Pick<Admission, 'admitIdentity'>, name: string): StageResult<Release> {
+  const admitted = admission.admitIdentity(name);
+  return admitted.ok ? pass(admitted.release) : refuse(admitted.reason, admitted.detail);
+}
