@@ -1,10 +1,12 @@
 /**
- * The admin listener (loopback by default): GET /metrics (Prometheus text),
- * /healthz (the process is alive; a cluster primary: a worker is up), /readyz (listeners bound and the
- * resolver answering; 503 otherwise), /status (JSON). Nothing else.
+ * The admin listener (loopback by default; never expose it): GET /metrics
+ * (Prometheus text), /healthz (the process is alive; a cluster primary: a
+ * worker is up), /readyz (listeners bound and the resolver validating; 503
+ * otherwise), /status (JSON), and POST /penalty-box/unban?address=IP (lift
+ * an address's ban). Nothing else.
  */
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 
 export interface Readiness {
   readonly ready: boolean;
@@ -17,6 +19,20 @@ export interface AdminSource {
   status(): Promise<object>;
   /** /healthz: the process can serve (a cluster primary: at least one worker up); default always ok. */
   health?(): { ok: boolean; detail: string };
+  /** POST /penalty-box/unban?address=IP: lift the address's ban; answers what was lifted (JSON). */
+  unban?(address: string): Promise<object>;
+}
+
+const UNBAN_PATH = '/penalty-box/unban';
+
+/** The address of an unban request's query string, or what is wrong with it. Pure. */
+export function unbanAddress(url: string): { ok: true; address: string } | { ok: false; error: string } {
+  const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
+  const all = query.getAll('address');
+  if (all.length !== 1) return { ok: false, error: `address: give exactly one, as in POST ${UNBAN_PATH}?address=192.0.2.7 (got ${all.length})` };
+  const address = (all[0] ?? '').trim();
+  if (isIP(address) === 0) return { ok: false, error: `address: expected an IPv4 or IPv6 address, got '${address.slice(0, 100)}'` };
+  return { ok: true, address };
 }
 
 export interface AdminServer {
@@ -32,13 +48,25 @@ function json(res: http.ServerResponse, status: number, value: unknown): void {
 export async function startAdminServer(host: string, port: number, source: AdminSource): Promise<AdminServer> {
   const server = http.createServer({ requestTimeout: 10_000, headersTimeout: 5_000 }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
+    const fail = (err: unknown): void => {
+      if (!res.headersSent) json(res, 500, { error: err instanceof Error ? err.message : String(err) });
+    };
+    if (path === UNBAN_PATH && source.unban !== undefined) {
+      if (req.method !== 'POST') {
+        res.writeHead(405, { allow: 'POST' }).end();
+        return;
+      }
+      // The body is not read: everything is in the query string.
+      req.resume();
+      const wanted = unbanAddress(req.url ?? '');
+      if (!wanted.ok) return json(res, 400, { error: wanted.error });
+      source.unban(wanted.address).then((answer) => json(res, 200, answer), fail);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
     }
-    const fail = (err: unknown): void => {
-      if (!res.headersSent) json(res, 500, { error: err instanceof Error ? err.message : String(err) });
-    };
     switch (path) {
       case '/healthz': {
         const health = source.health?.() ?? { ok: true, detail: 'ok' };
@@ -55,7 +83,7 @@ export async function startAdminServer(host: string, port: number, source: Admin
         source.status().then((s) => json(res, 200, s), fail);
         return;
       default:
-        res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found: /metrics /healthz /readyz /status\n');
+        res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end(`not found: /metrics /healthz /readyz /status${source.unban ? ` (POST ${UNBAN_PATH}?address=IP)` : ''}\n`);
     }
   });
   server.keepAliveTimeout = 5_000;

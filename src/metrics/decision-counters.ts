@@ -1,8 +1,11 @@
 /**
  * Counts of connection decisions by listener, outcome and reason code (the
- * same codes as the decision log). Label values are bounded: listener names
- * come from the configuration and reasons from a closed set. The Prometheus
- * exporter reads these.
+ * same codes as the decision log), for one running proxy. The proxy feeds it
+ * from its own decision sink, so it counts that proxy's connections only
+ * (decisionChannel is process-wide: it would mix every proxy in the process).
+ * Keys are bounded: listener names come from the configuration and reasons
+ * from the catalog (src/reasons.ts). Prometheus gets its counts elsewhere
+ * (ProxyMetrics, from decisionChannel).
  */
 import type { DecisionRecord } from '../connection/decision-log.js';
 

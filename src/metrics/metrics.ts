@@ -1,14 +1,20 @@
 /**
  * Prometheus metrics (prom-client, default registry so that node:cluster
- * workers can be aggregated by the primary). Label values are bounded:
- * listener names come from the configuration, reasons and outcomes from
- * closed sets; never a client name or address. One set per process.
+ * workers can be aggregated by the primary). They are fed by the typed
+ * diagnostics channels (src/observe.ts): decisions, TLSA lookups and
+ * upstream events are published by the pipeline and counted here; nothing
+ * calls into this class per connection. Label values are bounded: listener
+ * names come from the configuration, reasons and outcomes from closed sets;
+ * never a client name or address. One set per process.
  */
-import { Counter, Gauge, Histogram, collectDefaultMetrics, register } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, register } from 'prom-client';
+import { REFUSAL_REASONS, type RefusalReason } from '../reasons.js';
 import type { DecisionRecord } from '../connection/decision-log.js';
-import type { ForwardingObserver } from '../connection/listener.js';
-import type { LookupOutcome } from '../lookup/tlsa-answer.js';
-import type { TlsaResolver } from '../dns/resolver.js';
+import { decisionChannel } from '../connection/channels.js';
+import type { CacheStatus } from '../lookup/cache.js';
+import type { LookupOutcomeKind } from '../lookup/tlsa-answer.js';
+import { lookupChannel, resolveChannel, type LookupEvent, type ResolveEvent } from '../lookup/channels.js';
+import { upstreamBytesChannel, upstreamConnectChannel, upstreamErrorChannel, type UpstreamBytesEvent, type UpstreamConnectEvent, type UpstreamErrorEvent } from '../forward/channels.js';
 
 /** What the gauges read when scraped: the current generation's state. */
 export interface LiveState {
@@ -18,164 +24,284 @@ export interface LiveState {
   generation(): number;
 }
 
+/** A configured listener: its name, and its policy when known (optional listeners also forward refused clients). */
+export type KnownListener = string | { readonly name: string; readonly policy?: string };
+
+export interface ProxyMetricsOptions {
+  /** Where the metrics live; default prom-client's global registry (what the cluster primary aggregates). */
+  readonly registry?: Registry;
+}
+
 const SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-export class ProxyMetrics implements ForwardingObserver {
-  readonly connections = new Counter({
-    name: 'dancegate_connections_total',
-    help: 'Connection decisions by listener, outcome (forwarded/refused) and reason code (the decision log codes)',
-    labelNames: ['listener', 'outcome', 'reason'] as const,
-  });
-  readonly handshakes = new Counter({
-    name: 'dancegate_tls_handshakes_total',
-    help: 'TLS handshakes by listener and result (completed = the client finished its handshake)',
-    labelNames: ['listener', 'result', 'tls_version'] as const,
-  });
-  readonly lookups = new Counter({
-    name: 'dancegate_dane_lookups_total',
-    help: 'TLSA lookups that reached the resolver chain, by outcome (secure, no-tlsa, insecure, bogus, timeout, malformed, server-error, over-capacity)',
-    labelNames: ['outcome'] as const,
-  });
-  readonly cache = new Counter({
-    name: 'dancegate_tlsa_cache_total',
-    help: 'TLSA cache results of connection verifications (hit, miss, coalesced)',
-    labelNames: ['result'] as const,
-  });
-  readonly handshakeSeconds = new Histogram({
-    name: 'dancegate_handshake_seconds',
-    help: 'TLS handshake time after the ClientHello was read',
-    labelNames: ['listener'] as const,
-    buckets: SECONDS_BUCKETS,
-  });
-  readonly decisionSeconds = new Histogram({
-    name: 'dancegate_dane_decision_seconds',
-    help: 'Time from the start of the TLSA lookup to the DANE decision (overlaps the handshake when the name came from dane_clientid)',
-    labelNames: ['listener'] as const,
-    buckets: SECONDS_BUCKETS,
-  });
-  readonly upstreamConnectSeconds = new Histogram({
-    name: 'dancegate_upstream_connect_seconds',
-    help: 'Time to connect to the upstream (and finish its TLS handshake) for new upstream connections',
-    labelNames: ['listener'] as const,
-    buckets: SECONDS_BUCKETS,
-  });
-  readonly upstreamErrors = new Counter({
-    name: 'dancegate_upstream_errors_total',
-    help: 'Upstream connection or request failures',
-    labelNames: ['listener'] as const,
-  });
-  readonly bytes = new Counter({
-    name: 'dancegate_bytes_total',
-    help: 'Bytes on client connections after the decision (direction from_client / to_client), counted when they close',
-    labelNames: ['listener', 'direction'] as const,
-  });
-  readonly reloads = new Counter({
-    name: 'dancegate_config_reloads_total',
-    help: 'Configuration reloads by result (success, failure)',
-    labelNames: ['result'] as const,
-  });
-  readonly lastReloadSuccess = new Gauge({
-    name: 'dancegate_config_last_reload_successful',
-    help: '1 if the last reload succeeded (or none was tried), 0 if it was rejected',
-    // Across workers: 0 if any worker's last reload failed.
-    aggregator: 'min',
-  });
-  readonly buildInfo = new Gauge({
-    name: 'dancegate_build_info',
-    help: 'Always 1; labels say which dancegate and Node.js run',
-    labelNames: ['version', 'node'] as const,
-    aggregator: 'first',
-  });
+/** Every outcome of a TLSA lookup (the compile-time check below keeps it whole). */
+export const LOOKUP_OUTCOMES = ['secure', 'no-tlsa', 'insecure', 'bogus', 'timeout', 'malformed', 'server-error', 'over-capacity'] as const satisfies readonly LookupOutcomeKind[];
+/** Every result of the TLSA cache. */
+export const CACHE_RESULTS = ['hit', 'miss', 'coalesced'] as const satisfies readonly CacheStatus[];
+export const RELOAD_RESULTS = ['success', 'failure'] as const;
+export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+export const DIRECTIONS = ['from_client', 'to_client'] as const;
 
-  constructor(version: string, state: () => LiveState | undefined) {
+type Exhaustive<Missing> = [Missing] extends [never] ? true : false;
+const lookupOutcomesComplete: Exhaustive<Exclude<LookupOutcomeKind, (typeof LOOKUP_OUTCOMES)[number]>> = true;
+const cacheResultsComplete: Exhaustive<Exclude<CacheStatus, (typeof CACHE_RESULTS)[number]>> = true;
+void lookupOutcomesComplete;
+void cacheResultsComplete;
+
+export interface ConnectionSeries {
+  readonly outcome: 'forwarded' | 'refused';
+  readonly reason: 'authenticated' | RefusalReason;
+}
+
+/**
+ * The `dancegate_connections_total` series a listener can have, for starting
+ * them at 0: authenticated and forwarded, every refusal reason refused, and
+ * (policy optional) every refusal reason forwarded unauthenticated. Pure.
+ */
+export function connectionSeries(optional: boolean): ConnectionSeries[] {
+  const series: ConnectionSeries[] = [{ outcome: 'forwarded', reason: 'authenticated' }];
+  for (const reason of REFUSAL_REASONS) series.push({ outcome: 'refused', reason });
+  if (optional) for (const reason of REFUSAL_REASONS) series.push({ outcome: 'forwarded', reason });
+  return series;
+}
+
+/** The handshake series a listener can have: completed per TLS version, failed without one. Pure. */
+export function handshakeSeries(): Array<{ readonly result: 'completed' | 'failed'; readonly tls_version: string }> {
+  return [...TLS_VERSIONS.map((v) => ({ result: 'completed' as const, tls_version: v })), { result: 'failed', tls_version: 'none' }];
+}
+
+/** A byte count, a duration: finite and not negative (anything else is a producer's bug, never counted). */
+const measurable = (n: number): boolean => typeof n === 'number' && Number.isFinite(n) && n >= 0;
+
+export class ProxyMetrics {
+  readonly registry: Registry;
+  readonly connections: Counter<'listener' | 'outcome' | 'reason'>;
+  readonly handshakes: Counter<'listener' | 'result' | 'tls_version'>;
+  readonly lookups: Counter<'outcome'>;
+  readonly lookupSeconds: Histogram;
+  readonly cache: Counter<'result'>;
+  readonly handshakeSeconds: Histogram<'listener'>;
+  readonly decisionSeconds: Histogram<'listener'>;
+  readonly upstreamConnectSeconds: Histogram<'listener'>;
+  readonly upstreamErrors: Counter<'listener'>;
+  readonly bytes: Counter<'listener' | 'direction'>;
+  readonly reloads: Counter<'result'>;
+  readonly lastReloadSuccess: Gauge;
+  readonly buildInfo: Gauge<'version' | 'node'>;
+  /** Listeners whose series were started at 0 (by name; true when policy optional was seen). */
+  private readonly known = new Map<string, boolean>();
+  private readonly unsubscribe: Array<() => void> = [];
+
+  constructor(version: string, state: () => LiveState | undefined, options: ProxyMetricsOptions = {}) {
+    const registry = options.registry ?? register;
+    const registers = [registry];
+    this.registry = registry;
+    this.connections = new Counter({
+      name: 'dancegate_connections_total',
+      help: 'Connection decisions by listener, outcome (forwarded/refused) and reason code (the decision log codes)',
+      labelNames: ['listener', 'outcome', 'reason'] as const,
+      registers,
+    });
+    this.handshakes = new Counter({
+      name: 'dancegate_tls_handshakes_total',
+      help: 'TLS handshakes by listener and result (completed = the client finished its handshake)',
+      labelNames: ['listener', 'result', 'tls_version'] as const,
+      registers,
+    });
+    this.lookups = new Counter({
+      name: 'dancegate_dane_lookups_total',
+      help: 'TLSA lookups past the cache (local TLSA file, resolver gate, DNS), by outcome (secure, no-tlsa, insecure, bogus, timeout, malformed, server-error, over-capacity)',
+      labelNames: ['outcome'] as const,
+      registers,
+    });
+    this.lookupSeconds = new Histogram({
+      name: 'dancegate_dane_lookup_seconds',
+      help: 'Time of TLSA lookups past the cache (local TLSA file, resolver gate, DNS)',
+      buckets: SECONDS_BUCKETS,
+      registers,
+    });
+    this.cache = new Counter({
+      name: 'dancegate_tlsa_cache_total',
+      help: 'TLSA cache results, one per lookup a connection makes (hit, miss, coalesced)',
+      labelNames: ['result'] as const,
+      registers,
+    });
+    this.handshakeSeconds = new Histogram({
+      name: 'dancegate_handshake_seconds',
+      help: 'TLS handshake time after the ClientHello was read',
+      labelNames: ['listener'] as const,
+      buckets: SECONDS_BUCKETS,
+      registers,
+    });
+    this.decisionSeconds = new Histogram({
+      name: 'dancegate_dane_decision_seconds',
+      help: 'Time from the start of the TLSA lookup to the DANE decision (overlaps the handshake when the name came from dane_clientid)',
+      labelNames: ['listener'] as const,
+      buckets: SECONDS_BUCKETS,
+      registers,
+    });
+    this.upstreamConnectSeconds = new Histogram({
+      name: 'dancegate_upstream_connect_seconds',
+      help: 'Time to connect to the upstream (and finish its TLS handshake) for new upstream connections',
+      labelNames: ['listener'] as const,
+      buckets: SECONDS_BUCKETS,
+      registers,
+    });
+    this.upstreamErrors = new Counter({
+      name: 'dancegate_upstream_errors_total',
+      help: 'Upstream connection or request failures',
+      labelNames: ['listener'] as const,
+      registers,
+    });
+    this.bytes = new Counter({
+      name: 'dancegate_bytes_total',
+      help: 'Bytes on client connections after the decision (direction from_client / to_client), counted while they are open and when they close',
+      labelNames: ['listener', 'direction'] as const,
+      registers,
+    });
+    this.reloads = new Counter({
+      name: 'dancegate_config_reloads_total',
+      help: 'Configuration reloads by result (success, failure)',
+      labelNames: ['result'] as const,
+      registers,
+    });
+    this.lastReloadSuccess = new Gauge({
+      name: 'dancegate_config_last_reload_successful',
+      help: '1 if the last reload succeeded (or none was tried), 0 if it was rejected',
+      // Across workers: 0 if any worker's last reload failed.
+      aggregator: 'min',
+      registers,
+    });
+    this.buildInfo = new Gauge({
+      name: 'dancegate_build_info',
+      help: 'Always 1; labels say which dancegate and Node.js run',
+      labelNames: ['version', 'node'] as const,
+      aggregator: 'first',
+      registers,
+    });
     this.buildInfo.set({ version, node: process.version }, 1);
     this.lastReloadSuccess.set(1);
-    new Gauge({
-      name: 'dancegate_config_generation',
-      help: 'Configuration generation in force (1 at start, +1 per successful reload)',
-      // Across workers: the oldest generation still in force somewhere.
-      aggregator: 'min',
-      collect() {
-        this.set(state()?.generation() ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'dancegate_resolver_in_flight',
-      help: 'TLSA queries in flight through the resolver gate',
-      collect() {
-        this.set(state()?.gateStats()?.inFlight ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'dancegate_resolver_queued',
-      help: 'TLSA lookups waiting in the resolver gate',
-      collect() {
-        this.set(state()?.gateStats()?.queued ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'dancegate_resolver_zones_saturated',
-      help: 'Zones at their per-zone in-flight cap in the resolver gate',
-      collect() {
-        this.set(state()?.gateStats()?.zonesSaturated ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'dancegate_handshakes_in_progress',
-      help: 'Connections between accept and decision (the handshake budget in use)',
-      collect() {
-        this.set(state()?.handshakesInProgress() ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'dancegate_open_connections',
-      help: 'Client connections open now, all listeners',
-      collect() {
-        this.set(state()?.openConnections() ?? 0);
-      },
-    });
-    collectDefaultMetrics({ prefix: 'dancegate_process_' });
+    for (const result of RELOAD_RESULTS) this.reloads.inc({ result }, 0);
+    for (const outcome of LOOKUP_OUTCOMES) this.lookups.inc({ outcome }, 0);
+    for (const result of CACHE_RESULTS) this.cache.inc({ result }, 0);
+    this.liveGauges(state, registers);
+    collectDefaultMetrics({ register: registry });
+    // prom-client also exports `nodejs_active_{handles,requests,resources}_total` as gauges, duplicates
+    // of the unsuffixed ones: `_total` is for counters, so they go.
+    for (const metric of registry.getMetricsAsArray()) {
+      // At run time `type` is the exposition word ('gauge'), whatever prom-client's declared enum says.
+      if (String(metric.type) === 'gauge' && metric.name.endsWith('_total')) registry.removeSingleMetric(metric.name);
+    }
+    this.unsubscribe.push(
+      decisionChannel.subscribe((d) => this.onDecision(d)),
+      lookupChannel.subscribe((e) => this.onLookup(e)),
+      resolveChannel.subscribe((e) => this.onResolve(e)),
+      upstreamConnectChannel.subscribe((e) => this.onUpstreamConnect(e)),
+      upstreamErrorChannel.subscribe((e) => this.onUpstreamError(e)),
+      upstreamBytesChannel.subscribe((e) => this.onUpstreamBytes(e)),
+    );
   }
 
-  /** Count one connection decision (wired into the decision sink). */
-  decision(d: DecisionRecord): void {
-    this.connections.inc({ listener: d.listener, outcome: d.outcome, reason: d.reason });
-    if (d.tlsVersion !== undefined) this.handshakes.inc({ listener: d.listener, result: 'completed', tls_version: d.tlsVersion });
-    else if (d.reason === 'handshake-failed' || d.reason === 'handshake-timeout') this.handshakes.inc({ listener: d.listener, result: 'failed', tls_version: 'none' });
-    if (d.durationsMs.handshake !== undefined) this.handshakeSeconds.observe({ listener: d.listener }, d.durationsMs.handshake / 1000);
-    if (d.durationsMs.dns !== undefined) this.decisionSeconds.observe({ listener: d.listener }, d.durationsMs.dns / 1000);
-    if (d.cache !== undefined) this.cache.inc({ result: d.cache });
+  /**
+   * Start every series of these listeners at 0 (call with the configuration's
+   * listeners at start and after each reload); a listener first seen on a
+   * channel gets the same. Series of listeners a reload removed stay.
+   */
+  knownListeners(listeners: readonly KnownListener[]): void {
+    for (const l of listeners) {
+      if (typeof l === 'string') this.zeroListener(l, false);
+      else this.zeroListener(l.name, l.policy === 'optional');
+    }
   }
 
-  upstreamConnected(listener: string, seconds: number): void {
-    this.upstreamConnectSeconds.observe({ listener }, seconds);
+  /** Stop counting what the channels carry (the registered metrics stay). */
+  close(): void {
+    for (const unsubscribe of this.unsubscribe.splice(0)) unsubscribe();
   }
 
-  upstreamFailed(listener: string): void {
-    this.upstreamErrors.inc({ listener });
-  }
-
-  bytesRelayed(listener: string, fromClient: number, toClient: number): void {
-    this.bytes.inc({ listener, direction: 'from_client' }, fromClient);
-    this.bytes.inc({ listener, direction: 'to_client' }, toClient);
-  }
-
-  /** A resolver that counts every outcome of the one it wraps. */
-  countingResolver(inner: TlsaResolver): TlsaResolver {
-    return {
-      lookup: async (name: string, signal?: AbortSignal): Promise<LookupOutcome> => {
-        const result = await inner.lookup(name, signal);
-        this.lookups.inc({ outcome: result.kind });
-        return result;
-      },
-    };
-  }
-
+  /** The exposition text of prom-client's global registry (the one processMetrics uses). */
   static text(): Promise<string> {
     return register.metrics();
   }
 
   static readonly contentType = register.contentType;
+
+  private zeroListener(listener: string, optional: boolean): void {
+    const seen = this.known.get(listener);
+    if (seen === true || (seen === false && !optional)) return;
+    this.known.set(listener, optional);
+    for (const s of connectionSeries(optional)) this.connections.inc({ listener, outcome: s.outcome, reason: s.reason }, 0);
+    if (seen !== undefined) return;
+    for (const s of handshakeSeries()) this.handshakes.inc({ listener, ...s }, 0);
+    for (const direction of DIRECTIONS) this.bytes.inc({ listener, direction }, 0);
+    this.upstreamErrors.inc({ listener }, 0);
+    this.handshakeSeconds.zero({ listener });
+    this.decisionSeconds.zero({ listener });
+    this.upstreamConnectSeconds.zero({ listener });
+  }
+
+  private seen(listener: string): void {
+    if (!this.known.has(listener)) this.zeroListener(listener, false);
+  }
+
+  private onDecision(d: DecisionRecord): void {
+    const listener = d.listener;
+    this.seen(listener);
+    this.connections.inc({ listener, outcome: d.outcome, reason: d.reason });
+    if (d.tlsVersion !== undefined) this.handshakes.inc({ listener, result: 'completed', tls_version: d.tlsVersion });
+    else if (d.reason === 'handshake-failed' || d.reason === 'handshake-timeout') this.handshakes.inc({ listener, result: 'failed', tls_version: 'none' });
+    const { handshake, dns } = d.durationsMs;
+    if (handshake !== undefined && measurable(handshake)) this.handshakeSeconds.observe({ listener }, handshake / 1000);
+    if (dns !== undefined && measurable(dns)) this.decisionSeconds.observe({ listener }, dns / 1000);
+  }
+
+  private onLookup(e: LookupEvent): void {
+    this.cache.inc({ result: e.cache });
+  }
+
+  private onResolve(e: ResolveEvent): void {
+    this.lookups.inc({ outcome: e.outcome });
+    if (measurable(e.seconds)) this.lookupSeconds.observe(e.seconds);
+  }
+
+  private onUpstreamConnect(e: UpstreamConnectEvent): void {
+    this.seen(e.listener);
+    if (measurable(e.seconds)) this.upstreamConnectSeconds.observe({ listener: e.listener }, e.seconds);
+  }
+
+  private onUpstreamError(e: UpstreamErrorEvent): void {
+    // Only the listener: the upstream, identity and source would be unbounded label values.
+    this.seen(e.listener);
+    this.upstreamErrors.inc({ listener: e.listener });
+  }
+
+  private onUpstreamBytes(e: UpstreamBytesEvent): void {
+    this.seen(e.listener);
+    if (measurable(e.fromClient) && e.fromClient > 0) this.bytes.inc({ listener: e.listener, direction: 'from_client' }, e.fromClient);
+    if (measurable(e.toClient) && e.toClient > 0) this.bytes.inc({ listener: e.listener, direction: 'to_client' }, e.toClient);
+  }
+
+  /** The gauges that read the live proxy state when scraped. */
+  private liveGauges(state: () => LiveState | undefined, registers: Registry[]): void {
+    const live = (name: string, help: string, read: (s: LiveState | undefined) => number, aggregator?: 'min'): void => {
+      new Gauge({
+        name,
+        help,
+        registers,
+        ...(aggregator ? { aggregator } : {}),
+        collect() {
+          this.set(read(state()));
+        },
+      });
+    };
+    // Across workers: the oldest generation still in force somewhere.
+    live('dancegate_config_generation', 'Configuration generation in force (1 at start, +1 per successful reload)', (s) => s?.generation() ?? 0, 'min');
+    live('dancegate_resolver_in_flight', 'TLSA queries in flight through the resolver gate', (s) => s?.gateStats()?.inFlight ?? 0);
+    live('dancegate_resolver_queued', 'TLSA lookups waiting in the resolver gate', (s) => s?.gateStats()?.queued ?? 0);
+    live('dancegate_resolver_zones_saturated', 'Zones at their per-zone in-flight cap in the resolver gate', (s) => s?.gateStats()?.zonesSaturated ?? 0);
+    live('dancegate_handshakes_in_progress', 'Connections between accept and decision (the handshake budget in use)', (s) => s?.handshakesInProgress() ?? 0);
+    live('dancegate_open_connections', 'Client connections open now, all listeners', (s) => s?.openConnections() ?? 0);
+  }
 }
 
 let instance: ProxyMetrics | undefined;
