@@ -3,36 +3,18 @@
  * admission control; one DaneListener per configured listener. Lookups go
  * cache → local TLSA file → resolver gate → validating resolver.
  */
-import { TlsaCache } from '../lookup/cache.js';
-import { LocalFirstResolver } from '../lookup/local-resolver.js';
-import { DnsTlsaResolver, type TlsaResolver } from '../dns/resolver.js';
+import type { TlsaCache } from '../lookup/cache.js';
+import { buildLookup } from '../lookup/build.js';
+import type { TlsaResolver } from '../lookup/tlsa-resolver.js';
 import type { DancegateConfig } from '../config/types.js';
 import { DecisionCounters } from '../metrics/decision-counters.js';
 import { Admission } from '../ratelimit/admission.js';
-import { ResolverGate } from '../lookup/resolver-gate.js';
+import type { ResolverGate } from '../lookup/resolver-gate.js';
 import type { ListenerConfig } from '../config/types.js';
-import { boundDecisionRecord, jsonLineSink, type DecisionRecord, type DecisionSink } from '../connection/decision-log.js';
-import { DaneListener, type ForwardingObserver, type ListenerDependencies } from '../connection/listener.js';
-
-/** The lookup chain for a configuration; `dns` replaces the DNS resolver (tests). */
-export function resolverFor(config: DancegateConfig, dns?: TlsaResolver): { resolver: TlsaResolver; gate: ResolverGate | undefined } {
-  const r = config.resolver;
-  const upstream =
-    dns ??
-    (r.servers.length > 0
-      ? new DnsTlsaResolver({
-          servers: r.servers,
-          attemptTimeoutMs: r.attemptTimeoutMs,
-          totalTimeoutMs: r.totalTimeoutMs,
-          allowRemotePlainResolver: r.allowRemotePlainResolver,
-        })
-      : undefined);
-  const gate = upstream && config.limits.resolverGate ? new ResolverGate(upstream, config.limits.resolverGate) : undefined;
-  const gated = gate ?? upstream;
-  if (r.localTlsa !== undefined) return { resolver: new LocalFirstResolver(r.localTlsa, r.localTlsaFile ?? 'local TLSA', gated), gate };
-  if (gated === undefined) throw new Error('resolver: no servers and no local TLSA file');
-  return { resolver: gated, gate };
-}
+import { boundDecisionRecord, jsonLineSink, type DecisionSink } from '../connection/decision-log.js';
+import { DaneListener, type ListenerDependencies } from '../connection/listener.js';
+import { createForwarder } from '../forward/factory.js';
+import { StartError, describeListenError, isListenError } from './start-error.js';
 
 export interface ListenerAddress {
   readonly name: string;
@@ -91,12 +73,8 @@ export interface ProxyOptions {
   /** The generation number of `config` (a cluster worker started after reloads); default 1. */
   readonly generation?: number;
   readonly log?: DecisionSink;
+  /** Replaces the DNS TLSA query behind the gate (tests); see buildLookup. */
   readonly dnsResolver?: TlsaResolver;
-  /** Extra hooks: metrics (counting decisions, resolver outcomes, forwarding). */
-  readonly metrics?: {
-    decision(record: DecisionRecord): void;
-    countingResolver(inner: TlsaResolver): TlsaResolver;
-  } & ForwardingObserver;
 }
 
 /** Everything one configuration generation shares across listeners. */
@@ -117,10 +95,9 @@ const admissionLimitsKey = (config: DancegateConfig): string => JSON.stringify({
  * the TLSA cache starts empty (the local TLSA file or resolver may have changed).
  */
 function sharedFor(config: DancegateConfig, options: ProxyOptions, previous?: Shared): Shared {
-  const { resolver, gate } = resolverFor(config, options.dnsResolver);
-  const counted = options.metrics ? options.metrics.countingResolver(resolver) : resolver;
+  const { cache, gate } = buildLookup(config.resolver, config.limits, { dnsResolver: options.dnsResolver });
   const admission = previous && admissionLimitsKey(previous.config) === admissionLimitsKey(config) ? previous.admission : new Admission(config.limits);
-  return { config, cache: new TlsaCache(counted, config.resolver.cache), gate, admission };
+  return { config, cache, gate, admission };
 }
 
 export async function startProxy(config: DancegateConfig, options: ProxyOptions = {}): Promise<RunningProxy> {
@@ -128,12 +105,11 @@ export async function startProxy(config: DancegateConfig, options: ProxyOptions 
   const sink = options.log ?? jsonLineSink;
   const log: DecisionSink = (record) => {
     counters.count(record);
-    options.metrics?.decision(record);
     // Every sink, a caller's included, gets fields bounded in size (a hostile certificate's names end up in detail).
     sink(boundDecisionRecord(record));
   };
   let shared = sharedFor(config, options);
-  const depsFor = (s: Shared): ListenerDependencies => ({ cache: s.cache, log, admission: s.admission, observer: options.metrics });
+  const depsFor = (s: Shared): ListenerDependencies => ({ cache: s.cache, log, admission: s.admission, forwarders: createForwarder });
   let running = new Map<string, { listener: DaneListener; address: ListenerAddress }>();
   /** Listeners removed or moved by a reload: no longer accepting, their connections running out. */
   const leaving = new Set<DaneListener>();
@@ -146,7 +122,14 @@ export async function startProxy(config: DancegateConfig, options: ProxyOptions 
 
   const startListener = async (lc: ListenerConfig, s: Shared): Promise<{ listener: DaneListener; address: ListenerAddress }> => {
     const listener = new DaneListener(lc, depsFor(s));
-    const bound = await listener.start();
+    let bound: { host: string; port: number };
+    try {
+      bound = await listener.start();
+    } catch (err) {
+      // Name the listener and its address: "listener api: 127.0.0.1:8443 is already in use".
+      if (isListenError(err)) throw new StartError(describeListenError(`listener ${lc.name}`, lc.host, lc.port, err));
+      throw err;
+    }
     return { listener, address: { name: lc.name, host: bound.host, port: bound.port, mode: lc.mode } };
   };
   const retire = (listener: DaneListener): void => {

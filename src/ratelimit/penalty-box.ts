@@ -63,6 +63,20 @@ export class PenaltyBox {
     return false;
   }
 
+  /**
+   * Lift `key`'s ban and forget its failures (an operator's decision).
+   * Returns what was lifted: the ban time that was left (0: not banned)
+   * and the failures counted towards one; undefined when nothing was known of `key`.
+   */
+  unban(key: string): { readonly bannedForMs: number; readonly failures: number } | undefined {
+    const r = this.records.get(key);
+    if (r === undefined) return undefined;
+    const now = this.clock();
+    const inWindow = now - r.windowStartMs < this.options.windowMs;
+    this.records.delete(key);
+    return { bannedForMs: Math.ceil(Math.max(0, r.bannedUntilMs - now)), failures: inWindow ? r.failures : 0 };
+  }
+
   get size(): number {
     return this.records.size;
   }

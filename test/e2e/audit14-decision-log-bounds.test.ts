@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
-import { createLogger } from '../../src/cli/logging.js';
+import { createLogger } from '../../src/process/logging.js';
 import { loadConfig } from '../../src/config/load.js';
 import { loggerSink } from '../../src/connection/decision-log.js';
 import { startProxy, type RunningProxy } from '../../src/process/running-proxy.js';

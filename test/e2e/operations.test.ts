@@ -253,6 +253,14 @@ describe('one process', () => {
     // No client name or address ever appears as a label value.
     expect(body).not.toContain(A);
     expect(body).not.toContain('127.0.0.1:');
+    // Node's process metrics under prom-client's standard names, never dancegate_process_process_*.
+    expect(body).toMatch(/^process_cpu_seconds_total \d/m);
+    expect(body).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
+    expect(body).not.toContain('dancegate_process_');
+    expect(body).not.toMatch(/^# TYPE \w+_total gauge$/m);
+    // Series start at 0 before the first such connection.
+    expect(await m('dancegate_connections_total{listener="api",outcome="refused",reason="dns-bogus"}')).toBe(0);
+    expect(await m('dancegate_dane_lookups_total{outcome="bogus"}')).toBe(0);
   });
 
   it('decision log lines, field by field, one per refusal reason', async () => {

@@ -1,0 +1,36 @@
+/** /status of one serving process (single, or a worker): what runs, with which configuration. */
+import type { RouteConfig } from '../config/types.js';
+import type { RunningProxy } from './running-proxy.js';
+
+const describeRoute = (r: RouteConfig, proxyHeader: string): Record<string, unknown> => ({
+  serverNames: r.serverNames.length > 0 ? r.serverNames : ['(default)'],
+  upstream: r.upstream.url,
+  allowlist: r.allowlistSource,
+  allowPatterns: r.allowlist.patterns.length,
+  proxyHeader,
+});
+
+export function describeProxy(proxy: RunningProxy, version: string, startedAt: string): Record<string, unknown> {
+  const c = proxy.config;
+  return {
+    version,
+    pid: process.pid,
+    startedAt,
+    configFile: c.source,
+    generation: proxy.generation,
+    lastReload: proxy.lastReload ?? null,
+    openConnections: proxy.openConnections,
+    handshakesInProgress: proxy.admission.handshakesInProgress,
+    resolverGate: proxy.gate?.stats() ?? null,
+    listeners: proxy.listeners.map((l) => {
+      const lc = c.listeners.find((x) => x.name === l.name);
+      return {
+        name: l.name,
+        mode: l.mode,
+        address: `${l.host}:${l.port}`,
+        policy: lc?.policy,
+        routes: lc === undefined ? [] : lc.mode === 'tcp' ? lc.routes.map((r) => describeRoute(r, r.proxyHeader.version)) : lc.routes.map((r) => describeRoute(r, 'none')),
+      };
+    }),
+  };
+}
