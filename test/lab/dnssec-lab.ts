@@ -1,5 +1,5 @@
 /**
- * A real DNSSEC lab on loopback for the test suite (../shared/notes/dns-test-lab.md):
+ * A real DNSSEC lab on loopback for the test suite (RFC 4033-4035 validation, end to end):
  * NSD serving zones signed with ldns-signzone, Unbound validating them with
  * the zones' DS records as trust anchors. Both run as children on free
  * ports and are killed on stop() or when the test process exits.
