@@ -75,7 +75,20 @@ function legitRequest(port: number, ca: string, client: LegitClient, tls13: bool
   const version = tls13 ? 'TLSv1.3' : 'TLSv1.2';
   return new Promise((resolve) => {
     const req = https.request(
-      { host: '127.0.0.1', port, servername: SNI, path: '/', headers: { host: SNI }, ca, cert: client.cert.certPem, key: client.cert.keyPem, minVersion: version, maxVersion: version, agent: false, timeout: 15_000 },
+      {
+        host: '127.0.0.1',
+        port,
+        servername: SNI,
+        path: '/',
+        headers: { host: SNI },
+        ca,
+        cert: client.cert.certPem,
+        key: client.cert.keyPem,
+        minVersion: version,
+        maxVersion: version,
+        agent: false,
+        timeout: 15_000,
+      },
       (res) => {
         let body = '';
         res.on('data', (d: Buffer) => (body += d.toString()));
@@ -174,7 +187,12 @@ interface RunResult {
   readonly failures: string[];
 }
 
-async function runMode(mode: 'gate on' | 'gate off', clients: { warmup: LegitClient[]; a: LegitClient[]; b: LegitClient[] }, serverCert: IssuedCertificate, serverCa: IssuedCertificate): Promise<RunResult> {
+async function runMode(
+  mode: 'gate on' | 'gate off',
+  clients: { warmup: LegitClient[]; a: LegitClient[]; b: LegitClient[] },
+  serverCert: IssuedCertificate,
+  serverCa: IssuedCertificate,
+): Promise<RunResult> {
   const dir = await mkdtemp(join(tmpdir(), 'dancegate-bench-'));
   const blackHole = await startSilentDns('drop');
   const all = [...clients.a, ...clients.b];
@@ -253,7 +271,11 @@ listeners:
 
 function describeRun(r: RunResult): Record<string, string> {
   const ok = (s: Sample[]): string => `${s.filter((x) => x.ok).length}/${s.length} (${((100 * s.filter((x) => x.ok).length) / s.length).toFixed(1)} %)`;
-  const pct = (s: Sample[], p: number): number => percentile(s.filter((x) => x.ok).map((x) => x.ms), p);
+  const pct = (s: Sample[], p: number): number =>
+    percentile(
+      s.filter((x) => x.ok).map((x) => x.ms),
+      p,
+    );
   const compare = (kind: 'cold' | 'warm', p: number): string =>
     `${pct(r.baseline[kind], p).toFixed(1)} / ${pct(r.underAttack[kind], p).toFixed(1)} (x${(pct(r.underAttack[kind], p) / pct(r.baseline[kind], p)).toFixed(2)})`;
   const refused = (reason: string): number => r.stats.decisions.filter((d) => d.reason === reason).reduce((n, d) => n + d.count, 0);
@@ -266,7 +288,9 @@ function describeRun(r: RunResult): Record<string, string> {
     'warm-cache p50 ms, baseline / attack': compare('warm', 50),
     'warm-cache p99 ms, baseline / attack': compare('warm', 99),
     'queries to Unbound during attack (slow / legit)': `${r.unboundQueries.total} (${r.unboundQueries.slow} / ${r.unboundQueries.legit})`,
-    'gate: refused zone-queue-full / queue-full / wait-expired': r.stats.gate ? `${r.stats.gate.refused.zoneQueueFull} / ${r.stats.gate.refused.queueFull} / ${r.stats.gate.refused.waitExpired}` : '(gate off)',
+    'gate: refused zone-queue-full / queue-full / wait-expired': r.stats.gate
+      ? `${r.stats.gate.refused.zoneQueueFull} / ${r.stats.gate.refused.queueFull} / ${r.stats.gate.refused.waitExpired}`
+      : '(gate off)',
     'handshakes held at the end': String(r.stats.handshakesInProgress),
     'dancegate RSS MB (peak)': `${r.stats.rssMb.toFixed(0)} (${r.stats.peakRssMb.toFixed(0)})`,
     'event-loop delay ms p50 / p99 / max': `${r.stats.eventLoopDelayMs.p50.toFixed(1)} / ${r.stats.eventLoopDelayMs.p99.toFixed(1)} / ${r.stats.eventLoopDelayMs.max.toFixed(1)}`,
@@ -277,7 +301,9 @@ function describeRun(r: RunResult): Record<string, string> {
 
 async function main(): Promise<void> {
   const started = performance.now();
-  console.log(`bench/attack: HOSTILE=${HOSTILE} TRICKLERS=${TRICKLERS} HOLDERS=${HOLDERS} LEGIT=${LEGIT} on ${cpus().length}x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`);
+  console.log(
+    `bench/attack: HOSTILE=${HOSTILE} TRICKLERS=${TRICKLERS} HOLDERS=${HOLDERS} LEGIT=${LEGIT} on ${cpus().length}x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`,
+  );
   const serverCa = await createCertificate({ commonName: 'bench CA', isCA: true });
   const serverCert = await createCertificate({ commonName: SNI, dnsNames: [SNI], issuer: serverCa, extendedKeyUsage: 'server' });
   const make = async (prefix: string, count = LEGIT): Promise<LegitClient[]> =>

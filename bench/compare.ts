@@ -117,7 +117,11 @@ async function rssOf(pid: number): Promise<number> {
 async function handshakeRate(port: number, pid: number, dir: string): Promise<{ rate: number; cpuMs: number }> {
   let connections = 0;
   const one = async (): Promise<number> => {
-    const { stdout } = await run('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-www', '/', '-time', String(SECONDS), '-cert', join(dir, 'client.pem'), '-key', join(dir, 'client.key'), '-CAfile', join(dir, 'ca.pem')], { timeout: (SECONDS + 30) * 1000 });
+    const { stdout } = await run(
+      'openssl',
+      ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-www', '/', '-time', String(SECONDS), '-cert', join(dir, 'client.pem'), '-key', join(dir, 'client.key'), '-CAfile', join(dir, 'ca.pem')],
+      { timeout: (SECONDS + 30) * 1000 },
+    );
     const m = /(\d+) connections in ([\d.]+) real seconds/.exec(stdout);
     if (!m) throw new Error(`s_time said: ${stdout.slice(-500)}`);
     connections += Number(m[1]);
@@ -171,8 +175,23 @@ async function main(): Promise<void> {
     await writeFile(join(dir, 'client.key'), client.keyPem);
     await writeFile(join(dir, 'client-with-key.pem'), client.certPem + client.keyPem);
 
-    const lab = await startDnssecLab([{ origin: 'bench.test', signing: { algorithm: 13 }, records: [`client1._device 300 IN TLSA ${formatTlsaRdata(tlsaRecordForCertificate(parseCertificateDer(client.der), 3, 1, 1))}`] }]);
-    const ports = { backend: await freePort(), tlsOnly: await freePort(), nginx: await freePort(), haproxy: await freePort(), dgWarm: await freePort(), dgCold: await freePort(), dgNoDane: await freePort(), nodeFloor: await freePort(), nodeProxy: await freePort(), dgBaseline: await freePort(), dgTcp: await freePort(), echo: await freePort() };
+    const lab = await startDnssecLab([
+      { origin: 'bench.test', signing: { algorithm: 13 }, records: [`client1._device 300 IN TLSA ${formatTlsaRdata(tlsaRecordForCertificate(parseCertificateDer(client.der), 3, 1, 1))}`] },
+    ]);
+    const ports = {
+      backend: await freePort(),
+      tlsOnly: await freePort(),
+      nginx: await freePort(),
+      haproxy: await freePort(),
+      dgWarm: await freePort(),
+      dgCold: await freePort(),
+      dgNoDane: await freePort(),
+      nodeFloor: await freePort(),
+      nodeProxy: await freePort(),
+      dgBaseline: await freePort(),
+      dgTcp: await freePort(),
+      echo: await freePort(),
+    };
 
     // Backend and the two C proxies. The backend (and the TLS endpoint that shows ab's ceiling) runs in
     // an nginx of its own, so that the proxy nginx's CPU figures hold only its own work.
@@ -313,33 +332,39 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
       const cpu = results.map((r) => r.cpuMs);
       handshakes.set(name, median(rates));
       cpuPerHandshake.set(name, median(cpu));
-      say(`handshakes/s  ${name.padEnd(56)} ${median(rates).toFixed(0).padStart(6)}  (runs: ${rates.map((r) => r.toFixed(0)).join(', ')}); server CPU ${median(cpu).toFixed(2)} ms per handshake (${cpu.map((c) => c.toFixed(2)).join(', ')})`);
+      say(
+        `handshakes/s  ${name.padEnd(56)} ${median(rates).toFixed(0).padStart(6)}  (runs: ${rates.map((r) => r.toFixed(0)).join(', ')}); server CPU ${median(cpu).toFixed(2)} ms per handshake (${cpu.map((c) => c.toFixed(2)).join(', ')})`,
+      );
     }
     const nginxName = systems[2]?.[0] ?? '';
     for (const [name] of PARTS.has(1) ? chosen : []) {
-      say(`  against nginx: ${name.padEnd(56)} rate x${((handshakes.get(name) ?? NaN) / (handshakes.get(nginxName) ?? NaN)).toFixed(2)}, handshakes per CPU second x${((cpuPerHandshake.get(nginxName) ?? NaN) / (cpuPerHandshake.get(name) ?? NaN)).toFixed(2)}`);
+      say(
+        `  against nginx: ${name.padEnd(56)} rate x${((handshakes.get(name) ?? NaN) / (handshakes.get(nginxName) ?? NaN)).toFixed(2)}, handshakes per CPU second x${((cpuPerHandshake.get(nginxName) ?? NaN) / (cpuPerHandshake.get(name) ?? NaN)).toFixed(2)}`,
+      );
     }
     const dane = systems[0]?.[0] ?? '';
     const withoutDane = systems[4]?.[0] ?? '';
     if (handshakes.has(dane) && handshakes.has(withoutDane)) {
       const rateCost = 1 - (handshakes.get(dane) as number) / (handshakes.get(withoutDane) as number);
       const cpuCost = (cpuPerHandshake.get(dane) as number) / (cpuPerHandshake.get(withoutDane) as number) - 1;
-      say(`DANE overhead, warm cache, against dancegate's own path without DANE: ${(100 * rateCost).toFixed(1)} % of the handshake rate, ${(100 * cpuCost).toFixed(1)} % more server CPU per handshake`);
+      say(
+        `DANE overhead, warm cache, against dancegate's own path without DANE: ${(100 * rateCost).toFixed(1)} % of the handshake rate, ${(100 * cpuCost).toFixed(1)} % more server CPU per handshake`,
+      );
     }
 
     // The crypto bound: what one full handshake needs from OpenSSL, both sides on these cores.
     if (PARTS.has(1)) {
-    const speed = (await run('openssl', ['speed', '-seconds', '2', '-multi', String(CORES), 'ecdsap256', 'ecdhx25519'], { timeout: 120_000 })).stdout;
-    const ecdsa = /256 bits ecdsa \(nistp256\)\s+[\d.]+s\s+[\d.]+s\s+([\d.]+)\s+([\d.]+)/.exec(speed);
-    const ecdh = /253 bits ecdh \(X25519\)\s+[\d.]+s\s+([\d.]+)/.exec(speed);
-    if (ecdsa && ecdh) {
-      const sign = 1 / Number(ecdsa[1]);
-      const verify = 1 / Number(ecdsa[2]);
-      const dh = 1 / Number(ecdh[1]);
-      // Server: 1 sign, 2 verifies (CertificateVerify, client certificate); client: 1 sign, 2 verifies; each: keygen + derive.
-      const perHandshake = 2 * sign + 4 * verify + 4 * dh;
-      say(`crypto bound (openssl speed, ${CORES} cores, client and server sides together): ${(1 / perHandshake).toFixed(0)} handshakes/s`);
-    }
+      const speed = (await run('openssl', ['speed', '-seconds', '2', '-multi', String(CORES), 'ecdsap256', 'ecdhx25519'], { timeout: 120_000 })).stdout;
+      const ecdsa = /256 bits ecdsa \(nistp256\)\s+[\d.]+s\s+[\d.]+s\s+([\d.]+)\s+([\d.]+)/.exec(speed);
+      const ecdh = /253 bits ecdh \(X25519\)\s+[\d.]+s\s+([\d.]+)/.exec(speed);
+      if (ecdsa && ecdh) {
+        const sign = 1 / Number(ecdsa[1]);
+        const verify = 1 / Number(ecdsa[2]);
+        const dh = 1 / Number(ecdh[1]);
+        // Server: 1 sign, 2 verifies (CertificateVerify, client certificate); client: 1 sign, 2 verifies; each: keygen + derive.
+        const perHandshake = 2 * sign + 4 * verify + 4 * dh;
+        say(`crypto bound (openssl speed, ${CORES} cores, client and server sides together): ${(1 / perHandshake).toFixed(0)} handshakes/s`);
+      }
     }
 
     // 2. Throughput over kept-alive connections.
@@ -354,69 +379,71 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
 
     // 3. DANE decision latency (verifyClient through the cache and the real resolver).
     if (PARTS.has(3)) {
-    const chain = [parseCertificateDer(client.der)];
-    const resolver = new DnsTlsaResolver({ servers: [{ host: '127.0.0.1', port: lab.resolver.port, transport: 'udp' }] });
-    const decide = async (cache: TlsaCache): Promise<number> => {
-      const t0 = performance.now();
-      const r = await verifyClient({ claimedName: CLIENT, chain, cache });
-      if (!r.authenticated) throw new Error(`not authenticated: ${r.reason}`);
-      return performance.now() - t0;
-    };
-    const warmCache = new TlsaCache(resolver);
-    await decide(warmCache);
-    const warm: number[] = [];
-    for (let i = 0; i < 2000; i++) warm.push(await decide(warmCache));
-    const cold: number[] = [];
-    for (let i = 0; i < 300; i++) cold.push(await decide(new TlsaCache(resolver)));
-    say(`DANE decision, warm cache: p50 ${percentile(warm, 50).toFixed(3)} ms  p99 ${percentile(warm, 99).toFixed(3)} ms`);
-    say(`DANE decision, cold cache (query to Unbound, which has it cached): p50 ${percentile(cold, 50).toFixed(3)} ms  p99 ${percentile(cold, 99).toFixed(3)} ms`);
+      const chain = [parseCertificateDer(client.der)];
+      const resolver = new DnsTlsaResolver({ servers: [{ host: '127.0.0.1', port: lab.resolver.port, transport: 'udp' }] });
+      const decide = async (cache: TlsaCache): Promise<number> => {
+        const t0 = performance.now();
+        const r = await verifyClient({ claimedName: CLIENT, chain, cache });
+        if (!r.authenticated) throw new Error(`not authenticated: ${r.reason}`);
+        return performance.now() - t0;
+      };
+      const warmCache = new TlsaCache(resolver);
+      await decide(warmCache);
+      const warm: number[] = [];
+      for (let i = 0; i < 2000; i++) warm.push(await decide(warmCache));
+      const cold: number[] = [];
+      for (let i = 0; i < 300; i++) cold.push(await decide(new TlsaCache(resolver)));
+      say(`DANE decision, warm cache: p50 ${percentile(warm, 50).toFixed(3)} ms  p99 ${percentile(warm, 99).toFixed(3)} ms`);
+      say(`DANE decision, cold cache (query to Unbound, which has it cached): p50 ${percentile(cold, 50).toFixed(3)} ms  p99 ${percentile(cold, 99).toFixed(3)} ms`);
     }
 
     // 4. Memory per idle authenticated TCP-mode connection (RSS summed over the primary and its workers).
     if (PARTS.has(4)) {
-    // The echo upstream in its own process: this one holds the client sockets.
-    const echo = daemon(process.execPath, ['-e', `require('net').createServer((s) => { s.on('error', () => {}); s.pipe(s); }).listen(${ports.echo}, '127.0.0.1')`]);
-    children.push(echo);
-    await waitForTcpPort(ports.echo);
-    await writeFile(join(dir, 'dg-tcp.yaml'), dancegateConfig(ports.dgTcp, 300, 'tcp', CORES));
-    const tcpProxy = daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-tcp.yaml')]);
-    children.push(tcpProxy);
-    await waitForTcpPort(ports.dgTcp);
-    /** Open CONNECTIONS idle mutual-TLS connections to `port` (after 50 to warm up); the server's RSS growth per connection. */
-    const bytesPerConnection = async (port: number, pid: number): Promise<{ perConnection: number; before: number; after: number }> => {
-      const sockets: tls.TLSSocket[] = [];
-      const openOne = (): Promise<void> =>
-        new Promise((resolve, reject) => {
-          const s = tls.connect({ port, host: '127.0.0.1', servername: 'bench.test', ca: ca.certPem, cert: client.certPem, key: client.keyPem });
-          s.once('secureConnect', () => {
-            s.write('x');
-            s.once('data', () => resolve());
+      // The echo upstream in its own process: this one holds the client sockets.
+      const echo = daemon(process.execPath, ['-e', `require('net').createServer((s) => { s.on('error', () => {}); s.pipe(s); }).listen(${ports.echo}, '127.0.0.1')`]);
+      children.push(echo);
+      await waitForTcpPort(ports.echo);
+      await writeFile(join(dir, 'dg-tcp.yaml'), dancegateConfig(ports.dgTcp, 300, 'tcp', CORES));
+      const tcpProxy = daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-tcp.yaml')]);
+      children.push(tcpProxy);
+      await waitForTcpPort(ports.dgTcp);
+      /** Open CONNECTIONS idle mutual-TLS connections to `port` (after 50 to warm up); the server's RSS growth per connection. */
+      const bytesPerConnection = async (port: number, pid: number): Promise<{ perConnection: number; before: number; after: number }> => {
+        const sockets: tls.TLSSocket[] = [];
+        const openOne = (): Promise<void> =>
+          new Promise((resolve, reject) => {
+            const s = tls.connect({ port, host: '127.0.0.1', servername: 'bench.test', ca: ca.certPem, cert: client.certPem, key: client.keyPem });
+            s.once('secureConnect', () => {
+              s.write('x');
+              s.once('data', () => resolve());
+            });
+            s.once('error', reject);
+            sockets.push(s);
           });
-          s.once('error', reject);
-          sockets.push(s);
-        });
-      for (let i = 0; i < 50; i++) await openOne();
-      await new Promise((r) => setTimeout(r, 1000));
-      const before = await rssOf(pid);
-      for (let done = 0; done < CONNECTIONS; done += 100) await Promise.all(Array.from({ length: Math.min(100, CONNECTIONS - done) }, openOne));
-      await new Promise((r) => setTimeout(r, 2000));
-      const after = await rssOf(pid);
-      for (const s of sockets) s.destroy();
-      return { perConnection: (after - before) / CONNECTIONS, before, after };
-    };
-    const proxied = await bytesPerConnection(ports.dgTcp, tcpProxy.pid as number);
-    say(`idle authenticated TCP-mode connections: ${CONNECTIONS} (each with its upstream connection); dancegate (${CORES} workers) RSS ${(proxied.before / 2 ** 20).toFixed(0)} MB → ${(proxied.after / 2 ** 20).toFixed(0)} MB: ${(proxied.perConnection / 1024).toFixed(1)} KB per connection`);
+        for (let i = 0; i < 50; i++) await openOne();
+        await new Promise((r) => setTimeout(r, 1000));
+        const before = await rssOf(pid);
+        for (let done = 0; done < CONNECTIONS; done += 100) await Promise.all(Array.from({ length: Math.min(100, CONNECTIONS - done) }, openOne));
+        await new Promise((r) => setTimeout(r, 2000));
+        const after = await rssOf(pid);
+        for (const s of sockets) s.destroy();
+        return { perConnection: (after - before) / CONNECTIONS, before, after };
+      };
+      const proxied = await bytesPerConnection(ports.dgTcp, tcpProxy.pid as number);
+      say(
+        `idle authenticated TCP-mode connections: ${CONNECTIONS} (each with its upstream connection); dancegate (${CORES} workers) RSS ${(proxied.before / 2 ** 20).toFixed(0)} MB → ${(proxied.after / 2 ** 20).toFixed(0)} MB: ${(proxied.perConnection / 1024).toFixed(1)} KB per connection`,
+      );
 
-    // The floor: a bare node:tls echo server (requestCert, no proxying, no upstream), same client, same count.
-    const floorPort = await freePort();
-    const floorScript = `const tls = require('tls'), fs = require('fs');
+      // The floor: a bare node:tls echo server (requestCert, no proxying, no upstream), same client, same count.
+      const floorPort = await freePort();
+      const floorScript = `const tls = require('tls'), fs = require('fs');
       tls.createServer({ cert: fs.readFileSync(${JSON.stringify(join(dir, 'server.pem'))}), key: fs.readFileSync(${JSON.stringify(join(dir, 'server.key'))}), requestCert: true, rejectUnauthorized: false },
         (s) => { s.on('error', () => {}); s.on('data', (d) => s.write(d)); }).listen(${floorPort}, '127.0.0.1');`;
-    const floor = daemon(process.execPath, ['-e', floorScript]);
-    children.push(floor);
-    await waitForTcpPort(floorPort);
-    const bare = await bytesPerConnection(floorPort, floor.pid as number);
-    say(`the floor, a bare node:tls server holding ${CONNECTIONS} idle mutual-TLS connections (one socket each): ${(bare.perConnection / 1024).toFixed(1)} KB per connection`);
+      const floor = daemon(process.execPath, ['-e', floorScript]);
+      children.push(floor);
+      await waitForTcpPort(floorPort);
+      const bare = await bytesPerConnection(floorPort, floor.pid as number);
+      say(`the floor, a bare node:tls server holding ${CONNECTIONS} idle mutual-TLS connections (one socket each): ${(bare.perConnection / 1024).toFixed(1)} KB per connection`);
     }
     await lab.stop();
     await writeFile(join(import.meta.dirname, 'last-compare.txt'), `${out.join('\n')}\n`);

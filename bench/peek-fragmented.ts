@@ -97,7 +97,10 @@ listeners:
       const u = process.cpuUsage();
       process.send?.({ cpuMs: (u.user + u.system) / 1000 });
     } else if (m === 'stop') {
-      void proxy.close().then(() => rm(dir, { recursive: true, force: true })).then(() => process.exit(0));
+      void proxy
+        .close()
+        .then(() => rm(dir, { recursive: true, force: true }))
+        .then(() => process.exit(0));
     }
   });
   process.send?.({ port: proxy.listeners[0]?.port });
@@ -188,7 +191,9 @@ async function main(): Promise<void> {
     for (let i = 0; i < CONNECTIONS; i++) if (await connection(port, pieces)) answered++;
     const after = await ask<{ cpuMs: number }>('cpu');
     const perConnection = (after.cpuMs - before.cpuMs) / CONNECTIONS;
-    console.log(`  ${label.padEnd(40)} ${String(wire).padStart(6)} wire bytes, ${String(pieces.length).padStart(5)} writes: dancegate CPU ${perConnection.toFixed(1).padStart(7)} ms/connection (${answered}/${CONNECTIONS} answered)`);
+    console.log(
+      `  ${label.padEnd(40)} ${String(wire).padStart(6)} wire bytes, ${String(pieces.length).padStart(5)} writes: dancegate CPU ${perConnection.toFixed(1).padStart(7)} ms/connection (${answered}/${CONNECTIONS} answered)`,
+    );
   }
   proc.send('stop');
   await once(proc, 'exit');

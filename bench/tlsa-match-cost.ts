@@ -94,13 +94,13 @@ async function measure(m: Matcher, certs: Certificates, s: Scenario): Promise<{ 
     const ders = s.rotate
       ? (s.rotate[rotation++ % s.rotate.length] as readonly Buffer[])
       : s.fresh
-      ? s.chain.map((der) => {
-          const copy = Buffer.from(der);
-          copy[copy.length - 1] = (copy[copy.length - 1] as number) ^ (counter & 0xff) ^ 0x80;
-          copy[copy.length - 2] = (copy[copy.length - 2] as number) ^ ((counter >> 8) & 0xff);
-          return copy;
-        })
-      : s.chain;
+        ? s.chain.map((der) => {
+            const copy = Buffer.from(der);
+            copy[copy.length - 1] = (copy[copy.length - 1] as number) ^ (counter & 0xff) ^ 0x80;
+            copy[copy.length - 2] = (copy[copy.length - 2] as number) ^ ((counter >> 8) & 0xff);
+            return copy;
+          })
+        : s.chain;
     const chain = ders.map((der) => certs.parseCertificateDer(der, { lazy: true }));
     const d = await m.matchTlsa({ records: s.records, chain: chain.slice(0, 1), claimedName: NAME, now: new Date() });
     if (d.authenticated || !s.records.some((r) => r.usage !== 3)) return d;

@@ -65,7 +65,10 @@ function generationParams(alg: KeyAlgorithm): { keyGen: RsaHashedKeyGenParams | 
 }
 
 function toPem(der: ArrayBuffer, label: string): string {
-  const b64 = Buffer.from(der).toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  const b64 = Buffer.from(der)
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '');
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 
@@ -79,12 +82,7 @@ export async function createCertificate(opts: CertificateOptions): Promise<Issue
   if (!opts.omitBasicConstraints) {
     extensions.push(new x509.BasicConstraintsExtension(isCA, isCA ? opts.pathLength : undefined, true));
   }
-  extensions.push(
-    new x509.KeyUsagesExtension(
-      isCA ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign : x509.KeyUsageFlags.digitalSignature,
-      true,
-    ),
-  );
+  extensions.push(new x509.KeyUsagesExtension(isCA ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign : x509.KeyUsageFlags.digitalSignature, true));
   const eku = opts.extendedKeyUsage ?? (isCA ? 'none' : 'client');
   if (eku !== 'none') {
     const usages: string[] = [];

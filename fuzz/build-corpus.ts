@@ -116,18 +116,12 @@ async function clientHellos(work: string): Promise<Record<string, Buffer>> {
     'openssl-default': await captureFrom((port) => quiet('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'radsec.example.test', '-alpn', 'radius/1.1']), helloLength),
     'openssl-tls12': await captureFrom((port) => quiet('openssl', ['s_client', '-tls1_2', '-connect', `127.0.0.1:${port}`, '-servername', 'mqtt.example.test']), helloLength),
     'openssl-tls13-no-sni': await captureFrom((port) => quiet('openssl', ['s_client', '-tls1_3', '-noservername', '-connect', `127.0.0.1:${port}`]), helloLength),
-    curl: await captureFrom(
-      (port) => quiet('curl', ['-sk', '--max-time', '5', '--resolve', `api.example.test:${port}:127.0.0.1`, `https://api.example.test:${port}/`]),
-      helloLength,
-    ),
+    curl: await captureFrom((port) => quiet('curl', ['-sk', '--max-time', '5', '--resolve', `api.example.test:${port}:127.0.0.1`, `https://api.example.test:${port}/`]), helloLength),
     'c-dane-clientid': await captureFrom(
       (port) => quiet(binary, ['127.0.0.1', String(port), 'gw.example.test', '65500', 'sensor7._device.example.test', join(work, 'c.pem'), join(work, 'c.key')]),
       helloLength,
     ),
-    'c-dane-clientid-empty': await captureFrom(
-      (port) => quiet(binary, ['127.0.0.1', String(port), 'gw.example.test', '65500', '-', join(work, 'c.pem'), join(work, 'c.key')]),
-      helloLength,
-    ),
+    'c-dane-clientid-empty': await captureFrom((port) => quiet(binary, ['127.0.0.1', String(port), 'gw.example.test', '65500', '-', join(work, 'c.pem'), join(work, 'c.key')]), helloLength),
   };
 }
 
@@ -325,10 +319,46 @@ async function certificates(work: string): Promise<Record<string, Buffer>> {
     ].join('\n'),
   );
   const o = (...args: string[]): Promise<unknown> => run('openssl', args);
-  await o('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(work, 'ca.key'), '-out', join(work, 'ca.pem'), '-subj', '/C=ZZ/O=Fuzz, Inc./CN=Fuzz Root', '-days', '30', '-extensions', 'ca', '-config', ext);
+  await o(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    join(work, 'ca.key'),
+    '-out',
+    join(work, 'ca.pem'),
+    '-subj',
+    '/C=ZZ/O=Fuzz, Inc./CN=Fuzz Root',
+    '-days',
+    '30',
+    '-extensions',
+    'ca',
+    '-config',
+    ext,
+  );
   const leaf = async (name: string, keyArgs: string[], section: string, subject: string): Promise<void> => {
     await o('req', '-new', ...keyArgs, '-nodes', '-keyout', join(work, `${name}.key`), '-out', join(work, `${name}.csr`), '-subj', subject);
-    await o('x509', '-req', '-in', join(work, `${name}.csr`), '-CA', join(work, 'ca.pem'), '-CAkey', join(work, 'ca.key'), '-CAcreateserial', '-days', '30', '-extfile', ext, '-extensions', section, '-out', join(work, `${name}.pem`));
+    await o(
+      'x509',
+      '-req',
+      '-in',
+      join(work, `${name}.csr`),
+      '-CA',
+      join(work, 'ca.pem'),
+      '-CAkey',
+      join(work, 'ca.key'),
+      '-CAcreateserial',
+      '-days',
+      '30',
+      '-extfile',
+      ext,
+      '-extensions',
+      section,
+      '-out',
+      join(work, `${name}.pem`),
+    );
   };
   await leaf('leaf-ec', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'], 'leaf', '/O=x\\, CN=root.admin/CN=sensor7._device.example.test');
   await leaf('leaf-ed25519', ['-newkey', 'ed25519'], 'quoted', '/CN=quoted.example.test/emailAddress=a@example.test');

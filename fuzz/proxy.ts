@@ -16,15 +16,13 @@ interface Tlv {
   ssl: { head: Buffer; subs: Tlv[] } | undefined;
 }
 
-export type ProxyModel =
-  | { readonly version: 2; readonly fixed: Buffer; readonly addresses: Buffer; readonly tlvs: readonly Tlv[] }
-  | { readonly version: 1; readonly tokens: readonly string[] };
+export type ProxyModel = { readonly version: 2; readonly fixed: Buffer; readonly addresses: Buffer; readonly tlvs: readonly Tlv[] } | { readonly version: 1; readonly tokens: readonly string[] };
 
 const V2_SIG = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
 
 function parseTlvs(buf: Buffer, sslAware: boolean): Tlv[] | undefined {
   const out: Tlv[] = [];
-  for (let o = 0; o < buf.length; ) {
+  for (let o = 0; o < buf.length;) {
     if (o + 3 > buf.length) return undefined;
     const type = buf[o] ?? 0;
     const length = buf.readUInt16BE(o + 1);
@@ -55,8 +53,36 @@ export function parseProxySeed(bytes: Buffer): ProxyModel | undefined {
 
 const TLV_TYPES = [0x01, 0x02, 0x03, 0x04, 0x05, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x28, 0x30, 0xe4, 0xe5, 0xe6, 0xf0, 0xff];
 const V1_TOKENS = [
-  'PROXY', 'TCP4', 'TCP6', 'UNKNOWN', 'TCP', '', '0', '00', '65535', '65536', '99999999999', '-1', '+1', '1.2.3.4', '255.255.255.255', '256.1.1.1', '01.2.3.4',
-  '1.2.3', '1.2.3.4.5', '::', '::1', '::ffff:1.2.3.4', '1::2::3', 'fe80::1%eth0', '1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8:9', '[::1]', 'a'.repeat(60), '\t', ' ',
+  'PROXY',
+  'TCP4',
+  'TCP6',
+  'UNKNOWN',
+  'TCP',
+  '',
+  '0',
+  '00',
+  '65535',
+  '65536',
+  '99999999999',
+  '-1',
+  '+1',
+  '1.2.3.4',
+  '255.255.255.255',
+  '256.1.1.1',
+  '01.2.3.4',
+  '1.2.3',
+  '1.2.3.4.5',
+  '::',
+  '::1',
+  '::ffff:1.2.3.4',
+  '1::2::3',
+  'fe80::1%eth0',
+  '1:2:3:4:5:6:7:8',
+  '1:2:3:4:5:6:7:8:9',
+  '[::1]',
+  'a'.repeat(60),
+  '\t',
+  ' ',
 ];
 
 export type ProxyOp =
@@ -170,7 +196,7 @@ export function applyProxyOps(seed: ProxyModel, ops: readonly ProxyOp[], donors:
   if (fixCrc) {
     // Zero every CRC32C value, checksum the header, write the checksum into each.
     const at: number[] = [];
-    for (let o = 16 + addresses.length; o + 3 <= out.length; ) {
+    for (let o = 16 + addresses.length; o + 3 <= out.length;) {
       const length = out.readUInt16BE(o + 1);
       if (out[o] === 0x03 && length === 4 && o + 7 <= out.length) {
         at.push(o + 3);

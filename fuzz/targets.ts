@@ -66,7 +66,11 @@ export interface FuzzTarget<C> {
 }
 
 /** Blank numbers and hex so that reasons differing only in a length fall in one class. */
-const normalise = (s: string): string => s.replace(/0x[0-9a-f]+/gi, '0x#').replace(/[0-9]+/g, '#').slice(0, 100);
+const normalise = (s: string): string =>
+  s
+    .replace(/0x[0-9a-f]+/gi, '0x#')
+    .replace(/[0-9]+/g, '#')
+    .slice(0, 100);
 
 /** JSON with Buffers as hex and Dates as their time value (an invalid date would make toJSON throw). */
 function serialise(value: unknown): string {
@@ -207,7 +211,12 @@ export function dnsResponseTarget(): FuzzTarget<DnsQuery> {
     arbitrary: mutationArb(
       seeds.map((s) => s.bytes),
       byteOpArb,
-      (bytes, ops) => applyByteOps(bytes, ops, seeds.map((s) => s.bytes)),
+      (bytes, ops) =>
+        applyByteOps(
+          bytes,
+          ops,
+          seeds.map((s) => s.bytes),
+        ),
       fc.constant(0),
       (i) => queries[i] as DnsQuery,
       seeds.map((s) => s.bytes),
@@ -216,8 +225,7 @@ export function dnsResponseTarget(): FuzzTarget<DnsQuery> {
     run({ bytes, context }) {
       const udp = judgeTlsaResponse(context, bytes, true);
       const stream = judgeTlsaResponse(context, bytes, false);
-      const kind =
-        udp.action === 'final' ? `final ${udp.outcome.kind}: ${normalise(udp.outcome.detail)}` : udp.action === 'ignore' ? `ignore: ${normalise(udp.detail)}` : udp.action;
+      const kind = udp.action === 'final' ? `final ${udp.outcome.kind}: ${normalise(udp.outcome.detail)}` : udp.action === 'ignore' ? `ignore: ${normalise(udp.detail)}` : udp.action;
       return { full: serialise([udp, stream]), kind };
     },
   };

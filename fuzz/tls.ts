@@ -40,7 +40,7 @@ export function parseHelloSeed(bytes: Buffer): HelloModel | undefined {
   if (p >= end) return { recordVersion, fixed, extensions: undefined };
   const extEnd = p + 2 + msg.readUInt16BE(p);
   const extensions: Array<{ type: number; data: Buffer }> = [];
-  for (let q = p + 2; q + 4 <= extEnd; ) {
+  for (let q = p + 2; q + 4 <= extEnd;) {
     const type = msg.readUInt16BE(q);
     const length = msg.readUInt16BE(q + 2);
     extensions.push({ type, data: Buffer.from(msg.subarray(q + 4, q + 4 + length)) });

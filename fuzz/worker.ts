@@ -9,7 +9,6 @@ import { runTarget, type RunOptions } from './harness.js';
 import { TARGETS } from './targets.js';
 import { SHARED_HEADER_BYTES, type WorkerRequest } from './worker-protocol.js';
 
-
 const request = workerData as WorkerRequest;
 const control = new Int32Array(request.shared, 0, 2);
 const data = new Uint8Array(request.shared, SHARED_HEADER_BYTES);

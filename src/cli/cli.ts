@@ -315,7 +315,7 @@ async function configCommand(args: string[], io: CliIo): Promise<number> {
     io.stdout.write(CONFIG_HELP);
     return EXIT_OK;
   }
-  if (positionals[0] !== 'check' || positionals.length !== 1) throw new UsageError("usage: dancegate config check -c FILE");
+  if (positionals[0] !== 'check' || positionals.length !== 1) throw new UsageError('usage: dancegate config check -c FILE');
   if (typeof values.config !== 'string') throw new UsageError('-c FILE is required');
   const config = await loadConfigOrUsage(values.config);
   const routes = config.listeners.reduce((n, l) => n + l.routes.length, 0);

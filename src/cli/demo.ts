@@ -49,10 +49,7 @@ export async function ensureDemoPki(dir: string): Promise<Omit<DemoFiles, 'confi
   await writeFile(files.clientKey, client.keyPem, { mode: 0o600 });
   const spki = new X509Certificate(client.der).publicKey.export({ type: 'spki', format: 'der' });
   const digest = createHash('sha256').update(spki).digest('hex');
-  await writeFile(
-    join(dir, 'demo-tlsa.txt'),
-    `# The demo client's TLSA record (DANE-EE, SPKI, SHA-256), trusted locally instead of DNS.\n${DEMO_CLIENT_NAME}. 300 IN TLSA 3 1 1 ${digest}\n`,
-  );
+  await writeFile(join(dir, 'demo-tlsa.txt'), `# The demo client's TLSA record (DANE-EE, SPKI, SHA-256), trusted locally instead of DNS.\n${DEMO_CLIENT_NAME}. 300 IN TLSA 3 1 1 ${digest}\n`);
   return files;
 }
 

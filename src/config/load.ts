@@ -20,15 +20,7 @@ import { Allowlist, AllowlistError, canonicalizePattern } from '../allowlist/all
 import { CACHE_DEFAULTS } from '../lookup/cache.js';
 import { parseCertificates, type ParsedCertificate } from '../dane/certificate.js';
 import { canonicalizeClientName } from '../dane/name.js';
-import {
-  canonicalIpAddress,
-  DEFAULT_ATTEMPT_TIMEOUT_MS,
-  DEFAULT_TOTAL_TIMEOUT_MS,
-  RESOLVER_LIMITS,
-  ResolverConfigError,
-  validateResolverOptions,
-  type ResolverServer,
-} from '../dns/resolver.js';
+import { canonicalIpAddress, DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_TOTAL_TIMEOUT_MS, RESOLVER_LIMITS, ResolverConfigError, validateResolverOptions, type ResolverServer } from '../dns/resolver.js';
 import { DEFAULT_DANE_CLIENTID_TYPE, DEFAULT_MAX_CLIENT_HELLO_BYTES } from '../protocol/client-hello.js';
 import { ADMISSION_DEFAULTS } from '../ratelimit/admission.js';
 import { RESOLVER_GATE_DEFAULTS } from '../lookup/resolver-gate.js';
@@ -97,8 +89,23 @@ const positiveMs = (max: number) => z.number().int().min(1).max(max);
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Names an identity header may not take: framing, routing, hop-by-hop and credentials (taking one would open request smuggling). */
 const RESERVED_HEADERS = new Set([
-  'host', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer',
-  'upgrade', 'expect', 'cookie', 'authorization', 'proxy-authorization', 'x-forwarded-for', 'x-forwarded-proto', 'forwarded',
+  'host',
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+  'cookie',
+  'authorization',
+  'proxy-authorization',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'forwarded',
 ]);
 const headerName = z
   .string()
@@ -210,7 +217,10 @@ const ListenerSchema = z.strictObject({
     .int()
     .min(1)
     .max(65535)
-    .refine((n) => n >= 60 && n !== 0xfe0d && n !== 0xff01, 'is a registered TLS extension type (0–59, 65037 encrypted_client_hello, 65281 renegotiation_info); the default 65500 is from the Private Use range')
+    .refine(
+      (n) => n >= 60 && n !== 0xfe0d && n !== 0xff01,
+      'is a registered TLS extension type (0–59, 65037 encrypted_client_hello, 65281 renegotiation_info); the default 65500 is from the Private Use range',
+    )
     .default(LISTENER_DEFAULTS.daneClientIdType),
   maxClientHelloBytes: z.number().int().min(512).max(65_536).default(LISTENER_DEFAULTS.maxClientHelloBytes),
   clientHelloTimeoutMs: positiveMs(60_000).default(LISTENER_DEFAULTS.clientHelloTimeoutMs),
@@ -277,9 +287,7 @@ const LimitsSchema = z.strictObject({
 
 const ConfigSchema = z.strictObject({
   workers: z.union([z.literal('auto'), count(1, 256)]).default(1),
-  admin: z
-    .union([z.literal(false), z.strictObject({ listen: nonEmpty.default('127.0.0.1:9901') })])
-    .default({ listen: '127.0.0.1:9901' }),
+  admin: z.union([z.literal(false), z.strictObject({ listen: nonEmpty.default('127.0.0.1:9901') })]).default({ listen: '127.0.0.1:9901' }),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'silent']).default('info'),
@@ -541,13 +549,7 @@ function resolveUpstream(text: string, mode: 'http' | 'tcp', keyPath: string, pr
   return { protocol: protocol as Upstream['protocol'], host, port, url: text };
 }
 
-async function resolveUpstreamTls(
-  raw: RawRoute['upstreamTls'],
-  upstream: Omit<Upstream, 'tls'>,
-  keyPath: string,
-  files: FileReader,
-  problems: Problems,
-): Promise<UpstreamTls | undefined> {
+async function resolveUpstreamTls(raw: RawRoute['upstreamTls'], upstream: Omit<Upstream, 'tls'>, keyPath: string, files: FileReader, problems: Problems): Promise<UpstreamTls | undefined> {
   const encrypted = upstream.protocol === 'https' || upstream.protocol === 'tls';
   if (raw === undefined) return encrypted ? { caPem: undefined, certPem: undefined, keyPem: undefined, serverName: undefined } : undefined;
   if (!encrypted) {

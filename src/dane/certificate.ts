@@ -146,11 +146,11 @@ function checkNameSize(der: Buffer, range: { readonly start: number; readonly en
   if (name.tag !== 0x30) throw new CertificateParseError(`${label} is not a SEQUENCE`);
   let attributes = 0;
   let rdns = 0;
-  for (let pos = name.start; pos < name.end; ) {
+  for (let pos = name.start; pos < name.end;) {
     const rdn = readTlv(der, pos);
     if (rdn.tag !== 0x31) throw new CertificateParseError(`${label}: a relative distinguished name is not a SET`);
     if (++rdns > MAX_NAME_ATTRIBUTES) throw new CertificateParseError(`${label} has more than ${MAX_NAME_ATTRIBUTES} attributes (the limit)`);
-    for (let inner = rdn.start; inner < rdn.end; ) {
+    for (let inner = rdn.start; inner < rdn.end;) {
       if (++attributes > MAX_NAME_ATTRIBUTES) throw new CertificateParseError(`${label} has more than ${MAX_NAME_ATTRIBUTES} attributes (the limit)`);
       inner = readTlv(der, inner).end;
     }
@@ -224,7 +224,7 @@ function dnsNamesFromSanValue(value: Buffer): string[] {
   // Framing and count first (TLV headers only), so that a refusal decodes nothing.
   const dnsRanges: Array<{ start: number; end: number }> = [];
   let count = 0;
-  for (let pos = names.start; pos < names.end; ) {
+  for (let pos = names.start; pos < names.end;) {
     if (++count > MAX_SAN_ENTRIES) throw new CertificateParseError(`subjectAltName has more than ${MAX_SAN_ENTRIES} entries (the limit)`);
     const entry = readTlv(value, pos);
     if ((entry.tag & 0xc0) !== 0x80) throw new CertificateParseError(`subjectAltName entry ${count} is not a GeneralName`);
@@ -457,9 +457,7 @@ export function parseCertificatesPem(text: string, source = 'input'): ParsedCert
     index++;
     const label = match[1] as string;
     if (label !== 'CERTIFICATE') {
-      throw new CertificateParseError(
-        `${source}: PEM block ${index} is '${label}', expected 'CERTIFICATE'${label.includes('PRIVATE KEY') ? ' (is this the key file?)' : ''}`,
-      );
+      throw new CertificateParseError(`${source}: PEM block ${index} is '${label}', expected 'CERTIFICATE'${label.includes('PRIVATE KEY') ? ' (is this the key file?)' : ''}`);
     }
     const body = (match[2] as string).replace(/\s+/g, '');
     if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body)) throw new CertificateParseError(`${source}: PEM block ${index} is not valid base64`);

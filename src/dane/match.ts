@@ -17,7 +17,17 @@ import { createPublicKey } from 'node:crypto';
 import { extractSpki, MAX_CERTIFICATE_BYTES, type ParsedCertificate } from './certificate.js';
 import { keyPolicyViolation } from './key-policy.js';
 import type * as pkijs from 'pkijs';
-import { NameConstraintLimitError, nameConstraintLimitViolation, pathCertificateFor, publicKeyInfo, syntheticAnchor, toPathCertificate, validatePath, type PathCertificate, type PathFailure } from './path-validation.js';
+import {
+  NameConstraintLimitError,
+  nameConstraintLimitViolation,
+  pathCertificateFor,
+  publicKeyInfo,
+  syntheticAnchor,
+  toPathCertificate,
+  validatePath,
+  type PathCertificate,
+  type PathFailure,
+} from './path-validation.js';
 import { applyMatchingType, DIGEST_LENGTH, MatchingType, Selector, Usage, type TlsaRecord } from './tlsa.js';
 
 /** Why one record did or did not authenticate the client. */
@@ -70,13 +80,7 @@ export interface RecordResult {
   readonly detail?: string;
 }
 
-export type DecisionReason =
-  | 'authenticated'
-  | 'no-certificate'
-  | 'chain-too-long'
-  | 'no-records'
-  | 'no-usable-records'
-  | 'no-matching-record';
+export type DecisionReason = 'authenticated' | 'no-certificate' | 'chain-too-long' | 'no-records' | 'no-usable-records' | 'no-matching-record';
 
 export interface DaneDecision {
   readonly authenticated: boolean;
@@ -387,8 +391,7 @@ async function evaluatePkix(ctx: ChainContext, entry: PreparedRecord, input: Mat
   if (record.usage === Usage.PKIX_EE) {
     if (!ctx.matches(0, record)) return { verdict: 'ee-mismatch' };
   } else {
-    const candidate =
-      ctx.presentedMatches(record).length > 0 || anchor?.kind === 'certificate' || roots.some((r) => recordMatchesDer(record, r.der));
+    const candidate = ctx.presentedMatches(record).length > 0 || anchor?.kind === 'certificate' || roots.some((r) => recordMatchesDer(record, r.der));
     if (!candidate) return { verdict: 'ta-not-found' };
   }
   if (roots.length === 0) return { verdict: 'pkix-not-configured' };
@@ -480,7 +483,8 @@ export async function matchTlsa(input: MatchInput): Promise<DaneDecision> {
   let matchedResult: RecordResult | undefined;
   for (const entry of set.entries) {
     const v: Verdict = entry.verdict !== undefined ? { verdict: entry.verdict, detail: entry.detail } : (verdicts.get(entry.index) ?? { verdict: 'not-evaluated' });
-    const result: RecordResult = v.detail === undefined ? { index: entry.index, record: entry.record, verdict: v.verdict } : { index: entry.index, record: entry.record, verdict: v.verdict, detail: v.detail };
+    const result: RecordResult =
+      v.detail === undefined ? { index: entry.index, record: entry.record, verdict: v.verdict } : { index: entry.index, record: entry.record, verdict: v.verdict, detail: v.detail };
     results.push(result);
     if (entry === matched) matchedResult = result;
   }

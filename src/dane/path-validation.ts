@@ -324,7 +324,7 @@ function countSubtrees(value: Uint8Array, cap: number): number {
   const outer = tlvAt(value, 0, value.length);
   if (outer === undefined || outer.tag !== 0x30 || outer.end !== value.length) return Infinity;
   let count = 0;
-  for (let at = outer.start; at < outer.end; ) {
+  for (let at = outer.start; at < outer.end;) {
     const part = tlvAt(value, at, outer.end);
     // [0] permittedSubtrees, [1] excludedSubtrees, both constructed.
     if (part === undefined || (part.tag !== 0xa0 && part.tag !== 0xa1)) return Infinity;
@@ -367,14 +367,14 @@ export function rawNameConstraintSubtrees(der: Uint8Array, cap: number): number 
   const tbs = cert === undefined ? undefined : tlvAt(der, cert.start, cert.end);
   if (tbs === undefined || tbs.tag !== 0x30) return 0;
   let count = 0;
-  for (let at = tbs.start; at < tbs.end; ) {
+  for (let at = tbs.start; at < tbs.end;) {
     const field = tlvAt(der, at, tbs.end);
     if (field === undefined) return 0;
     at = field.end;
     if (field.tag !== 0xa3) continue;
     const list = tlvAt(der, field.start, field.end);
     if (list === undefined || list.tag !== 0x30) return 0;
-    for (let e = list.start; e < list.end; ) {
+    for (let e = list.start; e < list.end;) {
       const ext = tlvAt(der, e, list.end);
       if (ext === undefined) return 0;
       e = ext.end;
@@ -447,14 +447,7 @@ export const MAX_ISSUER_SEARCHES = 24;
 /** Most signature checks for one validation. */
 export const MAX_SIGNATURE_CHECKS = 48;
 
-export type PathFailure =
-  | 'chain-broken'
-  | 'certificate-expired'
-  | 'certificate-not-yet-valid'
-  | 'issuer-not-ca'
-  | 'name-constraints-violated'
-  | 'unknown-critical-extension'
-  | 'policy-violation';
+export type PathFailure = 'chain-broken' | 'certificate-expired' | 'certificate-not-yet-valid' | 'issuer-not-ca' | 'name-constraints-violated' | 'unknown-critical-extension' | 'policy-violation';
 
 export type PathResult =
   | { readonly ok: true; readonly path: readonly PathCertificate[]; readonly signatureChecks: number }

@@ -60,7 +60,10 @@ function tokenize(text: string): string[] {
     if (depth < 0) throw new TlsaParseError("unbalanced ')'");
   }
   if (depth !== 0) throw new TlsaParseError("unbalanced '('");
-  return withoutComments.replace(/[()]/g, ' ').split(/\s+/).filter((t) => t.length > 0);
+  return withoutComments
+    .replace(/[()]/g, ' ')
+    .split(/\s+/)
+    .filter((t) => t.length > 0);
 }
 
 function parseRdataTokens(tokens: string[]): TlsaRecord {
@@ -179,12 +182,7 @@ export function sameTlsaRecord(a: TlsaRecord, b: TlsaRecord): boolean {
  * The TLSA record that designates `cert` with the given parameters
  * (e.g. `3 1 1` for the client's own key, `2 0 1` for its CA certificate).
  */
-export function tlsaRecordForCertificate(
-  cert: { readonly der: Buffer; readonly spki: Buffer },
-  usage: number,
-  selector: number,
-  matchingType: number,
-): TlsaRecord {
+export function tlsaRecordForCertificate(cert: { readonly der: Buffer; readonly spki: Buffer }, usage: number, selector: number, matchingType: number): TlsaRecord {
   if (!Number.isInteger(usage) || usage < 0 || usage > 3) throw new RangeError(`usage ${usage} is not 0..3`);
   if (selector !== Selector.CERT && selector !== Selector.SPKI) throw new RangeError(`selector ${selector} is not 0 or 1`);
   const data = applyMatchingType(matchingType, selector === Selector.CERT ? cert.der : cert.spki);

@@ -79,7 +79,6 @@ export function headerSafe(value: string): string {
   return value.replace(/[^\x20-\x7e]/gu, (c) => [...Buffer.from(c, 'utf8')].map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join(''));
 }
 
-
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection and
  * never cross the proxy, in either direction. Any `proxy-*` header goes too

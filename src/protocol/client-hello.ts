@@ -44,10 +44,7 @@ export interface ClientHelloInfo {
   readonly extensionTypes: readonly number[];
 }
 
-export type ClientHelloParse =
-  | { readonly status: 'incomplete' }
-  | { readonly status: 'invalid'; readonly reason: string }
-  | { readonly status: 'complete'; readonly hello: ClientHelloInfo };
+export type ClientHelloParse = { readonly status: 'incomplete' } | { readonly status: 'invalid'; readonly reason: string } | { readonly status: 'complete'; readonly hello: ClientHelloInfo };
 
 export interface ClientHelloOptions {
   /** Extension type of dane_clientid: an integer 0..65535 other than 0, 16 and 43. Default DEFAULT_DANE_CLIENTID_TYPE. */
@@ -177,7 +174,10 @@ function parseRecords(buf: Buffer, daneType: number, maxBytes: number): ClientHe
       const message =
         fragments.length === 1
           ? buf.subarray(payloadStart, recordEnd)
-          : Buffer.concat(fragments.map(([s, e]) => buf.subarray(s, e)), messageLength);
+          : Buffer.concat(
+              fragments.map(([s, e]) => buf.subarray(s, e)),
+              messageLength,
+            );
       return parseMessage(message, recordEnd, daneType);
     }
     off = recordEnd;

@@ -684,13 +684,7 @@ const SSL_SUB_NAMES: ReadonlyMap<number, string> = new Map([
   [PP2_SSL_SUBTYPE.CLIENT_CERT, 'SSL CLIENT_CERT'],
 ]);
 const TEXT_TLVS: ReadonlySet<number> = new Set([PP2_TYPE.ALPN, PP2_TYPE.AUTHORITY]);
-const TEXT_SSL_SUBS: ReadonlySet<number> = new Set([
-  PP2_SSL_SUBTYPE.VERSION,
-  PP2_SSL_SUBTYPE.CN,
-  PP2_SSL_SUBTYPE.CIPHER,
-  PP2_SSL_SUBTYPE.SIG_ALG,
-  PP2_SSL_SUBTYPE.KEY_ALG,
-]);
+const TEXT_SSL_SUBS: ReadonlySet<number> = new Set([PP2_SSL_SUBTYPE.VERSION, PP2_SSL_SUBTYPE.CN, PP2_SSL_SUBTYPE.CIPHER, PP2_SSL_SUBTYPE.SIG_ALG, PP2_SSL_SUBTYPE.KEY_ALG]);
 
 /**
  * Walks TLVs in [start, end) with only [0, avail) received, appending whole ones to `out`. Errors

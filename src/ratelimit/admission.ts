@@ -218,4 +218,3 @@ export class Admission {
     return this.handshakes.current;
   }
 }
-

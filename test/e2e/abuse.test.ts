@@ -31,7 +31,6 @@ const SNI = 'api.proxy.test';
 const LEGIT = 'legit._device.clients.test';
 const HOSTILE_CONNECTIONS = 30;
 
-
 describe('abuse resistance under a small hostile load', () => {
   let dir: string;
   let lab: DnsLab;
@@ -129,8 +128,18 @@ listeners:
 
   it('a legitimate client in another zone still authenticates meanwhile (cold cache, real DNSSEC lookup)', async () => {
     const { stdout } = await run('curl', [
-      '-sS', '--max-time', '10', '--cacert', join(dir, 'server-ca.pem'), '--resolve', `${SNI}:${port}:127.0.0.1`,
-      '--cert', join(dir, 'legit.pem'), '--key', join(dir, 'legit.key'), `https://${SNI}:${port}/`,
+      '-sS',
+      '--max-time',
+      '10',
+      '--cacert',
+      join(dir, 'server-ca.pem'),
+      '--resolve',
+      `${SNI}:${port}:127.0.0.1`,
+      '--cert',
+      join(dir, 'legit.pem'),
+      '--key',
+      join(dir, 'legit.key'),
+      `https://${SNI}:${port}/`,
     ]);
     expect(stdout).toBe(`hello ${LEGIT}`);
     expect(decisions.at(-1)).toMatchObject({ outcome: 'forwarded', reason: 'authenticated', claimedName: LEGIT, cache: 'miss' });
@@ -138,8 +147,20 @@ listeners:
 
   it('a hostile client that completes its handshake gets 503 dns-over-capacity, and that refusal is not cached', async () => {
     const result = await run('curl', [
-      '-sS', '--max-time', '10', '--cacert', join(dir, 'server-ca.pem'), '--resolve', `${SNI}:${port}:127.0.0.1`,
-      '--cert', join(dir, 'evil.pem'), '--key', join(dir, 'evil.key'), '-w', '\n%{http_code}', `https://${SNI}:${port}/`,
+      '-sS',
+      '--max-time',
+      '10',
+      '--cacert',
+      join(dir, 'server-ca.pem'),
+      '--resolve',
+      `${SNI}:${port}:127.0.0.1`,
+      '--cert',
+      join(dir, 'evil.pem'),
+      '--key',
+      join(dir, 'evil.key'),
+      '-w',
+      '\n%{http_code}',
+      `https://${SNI}:${port}/`,
     ]);
     expect(result.stdout).toBe('Service Unavailable: DANE client authentication temporarily impossible (dns-over-capacity)\n\n503');
     expect(decisions.at(-1)).toMatchObject({ outcome: 'refused', reason: 'dns-over-capacity', claimedName: 'evil.slow.test' });

@@ -21,10 +21,7 @@ import { startHeaderBackend, tcpListenerYaml, tlsExchange, type HeaderBackend } 
 import { freePort } from '../lab/dnssec-lab.js';
 
 /** Long names first (they are the ones a message quotes), then a thousand short ones. */
-const HOSTILE_NAMES = [
-  ...Array.from({ length: 4 }, (_, i) => `${String.fromCharCode(0x61 + i).repeat(11_000)}.evil.test`),
-  ...Array.from({ length: 1_000 }, (_, i) => `h${i}.e.test`),
-];
+const HOSTILE_NAMES = [...Array.from({ length: 4 }, (_, i) => `${String.fromCharCode(0x61 + i).repeat(11_000)}.evil.test`), ...Array.from({ length: 1_000 }, (_, i) => `h${i}.e.test`)];
 /** The bound the README promises for one decision line. */
 const MAX_LINE_BYTES = 4096;
 

@@ -79,9 +79,25 @@ describe('finding 8: PROXY v2 SSL CN carries the verified DANE name, never certi
       const certFile = join(dir, `${label}.pem`);
       const keyFile = join(dir, `${label}.key`);
       await run('openssl', [
-        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '30',
-        '-keyout', keyFile, '-out', certFile, '-subj', subject,
-        '-addext', `subjectAltName=DNS:${NAME}`, '-addext', 'extendedKeyUsage=clientAuth',
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '30',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+        '-subj',
+        subject,
+        '-addext',
+        `subjectAltName=DNS:${NAME}`,
+        '-addext',
+        'extendedKeyUsage=clientAuth',
       ]);
       pem[label] = { cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') };
       const der = new X509Certificate(pem[label].cert).raw;

@@ -136,16 +136,13 @@ listeners:
   /** One HTTPS request presenting `certPem` (leaf first, then its chain) and `keyPem`; the status and body, or 'closed'. */
   function request(certPem: string, keyPem: string): Promise<{ status: number | 'closed'; body: string }> {
     return new Promise((resolve) => {
-      const req = https.request(
-        { host: '127.0.0.1', port, servername: 'api.proxy.test', path: '/', ca: serverCa.certPem, cert: certPem, key: keyPem, agent: false, timeout: 15_000 },
-        (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (d: string) => (body += d));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-          res.on('error', () => resolve({ status: 'closed', body }));
-        },
-      );
+      const req = https.request({ host: '127.0.0.1', port, servername: 'api.proxy.test', path: '/', ca: serverCa.certPem, cert: certPem, key: keyPem, agent: false, timeout: 15_000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('error', () => resolve({ status: 'closed', body }));
+      });
       req.on('timeout', () => req.destroy(new Error('timeout')));
       req.on('error', () => resolve({ status: 'closed', body: '' }));
       req.end();

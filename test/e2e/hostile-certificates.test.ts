@@ -27,12 +27,7 @@ import { join } from 'node:path';
 import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
-import {
-  createManySanCertificate,
-  createMalformedExtensionCertificate,
-  createOversizeCertificate,
-  type HostileCertificate,
-} from '../fixtures-hostile/certificates.js';
+import { createManySanCertificate, createMalformedExtensionCertificate, createOversizeCertificate, type HostileCertificate } from '../fixtures-hostile/certificates.js';
 
 const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
 const SNI = 'api.hostile.test';
@@ -255,10 +250,11 @@ describe('finding 3: certificates that would cost a full parse before any allowl
    * 16 KiB by default, finding 6) where the proxy has one, else the
    * certificate parser's own (MAX_CERTIFICATE_BYTES, MAX_SAN_ENTRIES).
    */
-  const refusedForSize = /^(the client sent \d+ bytes of handshake after its ClientHello; at most \d+ are accepted \(limits\.handshakes\.maxClientFlightBytes\)|unparseable client certificate: (subjectAltName has more than 100 entries \(the limit\)|certificate is \d+ bytes; the limit is 65536))$/;
+  const refusedForSize =
+    /^(the client sent \d+ bytes of handshake after its ClientHello; at most \d+ are accepted \(limits\.handshakes\.maxClientFlightBytes\)|unparseable client certificate: (subjectAltName has more than 100 entries \(the limit\)|certificate is \d+ bytes; the limit is 65536))$/;
 
   it.each([
-    ['the audit\'s 63 KB certificate with 2,901 quoted SAN dNSNames', () => createManySanCertificate()],
+    ["the audit's 63 KB certificate with 2,901 quoted SAN dNSNames", () => createManySanCertificate()],
     ['a 70 KB certificate (over the 64 KiB limit)', () => createOversizeCertificate(70_000, 'big._device.hostile.test')],
   ])('%s is refused with a reason naming the bound; a legitimate client still authenticates', async (_label, make) => {
     const hostile = await make();

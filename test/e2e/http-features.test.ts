@@ -90,7 +90,9 @@ ${extra}    routes:
       `resolver:
   localTlsaFile: tlsa.txt
 listeners:
-${listener('optional', `    policy: optional
+${listener(
+  'optional',
+  `    policy: optional
     http:
       identityHeader: X-Device
       statusHeader: X-Auth
@@ -98,7 +100,8 @@ ${listener('optional', `    policy: optional
       forwardXfcc: true
       tlsaHeader: X-Device-Tlsa
       headersTimeoutMs: 300
-`)}${listener('required', '')}${listener('closing', '    http: { refuseWith403: false }\n')}${listener('proxied', '    proxyProtocol: { versions: v1, trustedCidrs: [127.0.0.0/8] }\n')}`,
+`,
+)}${listener('required', '')}${listener('closing', '    http: { refuseWith403: false }\n')}${listener('proxied', '    proxyProtocol: { versions: v1, trustedCidrs: [127.0.0.0/8] }\n')}`,
     );
     proxy = await startProxy(await loadConfig(join(dir, 'dancegate.yaml')), { log: (d) => decisions.push(d) });
   }, 60_000);
@@ -117,14 +120,11 @@ ${listener('optional', `    policy: optional
 
   function get(port: number, cert: IssuedCertificate | undefined, headers: Record<string, string> = {}, path = '/r'): Promise<{ status: number; body: string }> {
     return new Promise((resolve, reject) => {
-      const req = https.request(
-        { host: '127.0.0.1', port, servername: SNI, path, ca: serverCa.certPem, cert: cert?.certPem, key: cert?.keyPem, headers, agent: false },
-        (res) => {
-          let body = '';
-          res.on('data', (d: Buffer) => (body += d.toString()));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        },
-      );
+      const req = https.request({ host: '127.0.0.1', port, servername: SNI, path, ca: serverCa.certPem, cert: cert?.certPem, key: cert?.keyPem, headers, agent: false }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
       req.on('error', reject);
       req.end();
     });
@@ -175,7 +175,9 @@ ${listener('optional', `    policy: optional
   it('WebSocket upgrades pass through to the upstream with the identity set', async () => {
     const socket = tls.connect({ port: ports.required, host: '127.0.0.1', servername: SNI, ca: serverCa.certPem, cert: device.certPem, key: device.keyPem });
     await once(socket, 'secureConnect');
-    socket.write(`GET /ws HTTP/1.1\r\nHost: ${SNI}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Dane-Client-Id: forged\r\n\r\n`);
+    socket.write(
+      `GET /ws HTTP/1.1\r\nHost: ${SNI}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Dane-Client-Id: forged\r\n\r\n`,
+    );
     let received = '';
     socket.on('data', (d: Buffer) => (received += d.toString()));
     const closed = once(socket, 'close');
@@ -227,7 +229,17 @@ ${listener('optional', `    policy: optional
     const connect = (session?: Buffer): Promise<{ session: Buffer | undefined; reused: boolean }> =>
       new Promise((resolve, reject) => {
         let saved: Buffer | undefined;
-        const socket = tls.connect({ port: ports.required, host: '127.0.0.1', servername: SNI, ca: serverCa.certPem, cert: device.certPem, key: device.keyPem, minVersion: version, maxVersion: version, session });
+        const socket = tls.connect({
+          port: ports.required,
+          host: '127.0.0.1',
+          servername: SNI,
+          ca: serverCa.certPem,
+          cert: device.certPem,
+          key: device.keyPem,
+          minVersion: version,
+          maxVersion: version,
+          session,
+        });
         socket.on('session', (s: Buffer) => (saved = s));
         socket.on('error', reject);
         socket.once('secureConnect', () => {

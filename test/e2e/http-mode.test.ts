@@ -129,13 +129,20 @@ listeners:
   }
 
   const forged = [
-    '-H', 'X-Dane-Client-Id: admin.example.test',
-    '-H', 'x-dane-client-id: second-copy.example.test',
-    '-H', 'Client-Cert: :Zm9yZ2Vk:',
-    '-H', 'X-Forwarded-Client-Cert: Hash=00;DNS=admin.example.test',
-    '-H', 'X-Forwarded-Tls-Client-Cert: forged',
-    '-H', 'X-Dane-Status: authenticated',
-    '-H', 'X-Forwarded-For: 203.0.113.9',
+    '-H',
+    'X-Dane-Client-Id: admin.example.test',
+    '-H',
+    'x-dane-client-id: second-copy.example.test',
+    '-H',
+    'Client-Cert: :Zm9yZ2Vk:',
+    '-H',
+    'X-Forwarded-Client-Cert: Hash=00;DNS=admin.example.test',
+    '-H',
+    'X-Forwarded-Tls-Client-Cert: forged',
+    '-H',
+    'X-Dane-Status: authenticated',
+    '-H',
+    'X-Forwarded-For: 203.0.113.9',
   ];
 
   it.each([
@@ -284,11 +291,13 @@ listeners:
   it('completes a handshake when the ClientHello is trickled one byte at a time', async () => {
     // A real ClientHello, captured from node:tls.
     const hello = await new Promise<Buffer>((resolve) => {
-      const capture = net.createServer((s) => s.once('data', (d: Buffer) => {
-        resolve(d);
-        s.destroy();
-        capture.close();
-      }));
+      const capture = net.createServer((s) =>
+        s.once('data', (d: Buffer) => {
+          resolve(d);
+          s.destroy();
+          capture.close();
+        }),
+      );
       capture.listen(0, '127.0.0.1', () => {
         const c = tls.connect({ port: (capture.address() as net.AddressInfo).port, host: '127.0.0.1', servername: 'api.proxy.test' });
         c.on('error', () => undefined);

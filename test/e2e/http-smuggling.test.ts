@@ -148,14 +148,21 @@ describe('request smuggling through the HTTP forwarder (issue 10, finding 1)', (
         const evil = nextUrl('x');
         sent.push({ who: ATTACKER, method: attack.method, url: evil, body: payload });
         attacker.write(attack.build(evil, payload));
-        await attacker.responses(round + 1, Array.from({ length: round + 1 }, () => attack.method === 'HEAD'));
+        await attacker.responses(
+          round + 1,
+          Array.from({ length: round + 1 }, () => attack.method === 'HEAD'),
+        );
         const mine = nextUrl('victim');
         urls.push(mine);
         sent.push({ who: VICTIM, method: 'GET', url: mine, body: '' });
         victim.write(`GET ${mine} HTTP/1.1\r\nHost: ${SNI}\r\nCookie: session=victim-secret\r\n\r\n`);
         await victim.responses(round + 1);
       }
-      const a = await attacker.responses(3, [true, true, true].map(() => attack.method === 'HEAD'), 500);
+      const a = await attacker.responses(
+        3,
+        [true, true, true].map(() => attack.method === 'HEAD'),
+        500,
+      );
       const v = await victim.responses(3, [], 500);
       attacker.close();
       victim.close();
@@ -184,9 +191,19 @@ describe('request smuggling through the HTTP forwarder (issue 10, finding 1)', (
         sent.push({ who: ATTACKER, method: attack.method, url: evil, body: payload }, { who: VICTIM, method: 'GET', url: mine, body: '' });
         attacker.write(attack.build(evil, payload));
         victim.write(plainGet(mine));
-        await Promise.all([attacker.responses(round + 1, attackerUrls.map((q) => q.method === 'HEAD')), victim.responses(round + 1)]);
+        await Promise.all([
+          attacker.responses(
+            round + 1,
+            attackerUrls.map((q) => q.method === 'HEAD'),
+          ),
+          victim.responses(round + 1),
+        ]);
       }
-      const a = await attacker.responses(4, attackerUrls.map((q) => q.method === 'HEAD'), 500);
+      const a = await attacker.responses(
+        4,
+        attackerUrls.map((q) => q.method === 'HEAD'),
+        500,
+      );
       const v = await victim.responses(4, [], 500);
       attacker.close();
       victim.close();
@@ -201,7 +218,9 @@ describe('request smuggling through the HTTP forwarder (issue 10, finding 1)', (
     const url = nextUrl('framing');
     const body = 'x'.repeat(10);
     sent.push({ who: ATTACKER, method: 'POST', url, body });
-    client.write(`POST ${url} HTTP/1.1\r\nHost: ${SNI}\r\nConnection: keep-alive, Content-Length, Host, Transfer-Encoding, X-Dane-Client-Id\r\nContent-Length: 10\r\nX-Dane-Client-Id: ${ROOT}\r\n\r\n${body}`);
+    client.write(
+      `POST ${url} HTTP/1.1\r\nHost: ${SNI}\r\nConnection: keep-alive, Content-Length, Host, Transfer-Encoding, X-Dane-Client-Id\r\nContent-Length: 10\r\nX-Dane-Client-Id: ${ROOT}\r\n\r\n${body}`,
+    );
     const got = await client.responses(1);
     client.close();
     expectOwnResponses(got.responses, ATTACKER, [{ method: 'POST', url }]);
@@ -215,7 +234,9 @@ describe('request smuggling through the HTTP forwarder (issue 10, finding 1)', (
     const client = await RawClient.connect(lab, lab.clients.victim);
     const url = nextUrl('hop');
     sent.push({ who: VICTIM, method: 'GET', url, body: '' });
-    client.write(`GET ${url} HTTP/1.1\r\nHost: ${SNI}\r\nConnection: keep-alive, X-Secret-Hop\r\nX-Secret-Hop: 1\r\nKeep-Alive: timeout=99\r\nProxy-Authorization: Basic eDp5\r\nProxy-Foo: bar\r\nTE: trailers, deflate\r\nUpgrade: h2c\r\n\r\n`);
+    client.write(
+      `GET ${url} HTTP/1.1\r\nHost: ${SNI}\r\nConnection: keep-alive, X-Secret-Hop\r\nX-Secret-Hop: 1\r\nKeep-Alive: timeout=99\r\nProxy-Authorization: Basic eDp5\r\nProxy-Foo: bar\r\nTE: trailers, deflate\r\nUpgrade: h2c\r\n\r\n`,
+    );
     const got = await client.responses(1);
     client.close();
     expectOwnResponses(got.responses, VICTIM, [{ method: 'GET', url }]);

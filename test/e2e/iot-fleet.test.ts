@@ -70,9 +70,7 @@ describe('examples/iot-fleet: 1,000 devices through dancegate', () => {
       const cert = await createCertificate({ commonName: name, dnsNames: [name], ...(kind === 'ta' ? { issuer: fleetCa } : {}) });
       devices.push({ serial, name, kind, cert, chainPem: kind === 'ta' ? cert.certPem + fleetCa.certPem : cert.certPem });
     }
-    eeRecords = devices
-      .filter((d) => d.kind === 'ee')
-      .map((d) => `${d.serial}._device ${EE_TTL} IN TLSA ${formatTlsaRdata(tlsaRecordForCertificate(parseCertificateDer(d.cert.der), 3, 1, 1))}`);
+    eeRecords = devices.filter((d) => d.kind === 'ee').map((d) => `${d.serial}._device ${EE_TTL} IN TLSA ${formatTlsaRdata(tlsaRecordForCertificate(parseCertificateDer(d.cert.der), 3, 1, 1))}`);
     wildcard = `*._device 60 IN TLSA ${formatTlsaRdata(tlsaRecordForCertificate(parseCertificateDer(fleetCa.der), 2, 0, 1))}`;
     lab = await startDnssecLab([{ origin: ZONE, signing: { algorithm: 13 }, records: [...eeRecords, wildcard] }]);
 

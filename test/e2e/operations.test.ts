@@ -200,7 +200,6 @@ function get(port: number, cert: IssuedCertificate | undefined, path = '/'): Pro
   });
 }
 
-
 describe('one process', () => {
   let dg: Instance;
   beforeAll(async () => {
@@ -221,8 +220,20 @@ describe('one process', () => {
     const status = JSON.parse((await dg.admin('/status')).body) as Record<string, unknown>;
     expect(status).toMatchObject({ role: 'single', configFile: dg.configFile, generation: 1, lastReload: null });
     expect(status.listeners).toEqual([
-      { name: 'api', mode: 'http', address: `127.0.0.1:${dg.ports.http}`, policy: 'required', routes: [{ serverNames: ['(default)'], upstream: `http://127.0.0.1:${fx.backendPort}`, allowlist: 'listeners[0].routes[0].allow', allowPatterns: 1, proxyHeader: 'none' }] },
-      { name: 'mqtt', mode: 'tcp', address: `127.0.0.1:${dg.ports.tcp}`, policy: 'required', routes: [{ serverNames: ['(default)'], upstream: `tcp://127.0.0.1:${fx.echoPort}`, allowlist: 'listeners[1].routes[0].allow', allowPatterns: 1, proxyHeader: 'none' }] },
+      {
+        name: 'api',
+        mode: 'http',
+        address: `127.0.0.1:${dg.ports.http}`,
+        policy: 'required',
+        routes: [{ serverNames: ['(default)'], upstream: `http://127.0.0.1:${fx.backendPort}`, allowlist: 'listeners[0].routes[0].allow', allowPatterns: 1, proxyHeader: 'none' }],
+      },
+      {
+        name: 'mqtt',
+        mode: 'tcp',
+        address: `127.0.0.1:${dg.ports.tcp}`,
+        policy: 'required',
+        routes: [{ serverNames: ['(default)'], upstream: `tcp://127.0.0.1:${fx.echoPort}`, allowlist: 'listeners[1].routes[0].allow', allowPatterns: 1, proxyHeader: 'none' }],
+      },
     ]);
     expect((await dg.admin('/nope')).status).toBe(404);
   });
@@ -478,10 +489,14 @@ describe('workers: 2, reloads', () => {
     // The invalid file is still on disk. A worker that dies is replaced from the text in force.
     const [victim] = await workerStatuses();
     process.kill(victim?.pid as number, 'SIGKILL');
-    await waitUntil('a replacement worker, ready', async () => {
-      const workers = await workerStatuses().catch(() => []);
-      return workers.length === 2 && workers.every((w) => w.pid !== victim?.pid) && (await dg.ready());
-    }, 30_000);
+    await waitUntil(
+      'a replacement worker, ready',
+      async () => {
+        const workers = await workerStatuses().catch(() => []);
+        return workers.length === 2 && workers.every((w) => w.pid !== victim?.pid) && (await dg.ready());
+      },
+      30_000,
+    );
     expect((await workerStatuses()).map((w) => w.generation)).toEqual([2, 2]);
     expect(await dg.metric('dancegate_worker_restarts_total')).toBe(1);
     for (let i = 0; i < 6; i++) {
@@ -510,10 +525,14 @@ describe('workers: 2', () => {
       // A worker that dies is replaced, and the service goes on.
       const victim = [...pids][0] as number;
       process.kill(victim, 'SIGKILL');
-      await waitUntil('a replacement worker', async () => {
-        const s = JSON.parse((await dg.admin('/status')).body) as { workers: Array<{ pid?: number }> };
-        return s.workers.length === 2 && s.workers.every((w) => w.pid !== undefined && w.pid !== victim);
-      }, 30_000);
+      await waitUntil(
+        'a replacement worker',
+        async () => {
+          const s = JSON.parse((await dg.admin('/status')).body) as { workers: Array<{ pid?: number }> };
+          return s.workers.length === 2 && s.workers.every((w) => w.pid !== undefined && w.pid !== victim);
+        },
+        30_000,
+      );
       expect((await get(dg.ports.http, fx.certs.a)).status).toBe(200);
       expect((await dg.logLines()).some((l) => l.event === 'worker-exit' && l.workerPid === victim && l.signal === 'SIGKILL')).toBe(true);
     } finally {

@@ -196,7 +196,9 @@ describe('examples/radsec: radsecproxy → dancegate → FreeRADIUS', () => {
     await write('nas', nas);
     await writeFile(join(dir, 'users'), 'testuser Cleartext-Password := "testpass"\n');
 
-    lab = await startDnssecLab([{ origin: 'radsec.example', signing: { algorithm: 13 }, records: [`nas1.nas 300 IN TLSA ${formatTlsaRdata(tlsaRecordForCertificate(parseCertificateDer(nas.der), 3, 1, 1))}`] }]);
+    lab = await startDnssecLab([
+      { origin: 'radsec.example', signing: { algorithm: 13 }, records: [`nas1.nas 300 IN TLSA ${formatTlsaRdata(tlsaRecordForCertificate(parseCertificateDer(nas.der), 3, 1, 1))}`] },
+    ]);
 
     const radiusPort = await freePort();
     await writeFile(join(dir, 'radiusd.conf'), freeradiusConfig(dir, radiusPort));

@@ -26,9 +26,7 @@ import { waitForTcpPort } from '../lab/process.js';
 const NAME = 'nas1._device.radsec.test';
 
 /** A TCP backend that reads a PROXY header with our decoder, then echoes the payload upper-cased. */
-async function startProxyAwareBackend(
-  tlsOptions?: tls.TlsOptions,
-): Promise<{ port: number; headers: Array<Extract<ProxyParse, { status: 'complete' }>>; peers: string[]; close(): Promise<void> }> {
+async function startProxyAwareBackend(tlsOptions?: tls.TlsOptions): Promise<{ port: number; headers: Array<Extract<ProxyParse, { status: 'complete' }>>; peers: string[]; close(): Promise<void> }> {
   const headers: Array<Extract<ProxyParse, { status: 'complete' }>> = [];
   const peers: string[] = [];
   const secureContext = tlsOptions ? tls.createSecureContext(tlsOptions) : undefined;

@@ -161,7 +161,10 @@ listeners:
       client.stdin.write(`GET / HTTP/1.1\r\nHost: ${SNI}\r\nConnection: close\r\n\r\n`);
       const [code] = await Promise.race([exited, new Promise<[null]>((resolve) => setTimeout(() => resolve([null]), 5000))]);
       // s_client's summary lines, without the hex dumps of -msg.
-      const summary = output.split('\n').filter((line) => !/^\s+[0-9a-f]{2}( |$)/.test(line)).join('\n');
+      const summary = output
+        .split('\n')
+        .filter((line) => !/^\s+[0-9a-f]{2}( |$)/.test(line))
+        .join('\n');
       expect(summary).toContain('RENEGOTIATING');
       expect(serverFinished(), `a second server Finished means the renegotiation completed:\n${summary}`).toBe(1);
       expect(summary).not.toContain(`hello ${LEGIT}`);
@@ -220,7 +223,11 @@ listeners:
     for (const s of sockets) s.destroy();
   });
 
-  const ders = (chain: HostileChain): Buffer[] => chain.chainPem.split('-----END CERTIFICATE-----').slice(0, -1).map((pem) => Buffer.from(pem.replace(/-----BEGIN CERTIFICATE-----|\s/g, ''), 'base64'));
+  const ders = (chain: HostileChain): Buffer[] =>
+    chain.chainPem
+      .split('-----END CERTIFICATE-----')
+      .slice(0, -1)
+      .map((pem) => Buffer.from(pem.replace(/-----BEGIN CERTIFICATE-----|\s/g, ''), 'base64'));
 
   it('raw bytes: a costly chain in a TLS 1.2 Certificate message, then a stall, is refused as chain-over-limits at the deadline and bans the address', async () => {
     const flight = records(certificateMessage(ders(longHostile)), 16_384, 0x0303);

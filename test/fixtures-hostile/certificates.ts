@@ -63,7 +63,10 @@ export interface HostileOptions {
 }
 
 function toPem(body: ArrayBuffer | Uint8Array, label: string): string {
-  const b64 = Buffer.from(body instanceof ArrayBuffer ? new Uint8Array(body) : body).toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  const b64 = Buffer.from(body instanceof ArrayBuffer ? new Uint8Array(body) : body)
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '');
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 

@@ -74,7 +74,7 @@ describe('dancegate tlsa (built CLI) against openssl', () => {
   it.each([
     [['tlsa'], '--cert FILE is required'],
     [['tlsa', '--cert', '/nonexistent.pem'], 'cannot read /nonexistent.pem: ENOENT'],
-    [['tlsa', '--cert', 'KEY', '--usage', '4'], '--usage must be a number from 0 to 3, got \'4\''],
+    [['tlsa', '--cert', 'KEY', '--usage', '4'], "--usage must be a number from 0 to 3, got '4'"],
     [['tlsa', '--cert', 'KEY', '--mtype', 'sha'], "--mtype must be a number from 0 to 2, got 'sha'"],
     [['tlsa', '--cert', 'KEY', '--name', 'bad..name'], '--name: label 2 is empty'],
     [['tlsa', '--cert', 'KEY', '--name', 'a.*.example.test'], "--name: a wildcard is only allowed as the whole leftmost label, as in '*._device.example.com'"],

@@ -74,9 +74,7 @@ describe('ClientHellos from real clients', () => {
   });
 
   it('curl', async () => {
-    const { bytes, hello } = await capture((port) =>
-      spawnQuietly('curl', ['-sk', '--max-time', '5', '--resolve', `api.example.test:${port}:127.0.0.1`, `https://api.example.test:${port}/`]),
-    );
+    const { bytes, hello } = await capture((port) => spawnQuietly('curl', ['-sk', '--max-time', '5', '--resolve', `api.example.test:${port}:127.0.0.1`, `https://api.example.test:${port}/`]));
     captured.push(bytes);
     expect(hello.serverName).toBe('api.example.test');
     expect(hello.alpn).toContain('http/1.1');

@@ -38,8 +38,7 @@ interface Pki {
 }
 
 const parsed = (...certs: IssuedCertificate[]): ParsedCertificate[] => certs.map((c) => parseCertificateDer(c.der));
-const rdata = (cert: IssuedCertificate, u: number, s: number, m: number): string =>
-  formatTlsaRdata(tlsaRecordForCertificate(parseCertificateDer(cert.der), u, s, m));
+const rdata = (cert: IssuedCertificate, u: number, s: number, m: number): string => formatTlsaRdata(tlsaRecordForCertificate(parseCertificateDer(cert.der), u, s, m));
 
 const ALGORITHMS: SigningAlgorithm[] = [8, 10, 13, 14, 15, 16];
 
@@ -93,13 +92,11 @@ function zones(pki: Pki): LabZone[] {
       `big 300 IN TLSA ${rdata(pki.ee, 3, 1, 1)}`,
     ],
   };
-  const perAlgorithm = ALGORITHMS.filter((a) => a !== 13).map(
-    (alg): LabZone => ({
-      origin: `alg${alg}.test`,
-      signing: { algorithm: alg },
-      records: [`client 300 IN TLSA ${rdata(pki.byAlgorithm.get(alg) as IssuedCertificate, 3, 1, 1)}`],
-    }),
-  );
+  const perAlgorithm = ALGORITHMS.filter((a) => a !== 13).map((alg): LabZone => ({
+    origin: `alg${alg}.test`,
+    signing: { algorithm: alg },
+    records: [`client 300 IN TLSA ${rdata(pki.byAlgorithm.get(alg) as IssuedCertificate, 3, 1, 1)}`],
+  }));
   main.records.push(`client 300 IN TLSA ${rdata(pki.byAlgorithm.get(13) as IssuedCertificate, 3, 1, 1)}`);
   const ee311 = `client 300 IN TLSA ${rdata(pki.ee, 3, 1, 1)}`;
   return [
@@ -296,9 +293,7 @@ describe('DANE core against a real DNSSEC lab (NSD + Unbound)', () => {
     const hole = await startSilentDns('drop');
     try {
       const started = Date.now();
-      const cache = new TlsaCache(
-        new DnsTlsaResolver({ servers: [{ host: hole.host, port: hole.port, transport: 'udp' }], attemptTimeoutMs: 300, totalTimeoutMs: 700 }),
-      );
+      const cache = new TlsaCache(new DnsTlsaResolver({ servers: [{ host: hole.host, port: hole.port, transport: 'udp' }], attemptTimeoutMs: 300, totalTimeoutMs: 700 }));
       const r = await verifyClient({ claimedName: 'ee311.alg13.test', chain: parsed(pki.ee), cache });
       const elapsed = Date.now() - started;
       expect(r).toMatchObject({ authenticated: false, reason: 'dns-timeout' });

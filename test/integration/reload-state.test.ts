@@ -78,14 +78,18 @@ ${extraListener}`,
 
   it('a drain aborts a prepared reload: the listener it bound is closed, the old generation stays', async () => {
     const port = await freePort();
-    await write('*._device.b.test', 5, `  - name: extra
+    await write(
+      '*._device.b.test',
+      5,
+      `  - name: extra
     listen: 127.0.0.1:${port}
     mode: tcp
     tls: { certificates: [{ certFile: server.pem, keyFile: server.key }] }
     routes:
       - upstream: tcp://127.0.0.1:9
         allow: ['*._device.b.test']
-`);
+`,
+    );
     const prepared = await proxy.prepareReload(await loadConfig(configFile()));
     if ('error' in prepared) throw new Error(prepared.error);
     const accepts = (): Promise<boolean> =>

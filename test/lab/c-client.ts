@@ -33,15 +33,7 @@ export interface DaneClientIdRun {
   readonly stderr: string;
 }
 
-export async function runDaneClientIdClient(args: {
-  port: number;
-  sni: string;
-  extensionType: number;
-  name: string;
-  certFile: string;
-  keyFile: string;
-  request?: string;
-}): Promise<DaneClientIdRun> {
+export async function runDaneClientIdClient(args: { port: number; sni: string; extensionType: number; name: string; certFile: string; keyFile: string; request?: string }): Promise<DaneClientIdRun> {
   const binary = await buildDaneClientIdClient();
   const argv = ['127.0.0.1', String(args.port), args.sni, String(args.extensionType), args.name === '' ? '-' : args.name, args.certFile, args.keyFile];
   if (args.request !== undefined) argv.push(args.request);

@@ -154,7 +154,6 @@ function startDaemon(command: string, args: string[], logFile: string): ChildPro
   return child;
 }
 
-
 export async function startDnssecLab(zones: readonly LabZone[], options: LabOptions = {}): Promise<DnsLab> {
   const dir = await mkdtemp(join(tmpdir(), 'dancegate-lab-'));
   const children: ChildProcess[] = [];
@@ -205,21 +204,10 @@ export async function startDnssecLab(zones: readonly LabZone[], options: LabOpti
     if (options.dot && dotPort !== undefined) {
       await writeFile(join(dir, 'dot.pem'), options.dot.certPem);
       await writeFile(join(dir, 'dot.key'), options.dot.keyPem);
-      tlsLines.push(
-        `  interface: 127.0.0.1@${dotPort}`,
-        `  tls-port: ${dotPort}`,
-        `  tls-service-pem: "${join(dir, 'dot.pem')}"`,
-        `  tls-service-key: "${join(dir, 'dot.key')}"`,
-      );
+      tlsLines.push(`  interface: 127.0.0.1@${dotPort}`, `  tls-port: ${dotPort}`, `  tls-service-pem: "${join(dir, 'dot.pem')}"`, `  tls-service-key: "${join(dir, 'dot.key')}"`);
     }
-    const stubs = [
-      ...zones.map((z) => ({ name: z.origin, host: '127.0.0.1', port: nsdPort })),
-      ...(options.extraStubZones ?? []),
-    ];
-    const insecure = [
-      ...zones.filter((z) => z.signing === 'unsigned').map((z) => z.origin),
-      ...(options.extraStubZones ?? []).map((z) => z.name),
-    ];
+    const stubs = [...zones.map((z) => ({ name: z.origin, host: '127.0.0.1', port: nsdPort })), ...(options.extraStubZones ?? [])];
+    const insecure = [...zones.filter((z) => z.signing === 'unsigned').map((z) => z.origin), ...(options.extraStubZones ?? []).map((z) => z.name)];
     await writeFile(
       join(dir, 'unbound.conf'),
       [

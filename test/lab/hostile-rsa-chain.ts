@@ -134,7 +134,11 @@ export async function createHostileRsaChain(opts: { leafName: string; length: nu
     });
     ders.push(Buffer.from(cert.rawData));
   }
-  const pem = (der: Buffer): string => `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
+  const pem = (der: Buffer): string =>
+    `-----BEGIN CERTIFICATE-----\n${der
+      .toString('base64')
+      .replace(/(.{64})/g, '$1\n')
+      .replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
   return {
     chainPem: ders.map(pem).join(''),
     keyPem: (keys[0] as KeyObject).export({ format: 'pem', type: 'pkcs8' }).toString(),

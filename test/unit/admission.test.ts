@@ -277,17 +277,145 @@ function runSlots(max: number, steps: readonly Step[]): { granted: string[]; slo
 
 describe('PerKeySlots (TLS handshakes per address)', () => {
   it.each<[string, number, Step[], string[], Record<string, [held: number, waiting: number]>]>([
-    ['free slots are granted at once, in order; the rest wait', 2, [['enter', 'a1', 'A'], ['enter', 'a2', 'A'], ['enter', 'a3', 'A'], ['enter', 'a4', 'A']], ['a1', 'a2'], { A: [2, 2] }],
-    ['a release hands the slot to the first waiter (FIFO)', 2, [['enter', 'a1', 'A'], ['enter', 'a2', 'A'], ['enter', 'a3', 'A'], ['enter', 'a4', 'A'], ['release', 'a2']], ['a1', 'a2', 'a3'], { A: [2, 1] }],
-    ['keys are independent', 1, [['enter', 'a1', 'A'], ['enter', 'b1', 'B'], ['enter', 'a2', 'A'], ['enter', 'b2', 'B'], ['release', 'b1']], ['a1', 'b1', 'b2'], { A: [1, 1], B: [1, 0] }],
-    ['a waiter that leaves is never granted, and frees no slot', 1, [['enter', 'a1', 'A'], ['enter', 'a2', 'A'], ['enter', 'a3', 'A'], ['release', 'a2'], ['release', 'a1']], ['a1', 'a3'], { A: [1, 0] }],
-    ['a second release of a holder frees nothing more', 1, [['enter', 'a1', 'A'], ['enter', 'a2', 'A'], ['enter', 'a3', 'A'], ['release', 'a1'], ['release', 'a1']], ['a1', 'a2'], { A: [1, 1] }],
-    ['a second release of a waiter is harmless', 1, [['enter', 'a1', 'A'], ['enter', 'a2', 'A'], ['release', 'a2'], ['release', 'a2'], ['enter', 'a3', 'A']], ['a1'], { A: [1, 1] }],
-    ['a release of an unknown or already forgotten key is harmless', 1, [['enter', 'a1', 'A'], ['release', 'a1'], ['release', 'a1'], ['enter', 'a2', 'A']], ['a1', 'a2'], { A: [1, 0] }],
-    ['a newcomer queues behind waiters even when a slot has just been freed', 1, [['enter', 'a1', 'A'], ['enter', 'a2', 'A'], ['release', 'a1'], ['enter', 'a3', 'A']], ['a1', 'a2'], { A: [1, 1] }],
-    ['a grantee that releases at once: the next ones are granted in order', 1, [['enter', 'a1', 'A'], ['enter!', 'a2', 'A'], ['enter!', 'a3', 'A'], ['enter', 'a4', 'A'], ['release', 'a1']], ['a1', 'a2', 'a3', 'a4'], { A: [1, 0] }],
-    ['a grantee that enters another ticket: it queues behind the earlier waiters', 1, [['enter', 'a1', 'A'], ['enter+', 'a2', 'A', 'a9'], ['enter', 'a3', 'A'], ['release', 'a1'], ['release', 'a2']], ['a1', 'a2', 'a3'], { A: [1, 1] }],
-    ['everything released: nothing held, nothing waiting', 3, [['enter', 'a1', 'A'], ['enter', 'a2', 'A'], ['release', 'a2'], ['release', 'a1']], ['a1', 'a2'], { A: [0, 0] }],
+    [
+      'free slots are granted at once, in order; the rest wait',
+      2,
+      [
+        ['enter', 'a1', 'A'],
+        ['enter', 'a2', 'A'],
+        ['enter', 'a3', 'A'],
+        ['enter', 'a4', 'A'],
+      ],
+      ['a1', 'a2'],
+      { A: [2, 2] },
+    ],
+    [
+      'a release hands the slot to the first waiter (FIFO)',
+      2,
+      [
+        ['enter', 'a1', 'A'],
+        ['enter', 'a2', 'A'],
+        ['enter', 'a3', 'A'],
+        ['enter', 'a4', 'A'],
+        ['release', 'a2'],
+      ],
+      ['a1', 'a2', 'a3'],
+      { A: [2, 1] },
+    ],
+    [
+      'keys are independent',
+      1,
+      [
+        ['enter', 'a1', 'A'],
+        ['enter', 'b1', 'B'],
+        ['enter', 'a2', 'A'],
+        ['enter', 'b2', 'B'],
+        ['release', 'b1'],
+      ],
+      ['a1', 'b1', 'b2'],
+      { A: [1, 1], B: [1, 0] },
+    ],
+    [
+      'a waiter that leaves is never granted, and frees no slot',
+      1,
+      [
+        ['enter', 'a1', 'A'],
+        ['enter', 'a2', 'A'],
+        ['enter', 'a3', 'A'],
+        ['release', 'a2'],
+        ['release', 'a1'],
+      ],
+      ['a1', 'a3'],
+      { A: [1, 0] },
+    ],
+    [
+      'a second release of a holder frees nothing more',
+      1,
+      [
+        ['enter', 'a1', 'A'],
+        ['enter', 'a2', 'A'],
+        ['enter', 'a3', 'A'],
+        ['release', 'a1'],
+        ['release', 'a1'],
+      ],
+      ['a1', 'a2'],
+      { A: [1, 1] },
+    ],
+    [
+      'a second release of a waiter is harmless',
+      1,
+      [
+        ['enter', 'a1', 'A'],
+        ['enter', 'a2', 'A'],
+        ['release', 'a2'],
+        ['release', 'a2'],
+        ['enter', 'a3', 'A'],
+      ],
+      ['a1'],
+      { A: [1, 1] },
+    ],
+    [
+      'a release of an unknown or already forgotten key is harmless',
+      1,
+      [
+        ['enter', 'a1', 'A'],
+        ['release', 'a1'],
+        ['release', 'a1'],
+        ['enter', 'a2', 'A'],
+      ],
+      ['a1', 'a2'],
+      { A: [1, 0] },
+    ],
+    [
+      'a newcomer queues behind waiters even when a slot has just been freed',
+      1,
+      [
+        ['enter', 'a1', 'A'],
+        ['enter', 'a2', 'A'],
+        ['release', 'a1'],
+        ['enter', 'a3', 'A'],
+      ],
+      ['a1', 'a2'],
+      { A: [1, 1] },
+    ],
+    [
+      'a grantee that releases at once: the next ones are granted in order',
+      1,
+      [
+        ['enter', 'a1', 'A'],
+        ['enter!', 'a2', 'A'],
+        ['enter!', 'a3', 'A'],
+        ['enter', 'a4', 'A'],
+        ['release', 'a1'],
+      ],
+      ['a1', 'a2', 'a3', 'a4'],
+      { A: [1, 0] },
+    ],
+    [
+      'a grantee that enters another ticket: it queues behind the earlier waiters',
+      1,
+      [
+        ['enter', 'a1', 'A'],
+        ['enter+', 'a2', 'A', 'a9'],
+        ['enter', 'a3', 'A'],
+        ['release', 'a1'],
+        ['release', 'a2'],
+      ],
+      ['a1', 'a2', 'a3'],
+      { A: [1, 1] },
+    ],
+    [
+      'everything released: nothing held, nothing waiting',
+      3,
+      [
+        ['enter', 'a1', 'A'],
+        ['enter', 'a2', 'A'],
+        ['release', 'a2'],
+        ['release', 'a1'],
+      ],
+      ['a1', 'a2'],
+      { A: [0, 0] },
+    ],
   ])('%s', (_label, max, steps, granted, counts) => {
     const run = runSlots(max, steps);
     expect(run.granted).toEqual(granted);
@@ -415,7 +543,11 @@ describe('Admission: TLS handshakes per address', () => {
     expect(admission.tlsHandshakeAddresses).toBe(0);
     // After the ban: slots are granted again.
     clock.advance(30_000);
-    const after = admission.enterTlsPhase('10.0.0.1', () => events.push('after granted'), () => events.push('after banned'));
+    const after = admission.enterTlsPhase(
+      '10.0.0.1',
+      () => events.push('after granted'),
+      () => events.push('after banned'),
+    );
     expect(events.at(-1)).toBe('after granted');
     after.release();
   });
@@ -430,7 +562,11 @@ describe('Admission: TLS handshakes per address', () => {
         ticket.release();
         if (admitted.ok) admitted.release();
       });
-      const ticket = admission.enterTlsPhase('10.0.0.1', () => events.push(`${id} granted`), () => events.push(`${id} banned`));
+      const ticket = admission.enterTlsPhase(
+        '10.0.0.1',
+        () => events.push(`${id} granted`),
+        () => events.push(`${id} banned`),
+      );
       return { admitted, ticket };
     });
     expect(events).toEqual(['a1 granted', 'a2 granted']);

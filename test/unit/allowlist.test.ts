@@ -23,10 +23,7 @@ describe('canonicalizePattern', () => {
 });
 
 describe('Allowlist.match', () => {
-  const list = Allowlist.fromList(
-    ['exact.example.com', '*._device.example.com', '*.fleet.example.net', 'Upper.Example.Org'],
-    'routes[0].allow',
-  );
+  const list = Allowlist.fromList(['exact.example.com', '*._device.example.com', '*.fleet.example.net', 'Upper.Example.Org'], 'routes[0].allow');
   it.each([
     ['exact.example.com', 'exact.example.com'],
     ['upper.example.org', 'upper.example.org'],
@@ -47,10 +44,7 @@ describe('Allowlist.match', () => {
   });
 
   it('deduplicates canonical patterns', () => {
-    expect(Allowlist.fromList(['a.example.com', 'A.example.com.', '*.x.example.com'], 'allow').patterns).toEqual([
-      'a.example.com',
-      '*.x.example.com',
-    ]);
+    expect(Allowlist.fromList(['a.example.com', 'A.example.com.', '*.x.example.com'], 'allow').patterns).toEqual(['a.example.com', '*.x.example.com']);
   });
 
   it('matches in O(labels): 200,000 patterns, lookups still use only set probes', () => {
@@ -78,9 +72,7 @@ describe('Allowlist sources', () => {
       expect((await Allowlist.fromFile(good)).patterns).toEqual(['*._device.example.com', 'admin.example.com']);
       const bad = join(dir, 'bad.txt');
       await writeFile(bad, 'a.example.com\n# comment\nb.*.example.com\n');
-      await expect(Allowlist.fromFile(bad)).rejects.toThrow(
-        `${bad}, line 3: invalid allowlist pattern "b.*.example.com": a wildcard is only allowed as the whole first label, as in '*.example.com'`,
-      );
+      await expect(Allowlist.fromFile(bad)).rejects.toThrow(`${bad}, line 3: invalid allowlist pattern "b.*.example.com": a wildcard is only allowed as the whole first label, as in '*.example.com'`);
       await expect(Allowlist.fromFile(join(dir, 'missing.txt'))).rejects.toThrow(`cannot read allowlist file ${join(dir, 'missing.txt')}: ENOENT`);
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -102,7 +94,7 @@ describe('every bad pattern is reported', () => {
     expect((err as AllowlistError).problems).toEqual([
       'allow.txt, line 2: invalid allowlist pattern "bad..example.com": label 2 is empty',
       "allow.txt, line 3: invalid allowlist pattern \"*\": '*' alone would allow every name; list names or '*.suffix' patterns",
-      "allow.txt, line 5: invalid allowlist pattern \"b.*.example.com\": a wildcard is only allowed as the whole first label, as in '*.example.com'",
+      'allow.txt, line 5: invalid allowlist pattern "b.*.example.com": a wildcard is only allowed as the whole first label, as in \'*.example.com\'',
     ]);
     expect((err as AllowlistError).message).toBe((err as AllowlistError).problems.join('\n'));
   });

@@ -129,8 +129,6 @@ describe('TlsaCache', () => {
       expect(() => new TlsaCache(new ControlledResolver(), { maxTlsaRecords })).toThrow('cache maxTlsaRecords must be an integer from 1 to 256');
     }
     expect(() => new TlsaCache(new ControlledResolver(), { maxEntries: 0 })).toThrow('cache maxEntries must be at least 1');
-    expect(() => new TlsaCache(new ControlledResolver(), { failureTtlSeconds: -1 })).toThrow(
-      'cache failureTtlSeconds must be a non-negative number',
-    );
+    expect(() => new TlsaCache(new ControlledResolver(), { failureTtlSeconds: -1 })).toThrow('cache failureTtlSeconds must be a non-negative number');
   });
 });

@@ -4,14 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate, type IssuedCertificate, type KeyAlgorithm } from '../../certs/pki.js';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import {
-  createHostileCertificate,
-  createManySanCertificate,
-  createMalformedExtensionCertificate,
-  der,
-  sanValue,
-  SUBJECT_ALT_NAME_OID,
-} from '../fixtures-hostile/certificates.js';
+import { createHostileCertificate, createManySanCertificate, createMalformedExtensionCertificate, der, sanValue, SUBJECT_ALT_NAME_OID } from '../fixtures-hostile/certificates.js';
 import {
   CertificateParseError,
   dnsNamesFromCertificateDer,
@@ -220,30 +213,15 @@ describe('PEM input', () => {
   });
 
   it.each<[string, () => string, string | undefined, string]>([
-    [
-      'a key file',
-      () => pki.leaf.keyPem,
-      'client.key',
-      "client.key: PEM block 1 is 'PRIVATE KEY', expected 'CERTIFICATE' (is this the key file?)",
-    ],
-    [
-      'certificate followed by its key',
-      () => pki.leaf.certPem + pki.leaf.keyPem,
-      'bundle.pem',
-      "bundle.pem: PEM block 2 is 'PRIVATE KEY', expected 'CERTIFICATE' (is this the key file?)",
-    ],
+    ['a key file', () => pki.leaf.keyPem, 'client.key', "client.key: PEM block 1 is 'PRIVATE KEY', expected 'CERTIFICATE' (is this the key file?)"],
+    ['certificate followed by its key', () => pki.leaf.certPem + pki.leaf.keyPem, 'bundle.pem', "bundle.pem: PEM block 2 is 'PRIVATE KEY', expected 'CERTIFICATE' (is this the key file?)"],
     [
       'an EC PRIVATE KEY block',
       () => '-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n',
       undefined,
       "input: PEM block 1 is 'EC PRIVATE KEY', expected 'CERTIFICATE' (is this the key file?)",
     ],
-    [
-      'a public key block',
-      () => '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n',
-      undefined,
-      "input: PEM block 1 is 'PUBLIC KEY', expected 'CERTIFICATE'",
-    ],
+    ['a public key block', () => '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n', undefined, "input: PEM block 1 is 'PUBLIC KEY', expected 'CERTIFICATE'"],
     ['no block at all', () => 'hello\n', 'empty.pem', 'empty.pem: no PEM CERTIFICATE block found'],
     ['BEGIN without a matching END', () => '-----BEGIN CERTIFICATE-----\nAAAA\n-----END PRIVATE KEY-----\n', undefined, 'input: no PEM CERTIFICATE block found'],
     ['invalid base64', () => '-----BEGIN CERTIFICATE-----\nAA*A\n-----END CERTIFICATE-----\n', undefined, 'input: PEM block 1 is not valid base64'],
@@ -349,7 +327,7 @@ describe('parseTlsPeerCertificate (a certificate OpenSSL already read in the han
     expect(() => parseTlsPeerCertificate({ raw: mangle(cert.der) })).toThrow(new CertificateParseError(message));
   });
 
-  it('makes OpenSSL\'s object only when asked, and says so when it cannot', async () => {
+  it("makes OpenSSL's object only when asked, and says so when it cannot", async () => {
     const cert = await createCertificate({ commonName: 'Peer', dnsNames: ['a.example.test'] });
     // Well framed, TBSCertificate intact, but the signatureValue is an OCTET STRING, not a BIT STRING: OpenSSL refuses it on first use.
     const broken = Buffer.from(cert.der);
@@ -366,26 +344,23 @@ describe('parseTlsPeerCertificate (a certificate OpenSSL already read in the han
 describe('hostile certificates (issue 10, findings 2 and 3)', () => {
   const peerOf = (der: Buffer): ParsedCertificate => parseTlsPeerCertificate({ raw: der });
 
-  it.each(['certificatePolicies', 'authorityInfoAccess'] as const)(
-    'a malformed %s extension (OpenSSL accepts it, @peculiar/x509 throws on it) leaves every field readable',
-    async (which) => {
-      const cert = await createMalformedExtensionCertificate('m._device.example.test', which);
-      // The trap: OpenSSL reads the certificate, @peculiar/x509 throws as soon as it builds its extension objects.
-      expect(new X509Certificate(cert.der).subject).toBe('CN=m._device.example.test');
-      expect(() => new x509.X509Certificate(cert.der).getExtension(x509.SubjectAlternativeNameExtension)).toThrow(/AsnSchemaValidationError|Data does not match/);
-      for (const c of [parseCertificateDer(cert.der), peerOf(cert.der)]) {
-        expect({ subject: c.subject, issuer: c.issuer, dnsNames: c.dnsNames, isCA: c.isCA, pathLength: c.pathLength, keyCertSign: c.keyCertSign, valid: c.notAfter > c.notBefore }).toEqual({
-          subject: 'CN=m._device.example.test',
-          issuer: 'CN=m._device.example.test',
-          dnsNames: ['m._device.example.test'],
-          isCA: false,
-          pathLength: undefined,
-          keyCertSign: undefined,
-          valid: true,
-        });
-      }
-    },
-  );
+  it.each(['certificatePolicies', 'authorityInfoAccess'] as const)('a malformed %s extension (OpenSSL accepts it, @peculiar/x509 throws on it) leaves every field readable', async (which) => {
+    const cert = await createMalformedExtensionCertificate('m._device.example.test', which);
+    // The trap: OpenSSL reads the certificate, @peculiar/x509 throws as soon as it builds its extension objects.
+    expect(new X509Certificate(cert.der).subject).toBe('CN=m._device.example.test');
+    expect(() => new x509.X509Certificate(cert.der).getExtension(x509.SubjectAlternativeNameExtension)).toThrow(/AsnSchemaValidationError|Data does not match/);
+    for (const c of [parseCertificateDer(cert.der), peerOf(cert.der)]) {
+      expect({ subject: c.subject, issuer: c.issuer, dnsNames: c.dnsNames, isCA: c.isCA, pathLength: c.pathLength, keyCertSign: c.keyCertSign, valid: c.notAfter > c.notBefore }).toEqual({
+        subject: 'CN=m._device.example.test',
+        issuer: 'CN=m._device.example.test',
+        dnsNames: ['m._device.example.test'],
+        isCA: false,
+        pathLength: undefined,
+        keyCertSign: undefined,
+        valid: true,
+      });
+    }
+  });
 
   it.each([
     ['basicConstraints', '2.5.29.19', (c: ParsedCertificate) => c.isCA, /^cannot read the basicConstraints extension: /],
@@ -426,20 +401,50 @@ describe('hostile certificates (issue 10, findings 2 and 3)', () => {
         () => [
           {
             oid: SUBJECT_ALT_NAME_OID,
-            value: sanOf(der(GENERAL.rfc822, Buffer.from('x@y.test')), dns('one.test'), der(GENERAL.uri, Buffer.from('https://u.test/')), der(GENERAL.ip, Buffer.from([127, 0, 0, 1])), der(0xa4, der(0x30)), dns('two.test')),
+            value: sanOf(
+              der(GENERAL.rfc822, Buffer.from('x@y.test')),
+              dns('one.test'),
+              der(GENERAL.uri, Buffer.from('https://u.test/')),
+              der(GENERAL.ip, Buffer.from([127, 0, 0, 1])),
+              der(0xa4, der(0x30)),
+              dns('two.test'),
+            ),
           },
         ],
         ['one.test', 'two.test'],
       ],
-      ['exactly MAX_SAN_ENTRIES entries', () => [{ oid: SUBJECT_ALT_NAME_OID, value: sanValue(Array.from({ length: MAX_SAN_ENTRIES }, (_, i) => `n${i}.test`)) }], Array.from({ length: MAX_SAN_ENTRIES }, (_, i) => `n${i}.test`)],
-      ['one entry over MAX_SAN_ENTRIES', () => [{ oid: SUBJECT_ALT_NAME_OID, value: sanValue(Array.from({ length: MAX_SAN_ENTRIES + 1 }, (_, i) => `n${i}.test`)) }], 'subjectAltName has more than 100 entries (the limit)'],
-      ['non-DNS entries count towards the limit', () => [{ oid: SUBJECT_ALT_NAME_OID, value: sanOf(...Array.from({ length: MAX_SAN_ENTRIES + 1 }, () => der(GENERAL.ip, Buffer.from([10, 0, 0, 1])))) }], 'subjectAltName has more than 100 entries (the limit)'],
-      ['two subjectAltName extensions', () => [{ oid: SUBJECT_ALT_NAME_OID, value: sanValue(['a.test']) }, { oid: SUBJECT_ALT_NAME_OID, value: sanValue(['b.test']) }], '2 subjectAltName extensions (at most one is allowed)'],
+      [
+        'exactly MAX_SAN_ENTRIES entries',
+        () => [{ oid: SUBJECT_ALT_NAME_OID, value: sanValue(Array.from({ length: MAX_SAN_ENTRIES }, (_, i) => `n${i}.test`)) }],
+        Array.from({ length: MAX_SAN_ENTRIES }, (_, i) => `n${i}.test`),
+      ],
+      [
+        'one entry over MAX_SAN_ENTRIES',
+        () => [{ oid: SUBJECT_ALT_NAME_OID, value: sanValue(Array.from({ length: MAX_SAN_ENTRIES + 1 }, (_, i) => `n${i}.test`)) }],
+        'subjectAltName has more than 100 entries (the limit)',
+      ],
+      [
+        'non-DNS entries count towards the limit',
+        () => [{ oid: SUBJECT_ALT_NAME_OID, value: sanOf(...Array.from({ length: MAX_SAN_ENTRIES + 1 }, () => der(GENERAL.ip, Buffer.from([10, 0, 0, 1])))) }],
+        'subjectAltName has more than 100 entries (the limit)',
+      ],
+      [
+        'two subjectAltName extensions',
+        () => [
+          { oid: SUBJECT_ALT_NAME_OID, value: sanValue(['a.test']) },
+          { oid: SUBJECT_ALT_NAME_OID, value: sanValue(['b.test']) },
+        ],
+        '2 subjectAltName extensions (at most one is allowed)',
+      ],
       ['a SAN value that is not a SEQUENCE', () => [{ oid: SUBJECT_ALT_NAME_OID, value: der(0x31, dns('a.test')) }], 'subjectAltName is not one SEQUENCE'],
       ['bytes after the GeneralNames', () => [{ oid: SUBJECT_ALT_NAME_OID, value: Buffer.concat([sanValue(['a.test']), Buffer.from([0])]) }], 'subjectAltName is not one SEQUENCE'],
       ['an entry that is not a GeneralName', () => [{ oid: SUBJECT_ALT_NAME_OID, value: sanOf(der(0x16, Buffer.from('a.test'))) }], 'subjectAltName entry 1 is not a GeneralName'],
       ['an entry overrunning its SEQUENCE', () => [{ oid: SUBJECT_ALT_NAME_OID, value: Buffer.from([0x30, 0x04, 0x82, 0x05, 0x61, 0x2e]) }], 'truncated DER'],
-      [`more than MAX_EXTENSIONS (${MAX_EXTENSIONS}) extensions`, () => Array.from({ length: MAX_EXTENSIONS }, (_, i) => ({ oid: `1.3.6.1.4.1.55555.2.${i}`, value: der(0x05) })), `more than ${MAX_EXTENSIONS} extensions (the limit)`],
+      [
+        `more than MAX_EXTENSIONS (${MAX_EXTENSIONS}) extensions`,
+        () => Array.from({ length: MAX_EXTENSIONS }, (_, i) => ({ oid: `1.3.6.1.4.1.55555.2.${i}`, value: der(0x05) })),
+        `more than ${MAX_EXTENSIONS} extensions (the limit)`,
+      ],
     ])('%s', async (_label, extensions, expected) => {
       const cert = await createHostileCertificate({ commonName: 'walk', extensions: extensions() });
       if (typeof expected === 'string') {
@@ -452,14 +457,14 @@ describe('hostile certificates (issue 10, findings 2 and 3)', () => {
       }
     });
 
-    it('agrees with OpenSSL\'s rendering wherever that is unquoted', async () => {
+    it("agrees with OpenSSL's rendering wherever that is unquoted", async () => {
       const names = ['a.example.test', 'B._device.example.test', '*.wild.example.test', 'xn--bcher-kva.example'];
       const cert = await createCertificate({ commonName: 'r', dnsNames: names });
       const rendering = (new X509Certificate(cert.der).subjectAltName ?? '').split(', ').map((e) => e.replace(/^DNS:/, '').toLowerCase());
       expect(dnsNamesFromCertificateDer(cert.der)).toEqual(rendering);
     });
 
-    it('the audit\'s 63 KB certificate (2,901 quoted SAN dNSNames) is refused by the walk, before any full parse', async () => {
+    it("the audit's 63 KB certificate (2,901 quoted SAN dNSNames) is refused by the walk, before any full parse", async () => {
       const cert = await createManySanCertificate();
       expect(cert.der.length).toBeGreaterThan(60_000);
       expect(cert.der.length).toBeLessThanOrEqual(MAX_CERTIFICATE_BYTES);
@@ -468,12 +473,7 @@ describe('hostile certificates (issue 10, findings 2 and 3)', () => {
   });
 
   it('mutated certificates: nothing but CertificateParseError ever leaves the parser or a field', async () => {
-    const seeds = [
-      pki.leaf.der,
-      pki.intermediate.der,
-      (await createMalformedExtensionCertificate('m.example.test', 'certificatePolicies')).der,
-      (await createManySanCertificate(40)).der,
-    ];
+    const seeds = [pki.leaf.der, pki.intermediate.der, (await createMalformedExtensionCertificate('m.example.test', 'certificatePolicies')).der, (await createManySanCertificate(40)).der];
     // A small deterministic PRNG (xorshift32): the same mutations on every run.
     let state = 0x9e3779b9;
     const next = (n: number): number => {

@@ -6,13 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import {
-  DEFAULT_DANE_CLIENTID_TYPE,
-  DEFAULT_MAX_CLIENT_HELLO_BYTES,
-  INTERNAL_ERROR_PREFIX,
-  parseClientHello,
-  type ClientHelloParse,
-} from '../../src/protocol/client-hello.js';
+import { DEFAULT_DANE_CLIENTID_TYPE, DEFAULT_MAX_CLIENT_HELLO_BYTES, INTERNAL_ERROR_PREFIX, parseClientHello, type ClientHelloParse } from '../../src/protocol/client-hello.js';
 import {
   alpnExtension as alpn,
   daneClientIdExtension as daneClientId,

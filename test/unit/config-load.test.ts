@@ -191,10 +191,7 @@ listeners:
       trackedAddresses: 100000,
     });
     expect(defaults.listeners[0]?.maxLifetimeMs).toBeUndefined();
-    const off = await parseConfigText(
-      `${MINIMAL}limits:\n  resolverGate: { enabled: false }\n  newConnectionsPerIp: false\n  penaltyBox: false\n  maxConnectionsPerIdentity: 4\n`,
-      source(),
-    );
+    const off = await parseConfigText(`${MINIMAL}limits:\n  resolverGate: { enabled: false }\n  newConnectionsPerIp: false\n  penaltyBox: false\n  maxConnectionsPerIdentity: 4\n`, source());
     expect(off.limits).toMatchObject({ resolverGate: undefined, newConnectionsPerIp: undefined, penaltyBox: undefined, maxConnectionsPerIdentity: 4 });
     // TLS handshakes per address: 4 by default, never more than the per-address budget.
     const small = await parseConfigText(`${MINIMAL}limits: { handshakes: { maxConcurrentPerIp: 2 } }\n`, source());
@@ -226,11 +223,23 @@ describe('mistakes are reported with their key path', () => {
     ['a wrong mode', replace('mode: http', 'mode: udp'), ['listeners[0].mode: Invalid option: expected one of "http"|"tcp"']],
     ['a string for a number', replace('    mode: http\n', '    mode: http\n    handshakeTimeoutMs: ten\n'), ['listeners[0].handshakeTimeoutMs: Invalid input: expected number, received string']],
     ['no listeners', 'resolver:\n  localTlsaFile: pins.txt\nlisteners: []\n', ['listeners: expected at least one listener']],
-    ['no resolver and no local file', replace('  servers:\n    - address: 127.0.0.1:5353\n', '  attemptTimeoutMs: 100\n'), ['resolver: expected servers (a validating resolver) or localTlsaFile, or both']],
+    [
+      'no resolver and no local file',
+      replace('  servers:\n    - address: 127.0.0.1:5353\n', '  attemptTimeoutMs: 100\n'),
+      ['resolver: expected servers (a validating resolver) or localTlsaFile, or both'],
+    ],
     ['a resolver host name', replace('127.0.0.1:5353', 'dns.example:53'), ["resolver.servers[0].address: expected an IP address literal (the resolver must not itself need DNS), got 'dns.example'"]],
-    ['a remote plain resolver', replace('127.0.0.1:5353', '192.0.2.1:53'), ['resolver.servers: resolver server 1 (192.0.2.1:53): plain UDP to a resolver that is not on loopback cannot protect the AD bit']],
+    [
+      'a remote plain resolver',
+      replace('127.0.0.1:5353', '192.0.2.1:53'),
+      ['resolver.servers: resolver server 1 (192.0.2.1:53): plain UDP to a resolver that is not on loopback cannot protect the AD bit'],
+    ],
     ['a bad port', replace('127.0.0.1:5353', '127.0.0.1:70000'), ['resolver.servers[0].address: port 70000 is above 65535']],
-    ['DoT options on UDP', replace('    - address: 127.0.0.1:5353\n', '    - address: 127.0.0.1:5353\n      tlsServerName: x.example\n'), ['resolver.servers[0]: tlsServerName and tlsCaFile apply only to transport: tls (this server uses udp)']],
+    [
+      'DoT options on UDP',
+      replace('    - address: 127.0.0.1:5353\n', '    - address: 127.0.0.1:5353\n      tlsServerName: x.example\n'),
+      ['resolver.servers[0]: tlsServerName and tlsCaFile apply only to transport: tls (this server uses udp)'],
+    ],
     ['a TLSA record cap of 0', replace('  servers:\n', '  cache: { maxTlsaRecords: 0 }\n  servers:\n'), ['resolver.cache.maxTlsaRecords']],
     ['a TLSA record cap above 256', replace('  servers:\n', '  cache: { maxTlsaRecords: 257 }\n  servers:\n'), ['resolver.cache.maxTlsaRecords']],
     ['total below attempt timeout', replace('  servers:\n', '  attemptTimeoutMs: 3000\n  totalTimeoutMs: 1000\n  servers:\n'), ['resolver.totalTimeoutMs: must be at least attemptTimeoutMs (3000)']],
@@ -238,40 +247,124 @@ describe('mistakes are reported with their key path', () => {
     ['a listen address without port', replace('listen: 127.0.0.1:8443', 'listen: 127.0.0.1'), ["listeners[0].listen: expected HOST:PORT, got '127.0.0.1' (no port)"]],
     ['a listen host name', replace('listen: 127.0.0.1:8443', 'listen: localhost:8443'), ["listeners[0].listen: expected an IP address to bind (127.0.0.1, 0.0.0.0, ::), got 'localhost'"]],
     ['a missing certificate file', replace('certFile: server.pem', 'certFile: missing.pem'), [`listeners[0].tls.certificates[0].certFile: cannot read ${join('DIR', 'missing.pem')}: ENOENT`]],
-    ['a key file given as the certificate', replace('certFile: server.pem', 'certFile: server.key'), ['listeners[0].tls.certificates[0].certFile: ', "PEM block 1 is 'PRIVATE KEY', expected 'CERTIFICATE' (is this the key file?)"]],
-    ['a certificate given as the key', replace('keyFile: server.key', 'keyFile: server.pem'), [`listeners[0].tls.certificates[0].keyFile: ${join('DIR', 'server.pem')} does not hold a private key (PEM or DER`]],
-    ['a key of another certificate', replace('keyFile: server.key', 'keyFile: other.key'), [`listeners[0].tls.certificates[0].keyFile: the key in ${join('DIR', 'other.key')} does not belong to the first certificate in ${join('DIR', 'server.pem')}`]],
-    ['an upstream of the wrong kind for the mode', replace('http://127.0.0.1:8080', 'tcp://127.0.0.1:8080'), ['listeners[0].routes[0].upstream: a http-mode listener forwards to http:// or https:// upstreams, not tcp://']],
+    [
+      'a key file given as the certificate',
+      replace('certFile: server.pem', 'certFile: server.key'),
+      ['listeners[0].tls.certificates[0].certFile: ', "PEM block 1 is 'PRIVATE KEY', expected 'CERTIFICATE' (is this the key file?)"],
+    ],
+    [
+      'a certificate given as the key',
+      replace('keyFile: server.key', 'keyFile: server.pem'),
+      [`listeners[0].tls.certificates[0].keyFile: ${join('DIR', 'server.pem')} does not hold a private key (PEM or DER`],
+    ],
+    [
+      'a key of another certificate',
+      replace('keyFile: server.key', 'keyFile: other.key'),
+      [`listeners[0].tls.certificates[0].keyFile: the key in ${join('DIR', 'other.key')} does not belong to the first certificate in ${join('DIR', 'server.pem')}`],
+    ],
+    [
+      'an upstream of the wrong kind for the mode',
+      replace('http://127.0.0.1:8080', 'tcp://127.0.0.1:8080'),
+      ['listeners[0].routes[0].upstream: a http-mode listener forwards to http:// or https:// upstreams, not tcp://'],
+    ],
     ['an upstream with a path', replace('http://127.0.0.1:8080', 'http://127.0.0.1:8080/api'), ['listeners[0].routes[0].upstream: expected scheme://host:port only (no path, query or credentials)']],
-    ['an upstream that is not a URL', replace('http://127.0.0.1:8080', '127.0.0.1:8080'), ["listeners[0].routes[0].upstream: expected a URL such as http://127.0.0.1:8080 or https://127.0.0.1:8080, got '127.0.0.1:8080'"]],
-    ['both allow and allowFile', replace("allow: ['*._device.example.test']", "allow: ['*._device.example.test']\n        allowFile: allow.txt"), ['listeners[0].routes[0]: expected exactly one of allow (a list of names and *.suffix patterns) or allowFile']],
+    [
+      'an upstream that is not a URL',
+      replace('http://127.0.0.1:8080', '127.0.0.1:8080'),
+      ["listeners[0].routes[0].upstream: expected a URL such as http://127.0.0.1:8080 or https://127.0.0.1:8080, got '127.0.0.1:8080'"],
+    ],
+    [
+      'both allow and allowFile',
+      replace("allow: ['*._device.example.test']", "allow: ['*._device.example.test']\n        allowFile: allow.txt"),
+      ['listeners[0].routes[0]: expected exactly one of allow (a list of names and *.suffix patterns) or allowFile'],
+    ],
     ['neither allow nor allowFile', replace("        allow: ['*._device.example.test']\n", ''), ['listeners[0].routes[0]: expected exactly one of allow']],
-    ['a bad allow pattern', replace("allow: ['*._device.example.test']", "allow: [ok.example.test, '*']"), ['listeners[0].routes[0].allow: listeners[0].routes[0].allow, line 2: invalid allowlist pattern "*": ']],
-    ['a bad line in an allow file', replace("allow: ['*._device.example.test']", 'allowFile: bad-allow.txt'), [`listeners[0].routes[0].allowFile: ${join('DIR', 'bad-allow.txt')}, line 2: invalid allowlist pattern "bad..example"`]],
+    [
+      'a bad allow pattern',
+      replace("allow: ['*._device.example.test']", "allow: [ok.example.test, '*']"),
+      ['listeners[0].routes[0].allow: listeners[0].routes[0].allow, line 2: invalid allowlist pattern "*": '],
+    ],
+    [
+      'a bad line in an allow file',
+      replace("allow: ['*._device.example.test']", 'allowFile: bad-allow.txt'),
+      [`listeners[0].routes[0].allowFile: ${join('DIR', 'bad-allow.txt')}, line 2: invalid allowlist pattern "bad..example"`],
+    ],
     ['an empty allow list', replace("allow: ['*._device.example.test']", 'allow: []'), ['listeners[0].routes[0].allow: is empty: no client could ever be authenticated on this route']],
-    ['a PROXY header in HTTP mode', replace("allow: ['*._device.example.test']", "allow: ['*._device.example.test']\n        proxyHeader: v2"), ['listeners[0].routes[0].proxyHeader: PROXY headers are for tcp-mode listeners']],
+    [
+      'a PROXY header in HTTP mode',
+      replace("allow: ['*._device.example.test']", "allow: ['*._device.example.test']\n        proxyHeader: v2"),
+      ['listeners[0].routes[0].proxyHeader: PROXY headers are for tcp-mode listeners'],
+    ],
     ['policy optional in TCP mode', replace('mode: http', 'mode: tcp\n    policy: optional').replace('http://', 'tcp://'), ["listeners[0].policy: 'optional' is for http mode only"]],
-    ['a TLV type outside the custom range', replace("allow: ['*._device.example.test']", "allow: ['*._device.example.test']\n        proxyV2: { nameTlv: 0x20 }"), ['listeners[0].routes[0].proxyV2.nameTlv: expected a custom TLV type 0xE0–0xEF or 0xF0–0xF7']],
+    [
+      'a TLV type outside the custom range',
+      replace("allow: ['*._device.example.test']", "allow: ['*._device.example.test']\n        proxyV2: { nameTlv: 0x20 }"),
+      ['listeners[0].routes[0].proxyV2.nameTlv: expected a custom TLV type 0xE0–0xEF or 0xF0–0xF7'],
+    ],
     ['dane_clientid colliding with ALPN', replace('    mode: http\n', '    mode: http\n    daneClientIdType: 16\n'), ['listeners[0].daneClientIdType: is a registered TLS extension type']],
     ['dane_clientid as renegotiation_info', replace('    mode: http\n', '    mode: http\n    daneClientIdType: 65281\n'), ['listeners[0].daneClientIdType: is a registered TLS extension type']],
-    ['an identity header that frames the body', replace('    mode: http\n', '    mode: http\n    http: { statusHeader: Transfer_Encoding }\n'), ['listeners[0].http.statusHeader: is a header dancegate or HTTP itself needs']],
-    ['headers timeout above the request timeout', replace('    mode: http\n', '    mode: http\n    http: { requestTimeoutMs: 5000 }\n'), ['listeners[0].http.headersTimeoutMs: must not exceed requestTimeoutMs (5000)']],
-    ['an invalid trusted CIDR', replace('    mode: http\n', '    mode: http\n    proxyProtocol: { trustedCidrs: [10.0.0.0/33] }\n'), ["listeners[0].proxyProtocol.trustedCidrs[0]: prefix length '33' is not 0..32"]],
-    ['inbound PROXY with no trusted CIDRs', replace('    mode: http\n', '    mode: http\n    proxyProtocol: { trustedCidrs: [] }\n'), ['listeners[0].proxyProtocol.trustedCidrs: expected at least one CIDR']],
-    ['a bad identity header name', replace('    mode: http\n', '    mode: http\n    http: { identityHeader: "X Dane" }\n'), ['listeners[0].http.identityHeader: expected an HTTP header name (token characters only)']],
-    ['two default routes', replace('    routes:\n', "    routes:\n      - upstream: http://127.0.0.1:9000\n        allow: [a.example.test]\n"), ['listeners[0].routes: 2 routes have no serverNames; at most one can be the default route']],
-    ['upstreamTls on a plain upstream', replace("allow: ['*._device.example.test']", "allow: ['*._device.example.test']\n        upstreamTls: { serverName: x.example }"), ['listeners[0].routes[0].upstreamTls: upstreamTls applies to https:// and tls:// upstreams, not http://']],
-    ['a gate at Unbound wait-limit', `${MINIMAL}limits: { resolverGate: { maxInFlight: 1000, maxInFlightPerZone: 8 } }\n`, ["limits.resolverGate.maxInFlight: must stay below Unbound's default wait-limit"]],
+    [
+      'an identity header that frames the body',
+      replace('    mode: http\n', '    mode: http\n    http: { statusHeader: Transfer_Encoding }\n'),
+      ['listeners[0].http.statusHeader: is a header dancegate or HTTP itself needs'],
+    ],
+    [
+      'headers timeout above the request timeout',
+      replace('    mode: http\n', '    mode: http\n    http: { requestTimeoutMs: 5000 }\n'),
+      ['listeners[0].http.headersTimeoutMs: must not exceed requestTimeoutMs (5000)'],
+    ],
+    [
+      'an invalid trusted CIDR',
+      replace('    mode: http\n', '    mode: http\n    proxyProtocol: { trustedCidrs: [10.0.0.0/33] }\n'),
+      ["listeners[0].proxyProtocol.trustedCidrs[0]: prefix length '33' is not 0..32"],
+    ],
+    [
+      'inbound PROXY with no trusted CIDRs',
+      replace('    mode: http\n', '    mode: http\n    proxyProtocol: { trustedCidrs: [] }\n'),
+      ['listeners[0].proxyProtocol.trustedCidrs: expected at least one CIDR'],
+    ],
+    [
+      'a bad identity header name',
+      replace('    mode: http\n', '    mode: http\n    http: { identityHeader: "X Dane" }\n'),
+      ['listeners[0].http.identityHeader: expected an HTTP header name (token characters only)'],
+    ],
+    [
+      'two default routes',
+      replace('    routes:\n', '    routes:\n      - upstream: http://127.0.0.1:9000\n        allow: [a.example.test]\n'),
+      ['listeners[0].routes: 2 routes have no serverNames; at most one can be the default route'],
+    ],
+    [
+      'upstreamTls on a plain upstream',
+      replace("allow: ['*._device.example.test']", "allow: ['*._device.example.test']\n        upstreamTls: { serverName: x.example }"),
+      ['listeners[0].routes[0].upstreamTls: upstreamTls applies to https:// and tls:// upstreams, not http://'],
+    ],
+    [
+      'a gate at Unbound wait-limit',
+      `${MINIMAL}limits: { resolverGate: { maxInFlight: 1000, maxInFlightPerZone: 8 } }\n`,
+      ["limits.resolverGate.maxInFlight: must stay below Unbound's default wait-limit"],
+    ],
     ['a zone cap above the global cap', `${MINIMAL}limits: { resolverGate: { maxInFlight: 4, maxInFlightPerZone: 8 } }\n`, ['limits.resolverGate.maxInFlightPerZone: must not exceed maxInFlight (4)']],
-    ['a per-IP handshake cap above the total', `${MINIMAL}limits: { handshakes: { maxConcurrent: 10, maxConcurrentPerIp: 20 } }\n`, ['limits.handshakes.maxConcurrentPerIp: must not exceed maxConcurrent (10)']],
+    [
+      'a per-IP handshake cap above the total',
+      `${MINIMAL}limits: { handshakes: { maxConcurrent: 10, maxConcurrentPerIp: 20 } }\n`,
+      ['limits.handshakes.maxConcurrentPerIp: must not exceed maxConcurrent (10)'],
+    ],
     ['a rate of zero', `${MINIMAL}limits: { newConnectionsPerIp: { ratePerSecond: 0, burst: 5 } }\n`, ['limits.newConnectionsPerIp']],
     ['a client flight limit below 4096 bytes', `${MINIMAL}limits: { handshakes: { maxClientFlightBytes: 1000 } }\n`, ['limits.handshakes.maxClientFlightBytes']],
-    ['TLS handshakes per address above the per-address budget', `${MINIMAL}limits: { handshakes: { maxConcurrentPerIp: 8, maxTlsHandshakesPerIp: 9 } }\n`, ['limits.handshakes.maxTlsHandshakesPerIp: must not exceed maxConcurrentPerIp (8)']],
+    [
+      'TLS handshakes per address above the per-address budget',
+      `${MINIMAL}limits: { handshakes: { maxConcurrentPerIp: 8, maxTlsHandshakesPerIp: 9 } }\n`,
+      ['limits.handshakes.maxTlsHandshakesPerIp: must not exceed maxConcurrentPerIp (8)'],
+    ],
     ['no TLS handshake per address', `${MINIMAL}limits: { handshakes: { maxTlsHandshakesPerIp: 0 } }\n`, ['limits.handshakes.maxTlsHandshakesPerIp']],
     ['a client chain limit of 0 certificates', `${MINIMAL}limits: { handshakes: { maxClientCertificates: 0 } }\n`, ['limits.handshakes.maxClientCertificates']],
   ])('%s', async (_label, text, expected) => {
     const problems = (await problemsOf(text)).map((p) => p.replaceAll(dir, 'DIR'));
-    for (const fragment of expected) expect(problems.some((p) => p.includes(fragment)), `${JSON.stringify(problems)} should include ${fragment}`).toBe(true);
+    for (const fragment of expected)
+      expect(
+        problems.some((p) => p.includes(fragment)),
+        `${JSON.stringify(problems)} should include ${fragment}`,
+      ).toBe(true);
     // Key paths come first (or YAML syntax).
     for (const p of problems) expect(p).toMatch(/^(YAML syntax|\(top level\)|resolver|listeners|limits)/);
   });

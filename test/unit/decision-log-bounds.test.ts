@@ -65,7 +65,17 @@ describe('boundDecisionRecord', () => {
   });
 
   it('keeps undefined fields undefined', () => {
-    const sparse: DecisionRecord = { ...RECORD, route: undefined, sni: undefined, tlsVersion: undefined, claimedName: undefined, nameSource: undefined, tlsa: undefined, cache: undefined, durationsMs: { total: 1 } };
+    const sparse: DecisionRecord = {
+      ...RECORD,
+      route: undefined,
+      sni: undefined,
+      tlsVersion: undefined,
+      claimedName: undefined,
+      nameSource: undefined,
+      tlsa: undefined,
+      cache: undefined,
+      durationsMs: { total: 1 },
+    };
     expect(boundDecisionRecord(sparse)).toStrictEqual(sparse);
   });
 

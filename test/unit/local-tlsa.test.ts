@@ -38,10 +38,7 @@ describe('parseLocalTlsa', () => {
 });
 
 describe('lookupLocalTlsa', () => {
-  const local = parseLocalTlsa(
-    [`a._device.example.com TLSA 3 1 1 ${A}`, `*._device.example.com TLSA 2 0 1 ${B}`, `*.deep._device.example.com TLSA 3 1 1 ${B}`].join('\n'),
-    'x',
-  );
+  const local = parseLocalTlsa([`a._device.example.com TLSA 3 1 1 ${A}`, `*._device.example.com TLSA 2 0 1 ${B}`, `*.deep._device.example.com TLSA 3 1 1 ${B}`].join('\n'), 'x');
   it.each([
     ['a._device.example.com', `3 1 1 ${A}`],
     ['b._device.example.com', `2 0 1 ${B}`],

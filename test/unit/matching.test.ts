@@ -70,12 +70,7 @@ beforeAll(async () => {
   };
 }, 60_000);
 
-type Scenario = [
-  label: string,
-  build: () => { records: TlsaRecord[]; chain: IssuedCertificate[]; name?: string; roots?: IssuedCertificate[] },
-  reason: DecisionReason,
-  verdicts: RecordVerdict[],
-];
+type Scenario = [label: string, build: () => { records: TlsaRecord[]; chain: IssuedCertificate[]; name?: string; roots?: IssuedCertificate[] }, reason: DecisionReason, verdicts: RecordVerdict[]];
 
 const scenarios: Scenario[] = [
   ['DANE-EE 3 1 1', () => ({ records: [rec(f.leaf, 3, 1, 1)], chain: [f.leaf] }), 'authenticated', ['matched']],
@@ -93,21 +88,46 @@ const scenarios: Scenario[] = [
   ['DANE-TA name not in SAN', () => ({ records: [rec(f.intermediate, 2, 0, 1)], chain: [f.leaf, f.intermediate], name: 'other._device.example.test' }), 'no-matching-record', ['name-mismatch']],
   ['DANE-TA expired leaf', () => ({ records: [rec(f.intermediate, 2, 0, 1)], chain: [f.expiredLeaf, f.intermediate] }), 'no-matching-record', ['certificate-expired']],
   ['DANE-TA leaf not yet valid', () => ({ records: [rec(f.intermediate, 2, 0, 1)], chain: [f.futureLeaf, f.intermediate] }), 'no-matching-record', ['certificate-not-yet-valid']],
-  ['DANE-TA expired intermediate on the path', () => ({ records: [rec(f.root, 2, 0, 1)], chain: [f.leafOfExpiredIntermediate, f.expiredIntermediate, f.root] }), 'no-matching-record', ['certificate-expired']],
+  [
+    'DANE-TA expired intermediate on the path',
+    () => ({ records: [rec(f.root, 2, 0, 1)], chain: [f.leafOfExpiredIntermediate, f.expiredIntermediate, f.root] }),
+    'no-matching-record',
+    ['certificate-expired'],
+  ],
   ['DANE-TA record matching the EE itself', () => ({ records: [rec(f.leaf, 2, 0, 1)], chain: [f.leaf, f.intermediate] }), 'no-matching-record', ['ta-not-found']],
   ['DANE-TA impostor leaf beside the real intermediate', () => ({ records: [rec(f.intermediate, 2, 0, 1)], chain: [f.impostor, f.intermediate] }), 'no-matching-record', ['chain-broken']],
   ['DANE-TA issuer without basicConstraints cA', () => ({ records: [rec(f.notCa, 2, 0, 1)], chain: [f.leafOfNotCa, f.notCa] }), 'no-matching-record', ['issuer-not-ca']],
   ['DANE-TA with Ed25519 signatures all the way', () => ({ records: [rec(f.edRoot, 2, 1, 1)], chain: [f.edChainLeaf, f.edIntermediate, f.edRoot] }), 'authenticated', ['matched']],
   ['DANE-TA 2 1 0 Ed25519 root key, not presented', () => ({ records: [rec(f.edRoot, 2, 1, 0)], chain: [f.edChainLeaf, f.edIntermediate] }), 'authenticated', ['matched']],
   ['DANE-EE is tried before path validation', () => ({ records: [rec(f.root, 2, 1, 0), rec(f.leaf, 3, 1, 1)], chain: [f.leaf, f.intermediate] }), 'authenticated', ['not-evaluated', 'matched']],
-  ['stops at the first matching DANE-TA record', () => ({ records: [rec(f.root, 2, 0, 0), rec(f.intermediate, 2, 0, 1)], chain: [f.leaf, f.intermediate] }), 'authenticated', ['matched', 'not-evaluated']],
-  ['a failing DANE-TA record does not stop the next', () => ({ records: [rec(f.otherRoot, 2, 0, 0), rec(f.intermediate, 2, 0, 1)], chain: [f.leaf, f.intermediate] }), 'authenticated', ['chain-broken', 'matched']],
-  ['DANE-TA pathLenConstraint 0 exceeded', () => ({ records: [rec(f.pathLenZeroRoot, 2, 0, 1)], chain: [f.leafTooDeep, f.subSubCa, f.subCa, f.pathLenZeroRoot] }), 'no-matching-record', ['issuer-not-ca']],
-  ['agility: correct SHA-256 beside wrong SHA-512', () => ({ records: [rec(f.leaf, 3, 1, 1), wrong(3, 1, 2)] , chain: [f.leaf] }), 'no-matching-record', ['weaker-digest', 'ee-mismatch']],
+  [
+    'stops at the first matching DANE-TA record',
+    () => ({ records: [rec(f.root, 2, 0, 0), rec(f.intermediate, 2, 0, 1)], chain: [f.leaf, f.intermediate] }),
+    'authenticated',
+    ['matched', 'not-evaluated'],
+  ],
+  [
+    'a failing DANE-TA record does not stop the next',
+    () => ({ records: [rec(f.otherRoot, 2, 0, 0), rec(f.intermediate, 2, 0, 1)], chain: [f.leaf, f.intermediate] }),
+    'authenticated',
+    ['chain-broken', 'matched'],
+  ],
+  [
+    'DANE-TA pathLenConstraint 0 exceeded',
+    () => ({ records: [rec(f.pathLenZeroRoot, 2, 0, 1)], chain: [f.leafTooDeep, f.subSubCa, f.subCa, f.pathLenZeroRoot] }),
+    'no-matching-record',
+    ['issuer-not-ca'],
+  ],
+  ['agility: correct SHA-256 beside wrong SHA-512', () => ({ records: [rec(f.leaf, 3, 1, 1), wrong(3, 1, 2)], chain: [f.leaf] }), 'no-matching-record', ['weaker-digest', 'ee-mismatch']],
   ['agility: correct SHA-512 beside wrong SHA-256', () => ({ records: [wrong(3, 1, 1), rec(f.leaf, 3, 1, 2)], chain: [f.leaf] }), 'authenticated', ['weaker-digest', 'matched']],
   ['agility: Full(0) takes no part', () => ({ records: [rec(f.leaf, 3, 1, 0), wrong(3, 1, 2)], chain: [f.leaf] }), 'authenticated', ['matched', 'not-evaluated']],
   ['agility is per usage+selector', () => ({ records: [wrong(3, 1, 2), rec(f.leaf, 3, 0, 1)], chain: [f.leaf] }), 'authenticated', ['ee-mismatch', 'matched']],
-  ['a malformed SHA-512 record does not suppress SHA-256', () => ({ records: [{ ...wrong(3, 1, 2), data: Buffer.alloc(10) }, rec(f.leaf, 3, 1, 1)], chain: [f.leaf] }), 'authenticated', ['bad-digest-length', 'matched']],
+  [
+    'a malformed SHA-512 record does not suppress SHA-256',
+    () => ({ records: [{ ...wrong(3, 1, 2), data: Buffer.alloc(10) }, rec(f.leaf, 3, 1, 1)], chain: [f.leaf] }),
+    'authenticated',
+    ['bad-digest-length', 'matched'],
+  ],
   [
     'unknown parameters are unusable, not fatal',
     () => ({ records: [{ ...wrong(4, 1, 1) }, wrong(3, 2, 1), wrong(3, 1, 3), { ...wrong(3, 1, 1), data: Buffer.alloc(31) }, rec(f.leaf, 3, 1, 1)], chain: [f.leaf] }),
@@ -115,7 +135,12 @@ const scenarios: Scenario[] = [
     ['unknown-usage', 'unknown-selector', 'unknown-matching-type', 'bad-digest-length', 'matched'],
   ],
   ['only unusable records', () => ({ records: [wrong(4, 1, 1), wrong(3, 1, 3)], chain: [f.leaf] }), 'no-usable-records', ['unknown-usage', 'unknown-matching-type']],
-  ['several records, the second matches', () => ({ records: [wrong(3, 1, 1), rec(f.leaf, 3, 1, 1), rec(f.leaf, 3, 0, 1)], chain: [f.leaf] }), 'authenticated', ['ee-mismatch', 'matched', 'not-evaluated']],
+  [
+    'several records, the second matches',
+    () => ({ records: [wrong(3, 1, 1), rec(f.leaf, 3, 1, 1), rec(f.leaf, 3, 0, 1)], chain: [f.leaf] }),
+    'authenticated',
+    ['ee-mismatch', 'matched', 'not-evaluated'],
+  ],
   ['no records', () => ({ records: [], chain: [f.leaf] }), 'no-records', []],
   ['no certificate', () => ({ records: [rec(f.leaf, 3, 1, 1)], chain: [] }), 'no-certificate', []],
   ['PKIX-EE without a CA bundle', () => ({ records: [rec(f.leaf, 1, 1, 1)], chain: [f.leaf, f.intermediate] }), 'no-matching-record', ['pkix-not-configured']],
@@ -217,10 +242,7 @@ describe('the cost of hostile RRsets is bounded', () => {
     const failing = Array.from({ length: MAX_PATH_VALIDATIONS + 2 }, () => rec(f.otherRoot, 2, 0, 0));
     const chain = [f.leaf, f.intermediate].map(p);
     const refused = await matchTlsa({ records: [...failing, rec(f.root, 2, 0, 0)], chain, claimedName: NAME, now: new Date() });
-    expect(refused.records.map((r) => r.verdict)).toEqual([
-      ...Array(MAX_PATH_VALIDATIONS).fill('chain-broken'),
-      ...Array(3).fill('over-validation-budget'),
-    ]);
+    expect(refused.records.map((r) => r.verdict)).toEqual([...Array(MAX_PATH_VALIDATIONS).fill('chain-broken'), ...Array(3).fill('over-validation-budget')]);
     const withEe = await matchTlsa({ records: [...failing, rec(f.leaf, 3, 1, 1)], chain, claimedName: NAME, now: new Date() });
     expect(withEe.authenticated).toBe(true);
   });

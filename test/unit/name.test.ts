@@ -1,11 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  canonicalizeClientName,
-  InvalidNameError,
-  MAX_LABEL_LENGTH,
-  MAX_NAME_LENGTH,
-  requireClientName,
-} from '../../src/dane/name.js';
+import { canonicalizeClientName, InvalidNameError, MAX_LABEL_LENGTH, MAX_NAME_LENGTH, requireClientName } from '../../src/dane/name.js';
 
 const l63 = 'a'.repeat(63);
 const l64 = 'a'.repeat(64);
@@ -14,8 +8,7 @@ const name253 = `${l63}.${l63}.${l63}.${'b'.repeat(61)}`;
 const name254 = `${name253}c`;
 const name252 = name253.slice(0, -1);
 
-const charReason = (label: number, c: string): string =>
-  `label ${label} contains '${c}'; only letters, digits, '-' and '_' are allowed`;
+const charReason = (label: number, c: string): string => `label ${label} contains '${c}'; only letters, digits, '-' and '_' are allowed`;
 
 describe('canonicalizeClientName: fixtures are what they claim', () => {
   it.each([
@@ -119,12 +112,7 @@ describe('requireClientName', () => {
   it.each<[string, string, string, string]>([
     ['space', 'Bad Name.example', 'name contains a space or control character at position 3', 'invalid client name "Bad Name.example": name contains a space or control character at position 3'],
     ['single label', 'localhost', 'name has a single label; a client name needs at least two', 'invalid client name "localhost": name has a single label; a client name needs at least two'],
-    [
-      'long input, truncated to 80 characters in the message',
-      'x'.repeat(300),
-      'name is longer than 253 characters',
-      `invalid client name "${'x'.repeat(80)}…": name is longer than 253 characters`,
-    ],
+    ['long input, truncated to 80 characters in the message', 'x'.repeat(300), 'name is longer than 253 characters', `invalid client name "${'x'.repeat(80)}…": name is longer than 253 characters`],
   ])('throws InvalidNameError (%s)', (_label, input, reason, message) => {
     let caught: unknown;
     try {

@@ -66,13 +66,23 @@ beforeAll(async () => {
   await add({ name: 'sans64Leaf', subject: `/CN=${NAME}`, issuer: nc64Root, extensions: manySans(NAME, MAX_COMPARISONS / MAX_SUBTREES) });
   const nc64ExclRoot = await add({ name: 'nc64ExclRoot', subject: '/CN=64 Excluded Root', extensions: [...CA_EXTENSIONS, constraints('excluded', MAX_SUBTREES, [`DNS:${NAME}`])] });
   await add({ name: 'nc64ExclLeaf', subject: `/CN=${NAME}`, issuer: nc64ExclRoot, extensions: LEAF_EXTENSIONS(NAME) });
-  const nc64InterPermit = await add({ name: 'nc64InterPermit', subject: '/CN=64 Subtrees CA', issuer: root, extensions: [...CA_EXTENSIONS, constraints('permitted', MAX_SUBTREES, ['DNS:_device.example.test'])] });
+  const nc64InterPermit = await add({
+    name: 'nc64InterPermit',
+    subject: '/CN=64 Subtrees CA',
+    issuer: root,
+    extensions: [...CA_EXTENSIONS, constraints('permitted', MAX_SUBTREES, ['DNS:_device.example.test'])],
+  });
   await add({ name: 'nc64InterPermitLeaf', subject: `/CN=${NAME}`, issuer: nc64InterPermit, extensions: LEAF_EXTENSIONS(NAME) });
   const nc64InterExcl = await add({ name: 'nc64InterExcl', subject: '/CN=64 Excluded CA', issuer: root, extensions: [...CA_EXTENSIONS, constraints('excluded', MAX_SUBTREES, [`DNS:${NAME}`])] });
   await add({ name: 'nc64InterExclLeaf', subject: `/CN=${NAME}`, issuer: nc64InterExcl, extensions: LEAF_EXTENSIONS(NAME) });
   const nc65Root = await add({ name: 'nc65Root', subject: '/CN=65 Subtrees Root', extensions: [...CA_EXTENSIONS, constraints('permitted', MAX_SUBTREES + 1, ['DNS:_device.example.test'])] });
   await add({ name: 'nc65RootLeaf', subject: `/CN=${NAME}`, issuer: nc65Root, extensions: LEAF_EXTENSIONS(NAME) });
-  const nc65Inter = await add({ name: 'nc65Inter', subject: '/CN=65 Subtrees CA', issuer: root, extensions: [...CA_EXTENSIONS, constraints('permitted', MAX_SUBTREES + 1, ['DNS:_device.example.test'])] });
+  const nc65Inter = await add({
+    name: 'nc65Inter',
+    subject: '/CN=65 Subtrees CA',
+    issuer: root,
+    extensions: [...CA_EXTENSIONS, constraints('permitted', MAX_SUBTREES + 1, ['DNS:_device.example.test'])],
+  });
   await add({ name: 'nc65InterLeaf', subject: `/CN=${NAME}`, issuer: nc65Inter, extensions: LEAF_EXTENSIONS(NAME) });
   // The reviewer's shape: an anchor with 1,000 excluded subtrees (~7 KB) over a leaf with 100 SANs, none of them excluded.
   const nc1000Root = await add({ name: 'nc1000Root', subject: '/CN=Hostile Anchor', extensions: [...CA_EXTENSIONS, constraints('excluded', 1000)] });
@@ -94,7 +104,12 @@ beforeAll(async () => {
   await add({ name: 'plOk', subject: `/CN=${NAME}`, issuer: pl1, extensions: LEAF_EXTENSIONS(NAME) });
   await add({ name: 'plDeep', subject: `/CN=${NAME}`, issuer: pl2, extensions: LEAF_EXTENSIONS(NAME) });
   // Policies: requireExplicitPolicy on the intermediate.
-  const polCa = await add({ name: 'polCa', subject: '/CN=Policy CA', issuer: root, extensions: [...CA_EXTENSIONS, 'certificatePolicies=1.3.6.1.4.1.55555.7', 'policyConstraints=critical,requireExplicitPolicy:0'] });
+  const polCa = await add({
+    name: 'polCa',
+    subject: '/CN=Policy CA',
+    issuer: root,
+    extensions: [...CA_EXTENSIONS, 'certificatePolicies=1.3.6.1.4.1.55555.7', 'policyConstraints=critical,requireExplicitPolicy:0'],
+  });
   await add({ name: 'polLeafOk', subject: `/CN=${NAME}`, issuer: polCa, extensions: [...LEAF_EXTENSIONS(NAME), 'certificatePolicies=1.3.6.1.4.1.55555.7'] });
   await add({ name: 'polLeafNone', subject: `/CN=${NAME}`, issuer: polCa, extensions: LEAF_EXTENSIONS(NAME) });
   await add({ name: 'polLeafOther', subject: `/CN=${NAME}`, issuer: polCa, extensions: [...LEAF_EXTENSIONS(NAME), 'certificatePolicies=1.3.6.1.4.1.55555.8'] });
@@ -124,7 +139,7 @@ const opensslCases: OpensslCase[] = [
   ['nameConstraints: permitted subtree violated (the forgery)', 'root', 'forged', ['subCa'], NAME],
   ['nameConstraints: inside the permitted subtree', 'root', 'subLeaf', ['subCa'], SUB_NAME],
   ['nameConstraints: excluded subtree', 'root', 'exclLeaf', ['exclCa'], NAME],
-  ["nameConstraints on the trust anchor itself", 'ncRoot', 'ncRootLeaf', ['ncRootInter'], NAME],
+  ['nameConstraints on the trust anchor itself', 'ncRoot', 'ncRootLeaf', ['ncRootInter'], NAME],
   ['unknown critical extension on the leaf', 'root', 'critLeaf', ['inter'], NAME],
   ['unknown non-critical extension on the leaf', 'root', 'noncritLeaf', ['inter'], NAME],
   ['unknown critical extension on the intermediate', 'root', 'critCaLeaf', ['critCa'], NAME],
@@ -191,10 +206,31 @@ type LimitCase = [label: string, records: () => TlsaRecord[], chain: string[], r
 // Over the limits openssl verify has none for: refused before pkijs compares a single name, with the limit named.
 const limitCases: LimitCase[] = [
   ['2 0 0 anchor with 65 subtrees (record)', () => [rec('nc65Root', 2, 0, 0)], ['nc65RootLeaf'], [], 'unusable-anchor', /nameConstraints of more than 64 subtrees \(the limit per certificate\)/],
-  ['2 0 1 anchor with 65 subtrees (presented)', () => [rec('nc65Root', 2, 0, 1)], ['nc65RootLeaf', 'nc65Root'], [], 'name-constraints-violated', /^untrusted certificate 1: nameConstraints of more than 64 subtrees/],
-  ['2 0 0 root, presented intermediate with 65 subtrees', () => [rec('root', 2, 0, 0)], ['nc65InterLeaf', 'nc65Inter'], [], 'name-constraints-violated', /^untrusted certificate 1: nameConstraints of more than 64 subtrees/],
+  [
+    '2 0 1 anchor with 65 subtrees (presented)',
+    () => [rec('nc65Root', 2, 0, 1)],
+    ['nc65RootLeaf', 'nc65Root'],
+    [],
+    'name-constraints-violated',
+    /^untrusted certificate 1: nameConstraints of more than 64 subtrees/,
+  ],
+  [
+    '2 0 0 root, presented intermediate with 65 subtrees',
+    () => [rec('root', 2, 0, 0)],
+    ['nc65InterLeaf', 'nc65Inter'],
+    [],
+    'name-constraints-violated',
+    /^untrusted certificate 1: nameConstraints of more than 64 subtrees/,
+  ],
   ['1 0 1 leaf, bundle root with 65 subtrees', () => [rec('nc65RootLeaf', 1, 0, 1)], ['nc65RootLeaf'], ['nc65Root'], 'name-constraints-violated', /^trust anchor: nameConstraints of more than 64/],
-  ['2 0 0 anchor with 64 subtrees, leaf with 64 SANs + CN (4160 comparisons)', () => [rec('nc64Root', 2, 0, 0)], ['sans64Leaf'], [], 'name-constraints-violated', /65 names x 64 subtrees = 4160 comparisons, over the limit of 4096/],
+  [
+    '2 0 0 anchor with 64 subtrees, leaf with 64 SANs + CN (4160 comparisons)',
+    () => [rec('nc64Root', 2, 0, 0)],
+    ['sans64Leaf'],
+    [],
+    'name-constraints-violated',
+    /65 names x 64 subtrees = 4160 comparisons, over the limit of 4096/,
+  ],
   ["the reviewer's anchor: 1,000 excluded subtrees, leaf with 100 SANs", () => [rec('nc1000Root', 2, 0, 0)], ['nc1000Leaf'], [], 'unusable-anchor', /more than 64 subtrees/],
 ];
 
@@ -211,7 +247,13 @@ describe('name-constraint work is bounded', () => {
   it('the raw DER count before any parse agrees with the parsed certificate, and stops at the cap', async () => {
     const { rawNameConstraintSubtrees, nameConstraintSubtrees } = await import('../../src/dane/path-validation.js');
     const pkijs = await import('pkijs');
-    for (const [name, count] of [['root', 0], ['ncRoot', 1], ['nc64Root', 64], ['nc65Root', 65], ['nc1000Root', 1000]] as const) {
+    for (const [name, count] of [
+      ['root', 0],
+      ['ncRoot', 1],
+      ['nc64Root', 64],
+      ['nc65Root', 65],
+      ['nc1000Root', 1000],
+    ] as const) {
       const der = get(name).der;
       expect(rawNameConstraintSubtrees(der, 5000), name).toBe(count);
       expect(nameConstraintSubtrees(pkijs.Certificate.fromBER(der), 5000), name).toBe(count);

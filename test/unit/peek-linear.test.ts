@@ -71,12 +71,15 @@ describe('finding 11: the ClientHello peek does linear work', () => {
     ['1-byte TLS records, one record per write', (m: Buffer) => bytewise(m).map((b) => records(b))],
     ['1-byte TLS records, 1-byte TCP writes', (m: Buffer) => bytewise(records(m, 1))],
     ['one record, 1-byte writes', (m: Buffer) => bytewise(records(m))],
-    ['7-byte records, 3-byte writes', (m: Buffer) => {
-      const wire = records(m, 7);
-      const out: Buffer[] = [];
-      for (let i = 0; i < wire.length; i += 3) out.push(wire.subarray(i, i + 3));
-      return out;
-    }],
+    [
+      '7-byte records, 3-byte writes',
+      (m: Buffer) => {
+        const wire = records(m, 7);
+        const out: Buffer[] = [];
+        for (let i = 0; i < wire.length; i += 3) out.push(wire.subarray(i, i + 3));
+        return out;
+      },
+    ],
   ])('%s: the decision is right, every byte is handed on, the parser runs at most 3 times', async (_label, split) => {
     for (const size of [undefined, 600, 2_000]) {
       const message = hello(size);
@@ -116,7 +119,7 @@ describe('finding 11: the ClientHello peek does linear work', () => {
     ['a handshake that is not a ClientHello', Buffer.from([22, 3, 1, 0, 1, 2]), 'expected a ClientHello (handshake type 1), got handshake type 2'],
     ['a ClientHello over the limit', Buffer.from([22, 3, 1, 0, 4, 1, 0, 0x40, 0x00]), `ClientHello of ${0x4000 + 4} bytes exceeds the limit of ${MAX}`],
     ['bytes after the ClientHello in its record', Buffer.concat([records(hello()).subarray(0, 3), Buffer.from([0x01, 0x00]), records(hello()).subarray(5)]), undefined],
-  ])('%s, one byte per write: refused with the parser\'s own reason as soon as the framing shows it', async (_label, bytes, reason) => {
+  ])("%s, one byte per write: refused with the parser's own reason as soon as the framing shows it", async (_label, bytes, reason) => {
     const counted = countedClientHelloParser();
     const { result } = await peekPieces(bytewise(bytes), counted.parse);
     expect(result.status).toBe('invalid');

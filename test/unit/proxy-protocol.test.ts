@@ -154,12 +154,7 @@ describe('golden v2 vectors', () => {
         },
       },
     ],
-    [
-      'CRC32C',
-      GOLDEN_CRC,
-      { addresses: CRC_ADDRESSES, crc32c: true },
-      { command: 'PROXY', addresses: CRC_ADDRESSES, tlvs: [{ type: 0x03, value: hex('98 01 18 9B') }], crc32cValid: true },
-    ],
+    ['CRC32C', GOLDEN_CRC, { addresses: CRC_ADDRESSES, crc32c: true }, { command: 'PROXY', addresses: CRC_ADDRESSES, tlvs: [{ type: 0x03, value: hex('98 01 18 9B') }], crc32cValid: true }],
   ])('%s: parses to the expected header and the encoder reproduces the bytes', (_label, golden, options, expected) => {
     const r = complete(parseProxyHeader(golden));
     expect(r.version).toBe(2);
@@ -205,7 +200,13 @@ describe('v2 decoding', () => {
     [
       'NOOP kept in tlvs, not in views; NETNS and future types raw',
       v2(0x21, 0x11, `${ADDR4} 04 00 00  30 00 02 6E 73  F8 00 01 FF`),
-      { tlvs: [{ type: 0x04, value: Buffer.alloc(0) }, { type: 0x30, value: ascii('ns') }, { type: 0xf8, value: hex('FF') }] },
+      {
+        tlvs: [
+          { type: 0x04, value: Buffer.alloc(0) },
+          { type: 0x30, value: ascii('ns') },
+          { type: 0xf8, value: hex('FF') },
+        ],
+      },
     ],
     ['UNIQUE_ID view', v2(0x21, 0x11, `${ADDR4} 05 00 03 01 02 03`), { uniqueId: hex('01 02 03') }],
     ['UTF-8 AUTHORITY', v2(0x21, 0x11, `${ADDR4} 02 00 06 C3 A9 74 C3 A9 2E`), { authority: 'été.' }],
@@ -341,8 +342,20 @@ describe('encode -> parse round trips', () => {
     ['rich', RICH_OPTIONS],
     ['rich + CRC32C', { ...RICH_OPTIONS, crc32c: true }],
     ['empty strings', { addresses: A4, alpn: '', authority: '', ssl: { client: 0, verify: 1, version: '', cn: '' } }],
-    ['SSL all sub-TLVs, verify max', { addresses: A6, ssl: { client: 0x05, verify: 0xffffffff, version: 'TLSv1.2', cn: 'Ω device', cipher: 'ECDHE-ECDSA-AES128-GCM-SHA256', sigAlg: 'ecdsa-with-SHA256', keyAlg: 'EC256' } }],
-    ['experimental 0xF0 and 0xF7, empty value', { addresses: A4, customTlvs: [{ type: 0xf0, value: Buffer.alloc(0) }, { type: 0xf7, value: Buffer.from([9]) }] }],
+    [
+      'SSL all sub-TLVs, verify max',
+      { addresses: A6, ssl: { client: 0x05, verify: 0xffffffff, version: 'TLSv1.2', cn: 'Ω device', cipher: 'ECDHE-ECDSA-AES128-GCM-SHA256', sigAlg: 'ecdsa-with-SHA256', keyAlg: 'EC256' } },
+    ],
+    [
+      'experimental 0xF0 and 0xF7, empty value',
+      {
+        addresses: A4,
+        customTlvs: [
+          { type: 0xf0, value: Buffer.alloc(0) },
+          { type: 0xf7, value: Buffer.from([9]) },
+        ],
+      },
+    ],
     ['TLV value of exactly 1024 bytes', { addresses: A4, customTlvs: [{ type: 0xe0, value: Buffer.alloc(1024, 7) }] }],
     ['UNIQUE_ID of 128 bytes, AUTHORITY of 255', { addresses: A4, uniqueId: Buffer.alloc(128, 1), authority: 'a'.repeat(255) }],
     ['raised limits: 3000-byte TLV', { addresses: A4, customTlvs: [{ type: 0xe4, value: Buffer.alloc(3000, 2) }], maxTlvValueBytes: 3000 }],
@@ -477,7 +490,9 @@ describe('v1', () => {
     const bytes = encodeProxyV1(addresses);
     expect(bytes).toEqual(ascii(line));
     const r = complete(parseProxyHeader(bytes));
-    expect(r.header.addresses).toStrictEqual(addresses === undefined ? undefined : { ...addresses, sourceAddress: addresses === A6 || addresses.family === 'tcp4' ? addresses.sourceAddress : '2001:db8::1' });
+    expect(r.header.addresses).toStrictEqual(
+      addresses === undefined ? undefined : { ...addresses, sourceAddress: addresses === A6 || addresses.family === 'tcp4' ? addresses.sourceAddress : '2001:db8::1' },
+    );
   });
 
   it.each<[string, ProxyAddresses, string]>([
@@ -541,14 +556,17 @@ describe('encodeProxyV2 refusals', () => {
     ['custom type 0xF8 (future)', { addresses: A4, customTlvs: [{ type: 0xf8, value: Buffer.alloc(1) }] }, 'customTlvs: type 0xF8 is not a custom (0xE0-0xEF) or experimental (0xF0-0xF7) TLV type'],
     ['custom type 256', { addresses: A4, customTlvs: [{ type: 256, value: Buffer.alloc(1) }] }, 'customTlvs: type 256 is not a custom (0xE0-0xEF) or experimental (0xF0-0xF7) TLV type'],
     ['TLV value over 1024', { addresses: A4, customTlvs: [{ type: 0xe4, value: Buffer.alloc(1025) }] }, 'TLV 0xE4 value is 1025 bytes, over maxTlvValueBytes (1024)'],
-    [
-      'SSL value over 1024',
-      { addresses: A4, ssl: { client: 1, verify: 0, cn: 'x'.repeat(1017) } },
-      'TLV 0x20 value is 1025 bytes, over maxTlvValueBytes (1024)',
-    ],
+    ['SSL value over 1024', { addresses: A4, ssl: { client: 1, verify: 0, cn: 'x'.repeat(1017) } }, 'TLV 0x20 value is 1025 bytes, over maxTlvValueBytes (1024)'],
     [
       'header over maxHeaderBytes',
-      { addresses: A4, customTlvs: [{ type: 0xe4, value: Buffer.alloc(1000) }, { type: 0xe5, value: Buffer.alloc(1000) }], maxHeaderBytes: 2000 },
+      {
+        addresses: A4,
+        customTlvs: [
+          { type: 0xe4, value: Buffer.alloc(1000) },
+          { type: 0xe5, value: Buffer.alloc(1000) },
+        ],
+        maxHeaderBytes: 2000,
+      },
       'PROXY v2 header would be 2034 bytes, over maxHeaderBytes (2000)',
     ],
     [
@@ -707,20 +725,22 @@ describe('fuzz', () => {
       for (let m = 0; m < rounds; m++) {
         const op = int(7);
         if (b.length === 0) break;
-        if (op === 0) b[pos(b.length)] = int(256); // byte replace
+        if (op === 0)
+          b[pos(b.length)] = int(256); // byte replace
         else if (op === 1) {
           const at = pos(b.length);
           b[at] = b.readUInt8(at) ^ (1 << int(8)); // bit flip
-        }
-        else if (op === 2) b = b.subarray(0, int(b.length)); // truncation
-        else if (op === 3 && b.length >= 16 && b[0] === 0x0d) b.writeUInt16BE(Math.max(0, Math.min(0xffff, b.readUInt16BE(14) + int(9) - 4)), 14); // length tweak
+        } else if (op === 2)
+          b = b.subarray(0, int(b.length)); // truncation
+        else if (op === 3 && b.length >= 16 && b[0] === 0x0d)
+          b.writeUInt16BE(Math.max(0, Math.min(0xffff, b.readUInt16BE(14) + int(9) - 4)), 14); // length tweak
         else if (op === 4 && b.length > 19) {
           // a TLV-ish length tweak somewhere after the fixed part
           const at = 16 + int(b.length - 17);
           b.writeUInt16BE(int(4) === 0 ? int(0x10000) : Math.max(0, b.readUInt16BE(at) + int(5) - 2), at);
         } else if (op === 5) {
           const at = pos(b.length + 1);
-          const ins = Buffer.from(Array.from({ length: 1 + int(4) }, () => (int(2) === 0 ? int(256) : [0x20, 0x0d, 0x0a, 0x3a, 0x2e, 0x30][int(6)] ?? 0)));
+          const ins = Buffer.from(Array.from({ length: 1 + int(4) }, () => (int(2) === 0 ? int(256) : ([0x20, 0x0d, 0x0a, 0x3a, 0x2e, 0x30][int(6)] ?? 0))));
           b = Buffer.concat([b.subarray(0, at), ins, b.subarray(at)]);
         } else {
           const at = pos(b.length);
@@ -759,8 +779,7 @@ describe('fuzz', () => {
     const GENERATED = 10_000;
     const types = [0x01, 0x02, 0x03, 0x04, 0x05, 0x20, 0x30, 0xe0, 0xe4, 0xe5, 0xe6, 0xef, 0xf0, 0xf7, 0xf8, 0xff, 0x00, 0x21];
     const subTypes = [0x21, 0x22, 0x23, 0x24, 0x25, 0x28, 0x00, 0x2f];
-    const bytes = (n: number, text: boolean): Buffer =>
-      Buffer.from(Array.from({ length: n }, () => (text && int(10) > 0 ? 0x20 + int(0x5f) : int(256))));
+    const bytes = (n: number, text: boolean): Buffer => Buffer.from(Array.from({ length: n }, () => (text && int(10) > 0 ? 0x20 + int(0x5f) : int(256))));
     const tlv = (type: number, value: Buffer): Buffer => {
       const h = Buffer.alloc(3);
       h[0] = type;

@@ -205,7 +205,11 @@ describe('rewriteIdentityHeaders against smuggling', () => {
 
 describe('responseHeadersForClient', () => {
   it.each([
-    ['hop-by-hop headers and what Connection names', { connection: 'X-Internal', 'x-internal': 's', 'keep-alive': 'timeout=1', 'proxy-authenticate': 'Basic', upgrade: 'h2c', te: 'x', 'content-type': 'text/plain' }, { 'content-type': 'text/plain' }],
+    [
+      'hop-by-hop headers and what Connection names',
+      { connection: 'X-Internal', 'x-internal': 's', 'keep-alive': 'timeout=1', 'proxy-authenticate': 'Basic', upgrade: 'h2c', te: 'x', 'content-type': 'text/plain' },
+      { 'content-type': 'text/plain' },
+    ],
     ['Content-Length survives Connection naming it', { connection: 'Content-Length', 'content-length': '3' }, { 'content-length': '3' }],
     ['Transfer-Encoding goes, and a Content-Length beside it', { 'transfer-encoding': 'chunked', 'content-length': '3', 'set-cookie': ['a=1', 'b=2'] }, { 'set-cookie': ['a=1', 'b=2'] }],
   ])('%s', (_label, upstream, expected) => {

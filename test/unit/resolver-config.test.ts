@@ -78,19 +78,24 @@ describe('validateResolverOptions', () => {
     ],
     [
       'remote plain TCP as the second server',
-      { servers: [{ host: '127.0.0.1', port: 53, transport: 'udp' }, { host: '2001:db8::53', port: 53, transport: 'tcp' }] },
+      {
+        servers: [
+          { host: '127.0.0.1', port: 53, transport: 'udp' },
+          { host: '2001:db8::53', port: 53, transport: 'tcp' },
+        ],
+      },
       'resolver server 2 ([2001:db8::53]:53): plain TCP to a resolver that is not on loopback cannot protect the AD bit; use transport tls, run a validating resolver on loopback, or set allowRemotePlainResolver if the path is trusted',
     ],
     ['host name', { servers: [{ host: 'dns.example', port: 53, transport: 'tls' }] }, 'resolver server 1 (dns.example:53): host must be an IP address literal'],
     ['port 0', { servers: [{ host: '127.0.0.1', port: 0, transport: 'udp' }] }, 'resolver server 1 (127.0.0.1:0): port must be an integer from 1 to 65535'],
     ['port 70000', { servers: [{ host: '127.0.0.1', port: 70000, transport: 'udp' }] }, 'resolver server 1 (127.0.0.1:70000): port must be an integer from 1 to 65535'],
-    [
-      'bad transport',
-      { servers: [{ host: '127.0.0.1', port: 53, transport: 'doh' as 'udp' }] },
-      'resolver server 1 (127.0.0.1:53): transport must be udp, tcp or tls',
-    ],
+    ['bad transport', { servers: [{ host: '127.0.0.1', port: 53, transport: 'doh' as 'udp' }] }, 'resolver server 1 (127.0.0.1:53): transport must be udp, tcp or tls'],
     ['zero timeout', { servers: [{ host: '127.0.0.1', port: 53, transport: 'udp' }], totalTimeoutMs: 0 }, 'resolver totalTimeoutMs: must be a number of milliseconds from 1 to 60000'],
-    ['huge attempt timeout', { servers: [{ host: '127.0.0.1', port: 53, transport: 'udp' }], attemptTimeoutMs: 120_000 }, 'resolver attemptTimeoutMs: must be a number of milliseconds from 1 to 60000'],
+    [
+      'huge attempt timeout',
+      { servers: [{ host: '127.0.0.1', port: 53, transport: 'udp' }], attemptTimeoutMs: 120_000 },
+      'resolver attemptTimeoutMs: must be a number of milliseconds from 1 to 60000',
+    ],
   ])('refuses %s', (_label, options, message) => {
     expect(() => validateResolverOptions(options)).toThrow(message);
   });

@@ -61,8 +61,16 @@ describe('Admission counts an IPv6 source by its /64', () => {
   it('gives one /64 its TLS handshake slots together', () => {
     const admission = new Admission(limits);
     const granted: string[] = [];
-    admission.enterTlsPhase('2001:db8:1:2::1', () => granted.push('first'), () => granted.push('banned'));
-    const second = admission.enterTlsPhase('2001:db8:1:2::2', () => granted.push('second'), () => granted.push('banned'));
+    admission.enterTlsPhase(
+      '2001:db8:1:2::1',
+      () => granted.push('first'),
+      () => granted.push('banned'),
+    );
+    const second = admission.enterTlsPhase(
+      '2001:db8:1:2::2',
+      () => granted.push('second'),
+      () => granted.push('banned'),
+    );
     expect(granted).toEqual(['first']);
     expect(admission.tlsHandshakesOf('2001:db8:1:2::99')).toEqual({ held: 1, waiting: 1 });
     second.release();

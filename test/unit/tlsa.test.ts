@@ -273,7 +273,9 @@ describe('tlsaRecordForCertificate, checked against node:crypto', () => {
     const x = new X509Certificate(cert.certPem);
     const selected = selector === 0 ? x.raw : x.publicKey.export({ type: 'spki', format: 'der' });
     if (matchingType === 0) return Buffer.from(selected).toString('hex');
-    return createHash(matchingType === 1 ? 'sha256' : 'sha512').update(selected).digest('hex');
+    return createHash(matchingType === 1 ? 'sha256' : 'sha512')
+      .update(selected)
+      .digest('hex');
   }
 
   const combos: [KeyAlgorithm, number, number, number, number][] = [];
