@@ -51,3 +51,14 @@ export async function settleLog(logger: Logger): Promise<void> {
   }
   await new Promise<void>((resolve) => logger.flush(() => resolve()));
 }
+
+/** Run `start`; if it fails, log why (one `start` line, the log flushed) and rethrow, so the CLI can exit with its message. */
+export async function startLogged<T>(logger: Logger, describe: (err: unknown) => string, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    logger.error({ event: 'start', error: describe(err) }, 'dancegate could not start');
+    await settleLog(logger);
+    throw err;
+  }
+}

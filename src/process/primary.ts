@@ -17,7 +17,7 @@ import { startAdmin } from './admin.js';
 import { errorText, fixedSettingsChanged, type ConfigSource, type ConfigText } from './config-source.js';
 import { askAll, asWorkerMessage, isNoAnswer, type MetricFamily, type WorkerChannel } from './ipc.js';
 import type { Logger } from 'pino';
-import { createLogger, reopenLog, settleLog } from './logging.js';
+import { createLogger, reopenLog, settleLog, startLogged } from './logging.js';
 import { ReloadLedger } from './reload-ledger.js';
 import { checkResolverAtStart, resolverReadiness, type Probe } from './resolver-check.js';
 import type { ListenerAddress } from './running-proxy.js';
@@ -57,13 +57,7 @@ function primaryMetrics(readyCount: () => number): { registry: Registry; reloads
 export async function runPrimary(source: ConfigSource, version: string, io: ServeIo, probe: Probe): Promise<Served> {
   const initial = await source.read();
   const logger = createLogger(initial.config.log);
-  try {
-    return await servePrimary(logger, initial, source, version, io, probe);
-  } catch (err) {
-    logger.error({ event: 'start', error: errorText(err) }, 'dancegate could not start');
-    await settleLog(logger);
-    throw err;
-  }
+  return startLogged(logger, errorText, () => servePrimary(logger, initial, source, version, io, probe));
 }
 
 async function servePrimary(logger: Logger, initial: ConfigText, source: ConfigSource, version: string, io: ServeIo, probe: Probe): Promise<Served> {

@@ -4,7 +4,7 @@
  * clean drain, 1 = connections had to be cut at the deadline.
  */
 import type { Logger } from 'pino';
-import { createLogger, reopenLog, settleLog } from './logging.js';
+import { createLogger, reopenLog, settleLog, startLogged } from './logging.js';
 import type { AdminServer } from '../metrics/admin-server.js';
 import { startAdmin } from './admin.js';
 import { errorText, fixedSettingsChanged, type ConfigSource } from './config-source.js';
@@ -17,13 +17,7 @@ import { validationAtStart } from './validation.js';
 
 export async function runSingle(source: ConfigSource, config: DancegateConfig, version: string, io: ServeIo, probe: Probe): Promise<Served> {
   const logger = createLogger(config.log);
-  try {
-    return await serveSingle(logger, source, config, version, io, probe);
-  } catch (err) {
-    logger.error({ event: 'start', error: errorText(err) }, 'dancegate could not start');
-    await settleLog(logger);
-    throw err;
-  }
+  return startLogged(logger, errorText, () => serveSingle(logger, source, config, version, io, probe));
 }
 
 async function serveSingle(logger: Logger, source: ConfigSource, config: DancegateConfig, version: string, io: ServeIo, probe: Probe): Promise<Served> {
