@@ -26,8 +26,19 @@ export function typedChannel<T>(name: string): TypedChannel<T> {
       if (ch.hasSubscribers) ch.publish(message);
     },
     subscribe(handler: (message: T) => void): () => void {
-      // The channel carries only what publish() above put there.
-      const listener = (message: unknown): void => handler(message as T);
+      // The channel carries only what publish() above put there. A subscriber that throws would have
+      // node:diagnostics_channel re-throw on the next tick (an uncaught exception: the process dies):
+      // it costs a warning instead, once per subscriber.
+      let warned = false;
+      const listener = (message: unknown): void => {
+        try {
+          handler(message as T);
+        } catch (err) {
+          if (warned) return;
+          warned = true;
+          process.emitWarning(`dancegate: a subscriber of ${name} failed: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      };
       ch.subscribe(listener);
       return () => {
         ch.unsubscribe(listener);

@@ -13,10 +13,18 @@ export interface BindAddress {
   readonly port: number;
 }
 
-/** Canonical spelling of an IP literal: IPv6 compressed and lowercase, IPv4-mapped IPv6 as IPv4. */
+/**
+ * Canonical spelling of an IP literal: IPv6 compressed and lowercase (a zone
+ * index `%eth0` kept as written: another zone is another address),
+ * IPv4-mapped IPv6 as IPv4.
+ */
 function canonicalHost(host: string): string {
   if (!net.isIPv6(host)) return host;
-  const v6 = new URL(`http://[${host}]/`).hostname.slice(1, -1);
+  const zoneAt = host.indexOf('%');
+  const [address, zone] = zoneAt < 0 ? [host, ''] : [host.slice(0, zoneAt), host.slice(zoneAt)];
+  if (!net.isIPv6(address)) return host;
+  const v6 = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  if (zone !== '') return `${v6}${zone}`;
   const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6);
   if (mapped === null) return v6;
   const [hi, lo] = [parseInt(mapped[1] as string, 16), parseInt(mapped[2] as string, 16)];

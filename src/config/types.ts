@@ -28,7 +28,7 @@ export interface ResolverConfig {
   readonly cache: Required<TlsaCacheOptions>;
   /** Does the resolver validate DNSSEC? Checked at start and by /readyz (src/lookup/validation-probe.ts). */
   readonly validationProbe: {
-    /** Canonical name to probe; undefined: derived from the first allowlist pattern (defaultProbeName). */
+    /** Canonical name to probe; undefined: one per allowlisted zone, up to 8 (probeNames). */
     readonly name: string | undefined;
     /** When the resolver does not validate at start: refuse to start (default) or warn and serve. */
     readonly atStart: 'refuse' | 'warn';

@@ -38,6 +38,10 @@ const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidde
 const RETRY_AFTER_SECONDS = 5;
 /** Retry-After when the upstream pool is busy. */
 const BUSY_RETRY_AFTER_SECONDS = 1;
+/** Retry-After of a WebSocket upgrade refused because the listener is draining (the client should reach another instance). */
+const DRAIN_RETRY_AFTER_SECONDS = 1;
+/** How long a connection that has sent no request yet may take to send its first one once the listener drains. */
+const DRAIN_FIRST_REQUEST_GRACE_MS = 2000;
 const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
 
 function plainResponse(status: number, body: string, extraHeaders = ''): string {
@@ -91,6 +95,8 @@ export class HttpForwarder implements Forwarder {
   private readonly upstreams = new Map<RouteConfig, Upstream>();
   /** Open connections and their responses not yet finished (what drain waits for). */
   private readonly inFlight = new Map<Socket, Set<http.ServerResponse>>();
+  /** Connections that have sent a request (Node counts one as idle only between requests, never before its first). */
+  private readonly requested = new WeakSet<Socket>();
   private readonly meter: ByteMeter;
 
   private draining = false;
@@ -131,6 +137,7 @@ export class HttpForwarder implements Forwarder {
     socket.once('close', () => this.inFlight.delete(socket));
     this.server.emit('connection', socket);
     socket.resume();
+    if (this.draining) this.closeUnlessRequested(socket);
   }
 
   /**
@@ -142,9 +149,25 @@ export class HttpForwarder implements Forwarder {
     this.draining = true;
     // Node knows which connections are between requests (not in the middle of reading one).
     this.server.closeIdleConnections();
-    for (const responses of this.inFlight.values()) {
+    for (const [socket, responses] of this.inFlight) {
       for (const res of responses) if (!res.headersSent) res.setHeader('connection', 'close');
+      this.closeUnlessRequested(socket);
     }
+  }
+
+  /**
+   * Draining, a connection that has not sent its first request gets
+   * DRAIN_FIRST_REQUEST_GRACE_MS to send it (it is answered with
+   * `Connection: close`), then closes: otherwise it would hold the drain
+   * until headersTimeoutMs and end with a 408.
+   */
+  private closeUnlessRequested(socket: Socket): void {
+    if (this.requested.has(socket)) return;
+    const timer = setTimeout(() => {
+      if (!this.requested.has(socket)) socket.destroy();
+    }, DRAIN_FIRST_REQUEST_GRACE_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
   }
 
   /**
@@ -176,6 +199,7 @@ export class HttpForwarder implements Forwarder {
   /** Count a response in flight on its connection; when draining, it closes the connection, and its connection closes after the last one. */
   private track(req: http.IncomingMessage, res: http.ServerResponse): void {
     const socket = req.socket;
+    this.requested.add(socket);
     const responses = this.inFlight.get(socket);
     if (this.draining) res.setHeader('connection', 'close');
     if (responses === undefined) return;
@@ -383,6 +407,11 @@ export class HttpForwarder implements Forwarder {
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
+    // A tunnel opened now would hold the drain until its deadline.
+    if (this.draining) {
+      socket.end(plainResponse(503, 'Service Unavailable: shutting down\n', `Retry-After: ${DRAIN_RETRY_AFTER_SECONDS}\r\n`));
+      return;
+    }
     let prepared: Prepared | Refusal;
     try {
       prepared = this.prepare(req, true);

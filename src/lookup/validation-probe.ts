@@ -20,27 +20,60 @@ export interface ProbeNameSource {
   readonly listeners: ReadonlyArray<{ readonly routes: ReadonlyArray<{ readonly allowlist: { readonly patterns: readonly string[] } }> }>;
 }
 
+/** Most names probed when they are derived from the allowlists (one per distinct allowlisted zone suffix). */
+export const MAX_PROBE_NAMES = 8;
+
 /**
- * The name to probe: `resolver.validationProbe.name` when set, else a name
- * under the fixed part of the first allowlist pattern that has room for one
- * (`*._device.example.com` → `_dancegate-probe._device.example.com`, an
- * exact `a.example.com` → `_dancegate-probe.a.example.com`), which a
- * validating resolver answers with a secure denial when the zone is signed;
- * undefined when there is neither. Pure.
+ * The names to probe: `resolver.validationProbe.name` alone when set; else
+ * one name under the fixed part of each distinct allowlist pattern (at most
+ * MAX_PROBE_NAMES, in configuration order): `*._device.example.com` →
+ * `_dancegate-probe._device.example.com`, an exact `a.example.com` →
+ * `_dancegate-probe.a.example.com`. A validating resolver answers each with
+ * a secure denial when its zone is signed. Several, because whoever runs a
+ * client zone can make a name in it look unsigned (an unsigned delegation):
+ * one such zone must not decide that the resolver does not validate (see
+ * probeAll). Empty when there is neither. Pure.
  */
-export function defaultProbeName(config: ProbeNameSource): string | undefined {
+export function probeNames(config: ProbeNameSource): string[] {
   const configured = config.resolver.validationProbe?.name;
-  if (configured !== undefined) return configured;
+  if (configured !== undefined) return [configured];
+  const names = new Set<string>();
   for (const listener of config.listeners) {
     for (const route of listener.routes) {
       for (const pattern of route.allowlist.patterns) {
         const suffix = pattern.startsWith('*.') ? pattern.slice(2) : pattern;
         const name = canonicalizeClientName(`${PROBE_LABEL}.${suffix}`);
-        if (name.ok) return name.name;
+        if (name.ok) names.add(name.name);
+        if (names.size >= MAX_PROBE_NAMES) return [...names];
       }
     }
   }
-  return undefined;
+  return [...names];
+}
+
+/** The first name probeNames gives (undefined: none). Pure. */
+export function defaultProbeName(config: ProbeNameSource): string | undefined {
+  return probeNames(config)[0];
+}
+
+/**
+ * Probe every name (in parallel) and judge the resolver: it validates as
+ * soon as one answer is validated (AD is set only by a validator); it does
+ * not validate only when every answer came back without AD; otherwise the
+ * first failure says what is wrong (did not answer, or an error). Rejects
+ * only when `signal` aborts.
+ */
+export async function probeAll(resolver: TlsaResolver | undefined, names: readonly string[], signal?: AbortSignal): Promise<ProbeResult> {
+  const results = await Promise.all(names.map((name) => probeValidation(resolver, name, signal)));
+  const validated = results.find((r) => r.ok);
+  if (validated !== undefined) return validated;
+  const failures = results.filter((r): r is Extract<ProbeResult, { ok: false }> => !r.ok);
+  const first = failures[0];
+  if (first === undefined) return { ok: false, problem: 'error', message: 'no name to probe' };
+  if (failures.every((f) => f.problem === 'not-validating')) {
+    return failures.length === 1 ? first : { ...first, message: `${first.message} (and the same for all ${failures.length} allowlisted zones probed)` };
+  }
+  return failures.find((f) => f.problem !== 'not-validating') ?? first;
 }
 
 /**

@@ -35,6 +35,24 @@ export function unbanAddress(url: string): { ok: true; address: string } | { ok:
   return { ok: true, address };
 }
 
+/**
+ * Why a state-changing admin request must be refused, or undefined. The
+ * admin listener has no credentials, so a web page in a browser on the same
+ * host must not be able to use it: a request that a browser sent (it says
+ * where from: `Origin`, `Sec-Fetch-Site`) is refused, and so is one whose
+ * Host is a DNS name other than localhost (DNS rebinding: a page whose name
+ * now points at 127.0.0.1). curl and scripts send neither. Pure.
+ */
+export function browserRequestRefusal(headers: http.IncomingHttpHeaders): string | undefined {
+  if (headers.origin !== undefined || headers['sec-fetch-site'] !== undefined)
+    return 'refused: a request from a web browser (Origin or Sec-Fetch-Site present); use curl or a script on the admin host';
+  const host = headers.host;
+  if (host === undefined) return undefined;
+  const hostname = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '');
+  if (isIP(hostname) === 0 && hostname.toLowerCase() !== 'localhost') return `refused: Host '${host.slice(0, 100)}' is neither an IP address nor localhost`;
+  return undefined;
+}
+
 export interface AdminServer {
   readonly host: string;
   readonly port: number;
@@ -58,6 +76,8 @@ export async function startAdminServer(host: string, port: number, source: Admin
       }
       // The body is not read: everything is in the query string.
       req.resume();
+      const refusal = browserRequestRefusal(req.headers);
+      if (refusal !== undefined) return json(res, 403, { error: refusal });
       const wanted = unbanAddress(req.url ?? '');
       if (!wanted.ok) return json(res, 400, { error: wanted.error });
       source.unban(wanted.address).then((answer) => json(res, 200, answer), fail);

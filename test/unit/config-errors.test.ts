@@ -378,12 +378,24 @@ describe('config check refuses what serve would fail on at start', () => {
     ['127.0.0.1:8443', ['listeners[1].listen: 127.0.0.1:8443 is already used by listeners[0]']],
     ['127.0.0.2:8443', []],
     ['0.0.0.0:8444', []],
+    // A zone index: no crash (new URL() refuses '%' in a host), and an address of its own.
+    ['[fe80::1%lo]:8443', []],
   ])('a second listener on %s', async (listen, expected) => {
     if (expected.length === 0) {
       await expect(parseConfigText(second(listen), source())).resolves.toBeDefined();
       return;
     }
     expect(await problemsOf(second(listen))).toEqual(expected);
+  });
+
+  it.each([
+    ['fe80::1%lo', 'fe80:0::1%lo', 'the same address'],
+    ['fe80::1%lo', 'fe80::1%eth0', undefined],
+    ['fe80::1%lo', 'fe80::1', undefined],
+    ['fe80::1%lo', '127.0.0.1', undefined],
+    ['::', 'fe80::1%lo', "'::' takes the port on every IPv6 and IPv4 address, fe80::1%lo included"],
+  ])('bindOverlap(%s, %s) with a zone index = %s', (a, b, expected) => {
+    expect(bindOverlap({ host: a, port: 8443 }, { host: b, port: 8443 })).toBe(expected);
   });
 
   it('the admin listener on 0.0.0.0 beside a listener on 127.0.0.1, same port', async () => {

@@ -159,6 +159,40 @@ describe('HttpForwarder.drain', () => {
     expect(answer(streaming.data())).toEqual([[200, 'keep-alive', 'one, two']]);
   });
 
+  it('a connection that has sent no request yet closes within the grace (not after headersTimeoutMs with a 408)', async () => {
+    const port = await start();
+    const silent = await client(port);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const started = Date.now();
+    forwarder?.drain();
+    await waitUntil('the silent connection closed', () => silent.closed(), 4000);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(silent.data()).toBe('');
+  });
+
+  it('a connection that sends its first request within the grace is served once, with Connection: close', async () => {
+    const port = await start();
+    const late = await client(port);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    forwarder?.drain();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    get(late.socket, '/fast');
+    await waitUntil('the connection closed', () => late.closed(), 4000);
+    expect(parseResponses(late.data(), [false]).responses.map((r) => [r.status, r.headers['connection'], r.body])).toEqual([[200, 'close', 'fast done']]);
+  });
+
+  it('a WebSocket upgrade while draining gets 503 with Retry-After and is closed, and never reaches the backend', async () => {
+    const port = await start();
+    const c = await client(port);
+    forwarder?.drain();
+    c.socket.write('GET /ws HTTP/1.1\r\nHost: api.forward.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+    await waitUntil('the connection closed', () => c.closed(), 4000);
+    expect(c.data()).toMatch(/^HTTP\/1\.1 503 [^\r]*\r\n/);
+    expect(c.data()).toContain('Retry-After: 1\r\n');
+    expect(c.data()).toContain('Service Unavailable: shutting down');
+    expect(arrived).toEqual([]);
+  });
+
   it('a request whose headers are still arriving when the drain starts is served, with Connection: close', async () => {
     const port = await start();
     const c = await client(port);

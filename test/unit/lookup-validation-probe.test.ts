@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { outcome, type LookupOutcome } from '../../src/lookup/tlsa-answer.js';
 import type { TlsaResolver } from '../../src/lookup/tlsa-resolver.js';
-import { defaultProbeName, probeValidation, type ProbeNameSource, type ProbeResult } from '../../src/lookup/validation-probe.js';
+import { defaultProbeName, MAX_PROBE_NAMES, probeAll, probeNames, probeValidation, type ProbeNameSource, type ProbeResult } from '../../src/lookup/validation-probe.js';
 
 const config = (patterns: string[][], name?: string): ProbeNameSource => ({
   resolver: { validationProbe: { name } },
@@ -79,5 +79,73 @@ describe('probeValidation', () => {
     controller.abort(new Error('stopping'));
     const aborted: TlsaResolver = { lookup: (_n, signal) => Promise.reject(signal?.reason) };
     await expect(probeValidation(aborted, NAME, controller.signal)).rejects.toThrow('stopping');
+  });
+});
+
+describe('probeNames', () => {
+  it.each<[string, ProbeNameSource, string[]]>([
+    [
+      'one per distinct allowlisted zone, in configuration order',
+      config([
+        ['*.tenant-a.example', '*._device.operator.example'],
+        ['*.tenant-a.example', 'meter1.grid.example'],
+      ]),
+      ['_dancegate-probe.tenant-a.example', '_dancegate-probe._device.operator.example', '_dancegate-probe.meter1.grid.example'],
+    ],
+    ['a configured name alone', config([['*.tenant-a.example', '*._device.operator.example']], 'signed.example.org'), ['signed.example.org']],
+    ['none', config([[]]), []],
+  ])('%s', (_label, source, expected) => {
+    expect(probeNames(source)).toEqual(expected);
+  });
+
+  it(`at most ${MAX_PROBE_NAMES}`, () => {
+    const many = config([Array.from({ length: 20 }, (_, i) => `*.zone${i}.example`)]);
+    expect(probeNames(many)).toEqual(Array.from({ length: MAX_PROBE_NAMES }, (_, i) => `_dancegate-probe.zone${i}.example`));
+  });
+});
+
+describe('probeAll: one client zone cannot make a validating resolver look non-validating', () => {
+  const TENANT = '_dancegate-probe.tenant-a.example';
+  const OPERATOR = '_dancegate-probe._device.operator.example';
+  // A resolver answering each name as given (what a zone owner can arrange for a name in their own zone).
+  const byName = (answers: Record<string, LookupOutcome>): TlsaResolver => ({
+    lookup: (name) => Promise.resolve(answers[name] ?? outcome('timeout', 'not in this test')),
+  });
+  const secure = outcome('no-tlsa', 'secure NXDOMAIN');
+  const insecure = outcome('insecure', 'AD=0');
+  const servfail = outcome('bogus', 'SERVFAIL');
+  const timeout = outcome('timeout', 'no answer');
+
+  it.each<[string, Record<string, LookupOutcome>, { ok: boolean; problem?: string; startsWith: string }]>([
+    [
+      'the tenant zone made unsigned, the operator zone validated: validates',
+      { [TENANT]: insecure, [OPERATOR]: secure },
+      { ok: true, startsWith: `the resolver validates DNSSEC (secure denial for ${OPERATOR}` },
+    ],
+    [
+      'the tenant zone made bogus, the operator zone validated: validates',
+      { [TENANT]: servfail, [OPERATOR]: secure },
+      { ok: true, startsWith: `the resolver validates DNSSEC (secure denial for ${OPERATOR}` },
+    ],
+    [
+      'every zone without AD: does not validate',
+      { [TENANT]: insecure, [OPERATOR]: insecure },
+      { ok: false, problem: 'not-validating', startsWith: `your resolver does not validate DNSSEC (answer for ${TENANT}` },
+    ],
+    [
+      'one zone without AD, one unanswered: unreachable, not a verdict',
+      { [TENANT]: insecure, [OPERATOR]: timeout },
+      { ok: false, problem: 'unreachable', startsWith: `the resolver did not answer the validation probe for ${OPERATOR}` },
+    ],
+  ])('%s', async (_label, answers, expected) => {
+    const result = await probeAll(byName(answers), [TENANT, OPERATOR]);
+    expect(result.ok).toBe(expected.ok);
+    if (!result.ok) expect(result.problem).toBe(expected.problem);
+    expect(result.ok ? result.detail : result.message).toMatch(new RegExp(`^${expected.startsWith.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  });
+
+  it('says how many zones were probed when none validated', async () => {
+    const result = await probeAll(byName({ [TENANT]: insecure, [OPERATOR]: insecure }), [TENANT, OPERATOR]);
+    expect(!result.ok && result.message.endsWith('(and the same for all 2 allowlisted zones probed)')).toBe(true);
   });
 });

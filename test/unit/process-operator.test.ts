@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { DancegateConfig } from '../../src/config/types.js';
-import { unbanAddress } from '../../src/metrics/admin-server.js';
+import { browserRequestRefusal, unbanAddress } from '../../src/metrics/admin-server.js';
 import { Admission, ADMISSION_DEFAULTS } from '../../src/ratelimit/admission.js';
 import { PenaltyBox } from '../../src/ratelimit/penalty-box.js';
 import { ReloadLedger } from '../../src/process/reload-ledger.js';
@@ -35,6 +35,29 @@ describe('describeListenError', () => {
     [undefined, false],
   ])('isListenError(%s) = %s', (err, expected) => {
     expect(isListenError(err)).toBe(expected);
+  });
+});
+
+describe('browserRequestRefusal (POST /penalty-box/unban has no credentials: no browser may use it)', () => {
+  it.each<[string, Record<string, string>, string | undefined]>([
+    ['curl to the loopback address', { host: '127.0.0.1:9901' }, undefined],
+    ['curl to an IPv6 address', { host: '[::1]:9901' }, undefined],
+    ['curl to localhost', { host: 'localhost:9901' }, undefined],
+    ['a pod IP (kubectl port-forward, exec)', { host: '10.1.2.3:9901' }, undefined],
+    ['no Host (HTTP/1.0)', {}, undefined],
+    [
+      'a cross-site form post',
+      { host: '127.0.0.1:9901', origin: 'https://evil.example' },
+      'refused: a request from a web browser (Origin or Sec-Fetch-Site present); use curl or a script on the admin host',
+    ],
+    [
+      'a fetch() with Sec-Fetch-Site',
+      { host: '127.0.0.1:9901', 'sec-fetch-site': 'cross-site' },
+      'refused: a request from a web browser (Origin or Sec-Fetch-Site present); use curl or a script on the admin host',
+    ],
+    ['DNS rebinding (a name now pointing at 127.0.0.1)', { host: 'rebind.evil.example:9901' }, "refused: Host 'rebind.evil.example:9901' is neither an IP address nor localhost"],
+  ])('%s', (_label, headers, expected) => {
+    expect(browserRequestRefusal(headers)).toBe(expected);
   });
 });
 
