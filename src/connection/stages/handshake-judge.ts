@@ -38,6 +38,16 @@ export function judgeStall(sent: number, maxFlightBytes: number, timeoutMs: numb
   return { reason: 'handshake-timeout', detail: `handshake and verification not done within ${timeoutMs} ms`, weight: flightPenalty(sent) };
 }
 
+/**
+ * The deadline passed after the handshake was over: the client was waiting
+ * for our TLSA lookup (a slow resolver or authoritative server), which is
+ * not the client's doing: no penalty-box weight (a DNS outcome never
+ * penalises, and a slow zone must not get a carrier-NAT address banned).
+ */
+export function judgeVerificationTimeout(timeoutMs: number): HandshakeJudgement {
+  return { reason: 'handshake-timeout', detail: `handshake done, but the TLSA lookup and verification not done within ${timeoutMs} ms`, weight: 0 };
+}
+
 /** The handshake ended: why the flight or the presented chain is over the limits, or undefined. */
 export function judgeSecured(sent: number, presented: readonly ChainEntry[], limits: ChainLimits): string | undefined {
   return flightViolation(sent, limits.maxFlightBytes) ?? chainLimitViolation(presented, limits.maxCertificates);

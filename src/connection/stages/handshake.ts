@@ -18,7 +18,7 @@ import { selectBySni } from '../../protocol/sni.js';
 import { presentedChain } from '../client-chain.js';
 import type { Connection } from '../connection.js';
 import type { ServerContext } from '../secure-context.js';
-import { judgeHandshakeError, judgeSecured, judgeStall, type HandshakeJudgement } from './handshake-judge.js';
+import { judgeHandshakeError, judgeSecured, judgeStall, judgeVerificationTimeout, type HandshakeJudgement } from './handshake-judge.js';
 import { pass, type Refusal } from './result.js';
 
 export interface HandshakeInput {
@@ -100,8 +100,8 @@ export async function handshake(c: Connection, raw: Socket, input: HandshakeInpu
   const limits = admission.clientChain;
   let secure = false;
   c.expiryMeans(() => {
-    // A handshake that never finished: judge what the client sent of its flight. A finished one waited on DNS: weight 1.
-    apply(c, judgeStall(secure ? 0 : sent(), limits.maxFlightBytes, timeoutMs));
+    // A handshake that never finished: judge what the client sent of its flight. A finished one waited on our DNS: no weight.
+    apply(c, secure ? judgeVerificationTimeout(timeoutMs) : judgeStall(sent(), limits.maxFlightBytes, timeoutMs));
     socket.destroy();
   });
   // The raw socket allows half-close (for TCP mode); a client that sends FIN before the handshake is done is gone.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { flightPenalty, judgeHandshakeError, judgeSecured, judgeStall } from '../../../src/connection/stages/handshake-judge.js';
+import { flightPenalty, judgeHandshakeError, judgeSecured, judgeStall, judgeVerificationTimeout } from '../../../src/connection/stages/handshake-judge.js';
 
 const OVER = (bytes: number): string => `the client sent ${bytes} bytes of handshake after its ClientHello; at most 16384 are accepted (limits.handshakes.maxClientFlightBytes)`;
 
@@ -35,6 +35,12 @@ describe('judgeStall', () => {
     [16385, { reason: 'chain-over-limits', detail: `${OVER(16385)}, then stalled` }],
   ] as const)('%i bytes', (sent, expected) => {
     expect(judgeStall(sent, 16384, 5000)).toEqual(expected);
+  });
+});
+
+describe('judgeVerificationTimeout', () => {
+  it('the handshake was over: waiting on our lookup is not the client doing, no penalty weight', () => {
+    expect(judgeVerificationTimeout(5000)).toEqual({ reason: 'handshake-timeout', detail: 'handshake done, but the TLSA lookup and verification not done within 5000 ms', weight: 0 });
   });
 });
 

@@ -66,15 +66,18 @@ listeners:
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function start(outcome: () => LookupOutcome, admission: Admission) {
+  async function start(outcome: () => LookupOutcome | 'never', admission: Admission, overrides: { handshakeTimeoutMs?: number } = {}) {
     const lookups: string[] = [];
     const decisions: DecisionRecord[] = [];
     const accepted: ConnectionContext[] = [];
     const refused: RefusalReason[] = [];
     const cache = {
-      lookup: async (name: string): Promise<CachedLookup> => {
+      lookup: async (name: string, signal?: AbortSignal): Promise<CachedLookup> => {
         lookups.push(name);
-        return { outcome: outcome(), cache: lookups.length === 1 ? 'miss' : 'hit' };
+        const answer = outcome();
+        // A resolver that never answers: the lookup ends only when the connection's signal aborts it.
+        if (answer === 'never') return new Promise((_resolve, reject) => signal?.addEventListener('abort', () => reject(signal.reason as Error), { once: true }));
+        return { outcome: answer, cache: lookups.length === 1 ? 'miss' : 'hit' };
       },
     };
     const forwarder: Forwarder = {
@@ -91,7 +94,7 @@ listeners:
       drain: () => undefined,
       close: () => undefined,
     };
-    const listener = new DaneListener(config, { cache, log: (d) => decisions.push(d), admission, forwarders: () => forwarder });
+    const listener = new DaneListener({ ...config, ...overrides }, { cache, log: (d) => decisions.push(d), admission, forwarders: () => forwarder });
     listeners.push(listener);
     const { port } = await listener.start();
     return { port, lookups, decisions, accepted, refused };
@@ -130,6 +133,18 @@ listeners:
       [NAME, [2, 0, 1], 'authenticated', []],
       [NAME, [2, 0, 1], 'authenticated', []],
     ]);
+  }, 30_000);
+
+  it('a TLSA lookup slower than handshakeTimeoutMs after the handshake never bans the address (penalty box of 1 failure)', async () => {
+    const run = await start(() => 'never', admission(1), { handshakeTimeoutMs: 400 });
+    for (let i = 0; i < 3; i++) {
+      await connect(run.port);
+      await waitUntil(`decision ${i + 1}`, () => run.decisions.length === i + 1);
+    }
+    expect(run.decisions.map((d) => [d.outcome, d.reason, d.detail])).toEqual(
+      Array.from({ length: 3 }, () => ['refused', 'handshake-timeout', 'handshake done, but the TLSA lookup and verification not done within 400 ms']),
+    );
+    expect(run.lookups).toEqual([NAME, NAME, NAME]);
   }, 30_000);
 
   it('dns-insecure refusals never ban the address (penalty box of 1 failure)', async () => {
