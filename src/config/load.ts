@@ -9,7 +9,6 @@
  * Relative paths in the file are relative to the directory of the file.
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import * as net from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
@@ -30,6 +29,7 @@ import { headerKey, identityHeaderCollisions } from './header-name.js';
 import { describeIssues } from './key-suggestion.js';
 import { bindOverlap, type BindAddress } from './bind-overlap.js';
 import { logFileProblem } from './log-destination.js';
+import { readBoundedFile } from './bounded-file.js';
 import type {
   DancegateConfig,
   HttpModeConfig,
@@ -56,6 +56,8 @@ export class ConfigError extends Error {
 
 /** Largest configuration file read. */
 export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+/** Most bytes of a certificate, chain or key file (a full public CA bundle is about 220 KB). */
+export const MAX_PKI_FILE_BYTES = 1024 * 1024;
 
 export const LISTENER_DEFAULTS = {
   minVersion: 'TLSv1.2',
@@ -380,9 +382,10 @@ class FileReader {
   async bytes(keyPath: string, file: string): Promise<Buffer | undefined> {
     const path = this.path(file);
     try {
-      return await readFile(path);
+      return await readBoundedFile(path, MAX_PKI_FILE_BYTES);
     } catch (err) {
-      this.problems.add(keyPath, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      const code = (err as NodeJS.ErrnoException).code;
+      this.problems.add(keyPath, code !== undefined ? `cannot read ${path}: ${code}` : (err as Error).message);
       return undefined;
     }
   }
@@ -838,12 +841,10 @@ export async function readConfigText(path: string): Promise<{ source: string; te
   const source = resolve(path);
   let text: string;
   try {
-    text = await readFile(source, 'utf8');
+    text = (await readBoundedFile(source, MAX_CONFIG_FILE_BYTES)).toString('utf8');
   } catch (err) {
-    throw new ConfigError(source, [`cannot read the configuration file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
-  }
-  if (Buffer.byteLength(text) > MAX_CONFIG_FILE_BYTES) {
-    throw new ConfigError(source, [`the configuration file is larger than ${MAX_CONFIG_FILE_BYTES} bytes`]);
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(source, [code !== undefined ? `cannot read the configuration file: ${code}` : `cannot read the configuration file: ${(err as Error).message}`]);
   }
   return { source, text };
 }

@@ -6,10 +6,10 @@
  */
 import { createHash } from 'node:crypto';
 import { watch } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { ConfigError, parseConfigText, readConfigText } from '../config/load.js';
+import { readBoundedFile } from '../config/bounded-file.js';
+import { ConfigError, MAX_CONFIG_FILE_BYTES, parseConfigText, readConfigText } from '../config/load.js';
 import type { DancegateConfig } from '../config/types.js';
 
 /** A configuration and the exact text it came from (what a cluster hands its workers). */
@@ -61,7 +61,7 @@ export class ConfigSource {
     const digest = async (): Promise<string | undefined> => {
       try {
         return createHash('sha256')
-          .update(await readFile(this.path))
+          .update(await readBoundedFile(this.path, MAX_CONFIG_FILE_BYTES))
           .digest('hex');
       } catch {
         return undefined;

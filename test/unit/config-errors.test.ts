@@ -7,7 +7,7 @@
  * `serve` would fail on at start (addresses that overlap, a log file it
  * cannot write) `config check` refuses too.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { X509Certificate, createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import * as net from 'node:net';
@@ -20,7 +20,7 @@ import { runCli } from '../../src/cli/cli.js';
 import { bindOverlap } from '../../src/config/bind-overlap.js';
 import { headerKey, identityHeaderCollisions } from '../../src/config/header-name.js';
 import { allowedKeysAt, editDistance, nearestKey } from '../../src/config/key-suggestion.js';
-import { ConfigError, HTTP_DEFAULTS, parseConfigText } from '../../src/config/load.js';
+import { ConfigError, HTTP_DEFAULTS, MAX_PKI_FILE_BYTES, parseConfigText } from '../../src/config/load.js';
 import { logFileProblem } from '../../src/config/log-destination.js';
 import { rewriteIdentityHeaders } from '../../src/forward/http-headers.js';
 import type { HttpModeConfig } from '../../src/config/types.js';
@@ -81,6 +81,33 @@ async function problemsOf(text: string): Promise<readonly string[]> {
   }
   throw new Error('expected a ConfigError');
 }
+
+describe('files the configuration names are read bounded', () => {
+  it('a FIFO as certFile is refused at once (it would block the loader and every later reload)', async () => {
+    const fifo = join(dir, 'cert.fifo');
+    execFileSync('mkfifo', [fifo]);
+    try {
+      const started = Date.now();
+      const problems = await problemsOf(replace('certFile: server.pem', 'certFile: cert.fifo'));
+      expect(problems).toEqual(['listeners[0].tls.certificates[0].certFile: DIR/cert.fifo is not a regular file']);
+      expect(Date.now() - started).toBeLessThan(2000);
+    } finally {
+      await rm(fifo, { force: true });
+    }
+  });
+
+  it('a certFile over MAX_PKI_FILE_BYTES is refused before it is read', async () => {
+    const big = join(dir, 'big.pem');
+    await writeFile(big, Buffer.alloc(MAX_PKI_FILE_BYTES + 1, 0x41));
+    try {
+      expect(await problemsOf(replace('certFile: server.pem', 'certFile: big.pem'))).toEqual([
+        `listeners[0].tls.certificates[0].certFile: DIR/big.pem is larger than ${MAX_PKI_FILE_BYTES} bytes (${MAX_PKI_FILE_BYTES + 1})`,
+      ]);
+    } finally {
+      await rm(big, { force: true });
+    }
+  });
+});
 
 describe('DER certificate and key files', () => {
   const fingerprint = (pem: string): string => new X509Certificate(pem).fingerprint256;
