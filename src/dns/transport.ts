@@ -112,10 +112,13 @@ export function queryStream(server: ResolverServer, question: DnsQuestion, timeo
         return;
       }
       chunks.push(chunk);
-      const buf = chunks.length === 1 ? chunk : Buffer.concat(chunks);
-      if (buf.length < 2) return;
-      const length = buf.readUInt16BE(0);
-      if (buf.length < length + 2) return;
+      // Joined only once the 2-byte length says the whole message is here (not once per chunk: a reply in
+      // tiny pieces would cost quadratic copying).
+      if (received < 2) return;
+      if (chunks.length > 1 && chunks[0] !== undefined && chunks[0].length < 2) chunks.splice(0, chunks.length, Buffer.concat(chunks));
+      const length = (chunks[0] as Buffer).readUInt16BE(0);
+      if (received < length + 2) return;
+      const buf = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received);
       if (buf.length > length + 2) {
         finish(failure('malformed', `${label}: unexpected bytes after the response`));
         return;

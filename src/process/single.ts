@@ -56,7 +56,7 @@ async function serveSingle(logger: Logger, source: ConfigSource, config: Dancega
       ledger.failed(proxy.generation, errorText(err));
       return;
     }
-    const fixed = fixedSettingsChanged(proxy.config, next);
+    const fixed = fixedSettingsChanged(config, next);
     const result = ledger.record(await proxy.reload(next));
     if (result.ok) ledger.unchanged(fixed);
   };

@@ -126,6 +126,32 @@ describe('DnsExchange', () => {
     expect(s.seen.map((x) => x.transport)).toEqual(['udp', 'tcp']);
   });
 
+  it('reassembles a TCP answer sent one byte at a time (the length prefix split too)', async () => {
+    const server = net.createServer((socket) => {
+      socket.setNoDelay(true);
+      socket.on('error', () => undefined);
+      socket.once('data', async (chunk: Buffer) => {
+        const query = dnsPacket.decode(chunk.subarray(2, chunk.readUInt16BE(0) + 2));
+        const r = reply(query, { rcode: 3 });
+        const framed = Buffer.concat([Buffer.from([r.length >> 8, r.length & 0xff]), r]);
+        for (const byte of framed) {
+          if (socket.destroyed) return;
+          socket.write(Buffer.from([byte]));
+          await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const port = (server.address() as net.AddressInfo).port;
+      const result = await new DnsExchange({ servers: [{ host: '127.0.0.1', port, transport: 'tcp' }] }).query(A_QUESTION);
+      expect(result.ok && { rcode: result.response.rcodeName, from: result.response.from }).toEqual({ rcode: 'NXDOMAIN', from: `tcp://127.0.0.1:${port}` });
+    } finally {
+      server.close();
+    }
+  });
+
   it('fails over after SERVFAIL and does not ask that server again', async () => {
     const bad = await scripted((q) => [reply(q, { rcode: 2, ad: false })]);
     const good = await scripted((q) => [reply(q)]);
