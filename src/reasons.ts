@@ -48,7 +48,7 @@ export const REASONS = {
   'no-name': refusal('no dane_clientid and no SAN dNSName in the certificate', true),
   'ambiguous-name': refusal('more than one allowlisted SAN dNSName and no dane_clientid to choose', true),
   'handshake-failed': refusal('the TLS handshake failed', true),
-  'handshake-timeout': refusal('handshake and verification not done within handshakeTimeoutMs', true),
+  'handshake-timeout': refusal('handshake and verification not done within handshakeTimeoutMs (no penalty when the handshake was done and our lookup was slow)', true),
   'chain-over-limits': refusal('the client chain is over the chain limits; the address is banned', true),
   'no-certificate': refusal('the client presented no certificate', true),
   'dns-no-tlsa': refusal('the name has no TLSA records (NXDOMAIN or NODATA, DNSSEC-validated)', false),
