@@ -141,7 +141,8 @@ export class Connection {
   decide(outcome: DecisionRecord['outcome'], reason: ConnectionReason, detail: string): boolean {
     if (this.decidedAs !== undefined) return false;
     clearTimeout(this.deadline);
-    this.decidedAs = this.record(outcome, reason, detail);
+    // Bounded once, here, for every consumer (the log sink and the decision channel).
+    this.decidedAs = boundDecisionRecord(this.record(outcome, reason, detail));
     // The failure first: should it ban the address, the slots released below go to none of its waiting connections.
     if (outcome === 'refused') this.penalise(reason);
     this.releaseTls();
@@ -165,7 +166,7 @@ export class Connection {
 
   private emit(record: DecisionRecord): void {
     this.env.log(record);
-    if (decisionChannel.hasSubscribers) decisionChannel.publish(boundDecisionRecord(record));
+    decisionChannel.publish(record);
   }
 
   private record(outcome: DecisionRecord['outcome'], reason: ConnectionReason, detail: string): DecisionRecord {

@@ -481,16 +481,3 @@ export function parseCertificates(data: Buffer, source = 'input'): ParsedCertifi
     throw new CertificateParseError(`${source}: neither PEM nor DER: ${(err as Error).message}`);
   }
 }
-
-/**
- * Does `issuer`'s subject name equal `child`'s issuer name, and does its key
- * verify child's signature? CA constraints (basicConstraints, keyUsage) are
- * judged separately by the caller so that a refusal can say which failed.
- */
-export function isIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate): boolean {
-  try {
-    return child.issuer === issuer.subject && child.node.verify(issuer.node.publicKey);
-  } catch {
-    return false;
-  }
-}

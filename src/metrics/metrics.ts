@@ -126,27 +126,13 @@ export class ProxyMetrics {
       labelNames: ['result'] as const,
       registers,
     });
-    this.handshakeSeconds = new Histogram({
-      name: 'dancegate_handshake_seconds',
-      help: 'TLS handshake time after the ClientHello was read',
-      labelNames: ['listener'] as const,
-      buckets: SECONDS_BUCKETS,
-      registers,
-    });
-    this.decisionSeconds = new Histogram({
-      name: 'dancegate_dane_decision_seconds',
-      help: 'Time from the start of the TLSA lookup to the DANE decision (overlaps the handshake when the name came from dane_clientid)',
-      labelNames: ['listener'] as const,
-      buckets: SECONDS_BUCKETS,
-      registers,
-    });
-    this.upstreamConnectSeconds = new Histogram({
-      name: 'dancegate_upstream_connect_seconds',
-      help: 'Time to connect to the upstream (and finish its TLS handshake) for new upstream connections',
-      labelNames: ['listener'] as const,
-      buckets: SECONDS_BUCKETS,
-      registers,
-    });
+    const listenerSeconds = (name: string, help: string): Histogram<'listener'> => new Histogram({ name, help, labelNames: ['listener'] as const, buckets: SECONDS_BUCKETS, registers });
+    this.handshakeSeconds = listenerSeconds('dancegate_handshake_seconds', 'TLS handshake time after the ClientHello was read');
+    this.decisionSeconds = listenerSeconds(
+      'dancegate_dane_decision_seconds',
+      'Time from the start of the TLSA lookup to the DANE decision (overlaps the handshake when the name came from dane_clientid)',
+    );
+    this.upstreamConnectSeconds = listenerSeconds('dancegate_upstream_connect_seconds', 'Time to connect to the upstream (and finish its TLS handshake) for new upstream connections');
     this.upstreamErrors = new Counter({
       name: 'dancegate_upstream_errors_total',
       help: 'Upstream connection or request failures',

@@ -24,6 +24,7 @@ import type { ListenerAddress } from './running-proxy.js';
 import type { ServeIo, Served } from './served.js';
 import { StartError } from './start-error.js';
 import { describeUnban } from './unban.js';
+import { onStopAndHangup } from './signals.js';
 import { validationAtStart } from './validation.js';
 import { WorkerCounters } from './worker-counters.js';
 
@@ -260,9 +261,7 @@ async function servePrimary(logger: Logger, initial: ConfigText, source: ConfigS
         resolve(code);
       });
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => {
+    onStopAndHangup(stop, () => {
       reopenLog(logger, config.log);
       for (const w of ready) if (w.isConnected()) w.send({ type: 'dancegate:reopen-log' });
       void reload();

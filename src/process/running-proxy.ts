@@ -11,7 +11,7 @@ import { DecisionCounters } from '../metrics/decision-counters.js';
 import { Admission } from '../ratelimit/admission.js';
 import type { ResolverGate } from '../lookup/resolver-gate.js';
 import type { ListenerConfig } from '../config/types.js';
-import { boundDecisionRecord, jsonLineSink, type DecisionSink } from '../connection/decision-log.js';
+import { jsonLineSink, type DecisionSink } from '../connection/decision-log.js';
 import { DaneListener, type ListenerDependencies } from '../connection/listener.js';
 import { createForwarder } from '../forward/factory.js';
 import { StartError, describeListenError, isListenError } from './start-error.js';
@@ -105,8 +105,8 @@ export async function startProxy(config: DancegateConfig, options: ProxyOptions 
   const sink = options.log ?? jsonLineSink;
   const log: DecisionSink = (record) => {
     counters.count(record);
-    // Every sink, a caller's included, gets fields bounded in size (a hostile certificate's names end up in detail).
-    sink(boundDecisionRecord(record));
+    // Every sink, a caller's included, gets fields bounded in size: the connection bounds its record once, when it decides.
+    sink(record);
   };
   let shared = sharedFor(config, options);
   const depsFor = (s: Shared): ListenerDependencies => ({ cache: s.cache, log, admission: s.admission, forwarders: createForwarder });

@@ -13,6 +13,7 @@ import { checkResolverAtStart, resolverReadiness, type Probe } from './resolver-
 import type { ServeIo, Served } from './served.js';
 import { describeUnban } from './unban.js';
 import type { DancegateConfig } from '../config/types.js';
+import { firstCallOnly, onStopAndHangup } from './signals.js';
 import { validationAtStart } from './validation.js';
 
 export async function runSingle(source: ConfigSource, config: DancegateConfig, version: string, io: ServeIo, probe: Probe): Promise<Served> {
@@ -67,19 +68,14 @@ async function serveSingle(logger: Logger, source: ConfigSource, config: Dancega
   };
 
   const done = new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (why: string): void => {
-      if (stopping) return;
-      stopping = true;
+    const stop = firstCallOnly((why: string): void => {
       void served.drain(why).then(async (code) => {
         await admin?.close();
         await settleLog(logger);
         resolve(code);
       });
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => {
+    });
+    onStopAndHangup(stop, () => {
       reopenLog(logger, config.log);
       reload();
     });

@@ -12,6 +12,7 @@ import { startProxyProcess } from './proxy-process.js';
 import type { PreparedReload } from './running-proxy.js';
 import type { ServeIo, Served } from './served.js';
 import { StartError } from './start-error.js';
+import { firstCallOnly } from './signals.js';
 
 const CONFIG_TIMEOUT_MS = 30_000;
 /** A prepared reload the primary never settles (it died) is aborted after this. */
@@ -96,15 +97,12 @@ export async function runWorker(source: ConfigSource, version: string, _io: Serv
   };
 
   const done = new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (why: string): void => {
-      if (stopping) return;
-      stopping = true;
+    const stop = firstCallOnly((why: string): void => {
       void served.drain(why).then(async (code) => {
         await settleLog(logger);
         resolve(code);
       });
-    };
+    });
     process.on('message', (raw: unknown) => {
       const m = asPrimaryMessage(raw);
       switch (m?.type) {

@@ -9,7 +9,6 @@ import {
   CertificateParseError,
   dnsNamesFromCertificateDer,
   extractSpki,
-  isIssuedBy,
   MAX_CERTIFICATE_BYTES,
   MAX_EXTENSIONS,
   MAX_NAME_ATTRIBUTES,
@@ -258,26 +257,6 @@ describe('parseCertificates (PEM or DER)', () => {
   it('routes text with a BEGIN line to the PEM parser (so a key file is named as such)', () => {
     const result = thrown(() => parseCertificates(Buffer.from(pki.leaf.keyPem), 'k.pem'));
     expect(result.message).toBe("k.pem: PEM block 1 is 'PRIVATE KEY', expected 'CERTIFICATE' (is this the key file?)");
-  });
-});
-
-describe('isIssuedBy', () => {
-  it.each<[string, () => IssuedCertificate, () => IssuedCertificate, boolean]>([
-    ['leaf by its intermediate', () => pki.leaf, () => pki.intermediate, true],
-    ['intermediate by the root', () => pki.intermediate, () => pki.root, true],
-    ['root by itself (self-signed)', () => pki.root, () => pki.root, true],
-    ['RSA leaf by its ECDSA intermediate', () => pki.byAlgorithm.get('rsa-2048') as IssuedCertificate, () => pki.intermediate, true],
-    ['Ed25519 leaf by its ECDSA intermediate', () => pki.byAlgorithm.get('ed25519') as IssuedCertificate, () => pki.intermediate, true],
-    ['leaf by the root (skips a level)', () => pki.leaf, () => pki.root, false],
-    ['intermediate by the leaf (reversed)', () => pki.intermediate, () => pki.leaf, false],
-    ['root by the intermediate', () => pki.root, () => pki.intermediate, false],
-    ['leaf by an unrelated root', () => pki.leaf, () => pki.otherRoot, false],
-    ['impostor naming the intermediate but signed by another key', () => pki.impostor, () => pki.intermediate, false],
-    ['impostor by the key that really signed it (name differs)', () => pki.impostor, () => pki.otherRoot, false],
-    ['signed by the intermediate key but naming another issuer', () => pki.misnamedIssuerLeaf, () => pki.intermediate, false],
-    ['leaf by itself', () => pki.leaf, () => pki.leaf, false],
-  ])('%s', (_label, child, issuer, expected) => {
-    expect(isIssuedBy(parsed(child()), parsed(issuer()))).toBe(expected);
   });
 });
 
