@@ -21,6 +21,7 @@ export const LAYERS = [
   { folder: 'allowlist', rank: 1, note: 'allowlist patterns (→ dane)' },
   { folder: 'dns', rank: 1, note: 'generic DNS exchange, nothing TLSA-specific' },
   { folder: 'ratelimit', rank: 1, note: 'admission limits (→ reasons)' },
+  { folder: 'tls', rank: 1, note: 'the native TLS engine: loader, stream, secure-socket type' },
   { folder: 'lookup', rank: 2, note: 'the TLSA lookup chain (→ dane, dns, ratelimit, allowlist)' },
   { folder: 'config', rank: 3, note: 'configuration loading and types' },
   { folder: 'connection', rank: 4, note: 'the listener and its pipeline' },

@@ -30,18 +30,20 @@ import { describeIssues } from './key-suggestion.js';
 import { bindOverlap, type BindAddress } from './bind-overlap.js';
 import { logFileProblem } from './log-destination.js';
 import { readBoundedFile } from './bounded-file.js';
-import type {
-  DancegateConfig,
-  HttpModeConfig,
-  LimitsConfig,
-  ListenerConfig,
-  ProxyHeaderConfig,
-  ResolverConfig,
-  RouteConfig,
-  ServerCertificate,
-  TcpRouteConfig,
-  Upstream,
-  UpstreamTls,
+import {
+  IDENTITY_SOURCE_NAMES,
+  TLS_ENGINES,
+  type DancegateConfig,
+  type HttpModeConfig,
+  type LimitsConfig,
+  type ListenerConfig,
+  type ProxyHeaderConfig,
+  type ResolverConfig,
+  type RouteConfig,
+  type ServerCertificate,
+  type TcpRouteConfig,
+  type Upstream,
+  type UpstreamTls,
 } from './types.js';
 
 export class ConfigError extends Error {
@@ -168,6 +170,7 @@ const TlsSchema = z.strictObject({
   certificates: z.array(CertificateSchema).min(1, 'expected at least one certificate'),
   minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default(LISTENER_DEFAULTS.minVersion),
   pkixCaFile: nonEmpty.optional(),
+  engine: z.enum(TLS_ENGINES).default('auto'),
 });
 
 const HttpSchema = z.strictObject({
@@ -197,6 +200,11 @@ const RouteSchema = z.strictObject({
   upstreamTls: UpstreamTlsSchema.optional(),
   allow: z.array(nonEmpty).optional(),
   allowFile: nonEmpty.optional(),
+  identitySources: z
+    .array(z.enum(IDENTITY_SOURCE_NAMES))
+    .min(1, 'expected at least one of certificate-extension, clienthello-extension, san')
+    .default([...IDENTITY_SOURCE_NAMES]),
+  strict: z.boolean().default(false),
   proxyHeader: z.enum(['none', 'v1', 'v2']).default('none'),
   proxyV2: z
     .strictObject({
@@ -606,6 +614,17 @@ async function resolveRoute(raw: RawRoute, listener: RawListener, keyPath: strin
   if (new Set([v2.nameTlv, v2.certHashTlv, v2.tlsaTlv]).size !== 3) {
     problems.add(`${keyPath}.proxyV2`, 'nameTlv, certHashTlv and tlsaTlv must be three different types');
   }
+  const identitySources = IDENTITY_SOURCE_NAMES.filter((name) => raw.identitySources.includes(name));
+  if (new Set(raw.identitySources).size !== raw.identitySources.length) problems.add(`${keyPath}.identitySources`, 'names a source twice');
+  if (raw.strict && (identitySources.length !== 1 || identitySources[0] !== 'certificate-extension')) {
+    problems.add(`${keyPath}.identitySources`, 'a strict route (draft -13) takes the name from the TLS 1.3 Certificate message only: [certificate-extension]');
+  }
+  if (raw.strict && listener.tls.engine === 'node') {
+    problems.add(`${keyPath}.strict`, 'needs the native TLS engine (tls.engine: native or auto): node:tls cannot ask for dane_clientid in its CertificateRequest');
+  }
+  if (listener.tls.engine === 'node' && identitySources.length === 1 && identitySources[0] === 'certificate-extension') {
+    problems.add(`${keyPath}.identitySources`, 'certificate-extension alone needs the native TLS engine (tls.engine: native or auto): node:tls never asks for the name');
+  }
   if (upstream === undefined || allowlist === undefined) return undefined;
   const tls = await resolveUpstreamTls(raw.upstreamTls, upstream, `${keyPath}.upstreamTls`, files, problems);
   const proxyHeader: ProxyHeaderConfig = {
@@ -613,7 +632,9 @@ async function resolveRoute(raw: RawRoute, listener: RawListener, keyPath: strin
     tlvTypes: { name: v2.nameTlv, certHash: v2.certHashTlv, tlsa: v2.tlsaTlv },
     crc32c: v2.crc32c,
   };
-  return { route: { serverNames, upstream: { ...upstream, tls }, allowlist, allowlistSource }, proxyHeader };
+  // A strict route (draft -13) with an empty allowlist or unknown sources was reported above; its order is the fixed precedence.
+  const identity = { sources: raw.strict ? (['certificate-extension'] as const) : identitySources, strict: raw.strict };
+  return { route: { serverNames, upstream: { ...upstream, tls }, allowlist, allowlistSource, identity }, proxyHeader };
 }
 
 async function resolveCertificates(raw: RawListener['tls']['certificates'], keyPath: string, files: FileReader, problems: Problems, minVersion: string): Promise<ServerCertificate[]> {
@@ -708,6 +729,7 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
     port: hp.port,
     certificates,
     minVersion: raw.tls.minVersion,
+    engine: raw.tls.engine,
     daneClientIdType: raw.daneClientIdType,
     maxClientHelloBytes: raw.maxClientHelloBytes,
     clientHelloTimeoutMs: raw.clientHelloTimeoutMs,

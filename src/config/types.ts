@@ -76,7 +76,28 @@ export interface RouteConfig {
   readonly allowlist: Allowlist;
   /** Where the allowlist came from: 'listeners[0].routes[1].allow' or the file path. */
   readonly allowlistSource: string;
+  readonly identity: RouteIdentity;
 }
+
+/**
+ * Where a client's name may come from, in this order of precedence:
+ * - certificate-extension: dane_clientid in the end-entity entry of the TLS 1.3 Certificate message (draft-ietf-dance-client-auth-13; native engine only);
+ * - clienthello-extension: dane_clientid in the ClientHello (draft-ietf-dance-tls-clientid-07);
+ * - san: the one allowlisted SAN dNSName of the certificate (compatibility; -11 and later dropped it).
+ */
+export const IDENTITY_SOURCE_NAMES = ['certificate-extension', 'clienthello-extension', 'san'] as const;
+export type IdentitySourceName = (typeof IDENTITY_SOURCE_NAMES)[number];
+
+export interface RouteIdentity {
+  /** The sources this route accepts, in precedence order (a subset of IDENTITY_SOURCE_NAMES). */
+  readonly sources: readonly IdentitySourceName[];
+  /** Draft -13 strict: TLS 1.3 only, the Certificate extension only, every DANE failure handshake_failure (native engine only). */
+  readonly strict: boolean;
+}
+
+/** Which TLS implementation a listener runs: the native engine when it loads (auto), node:tls, or the native engine or no start. */
+export const TLS_ENGINES = ['auto', 'node', 'native'] as const;
+export type TlsEngineChoice = (typeof TLS_ENGINES)[number];
 
 /** A TCP-mode route: the identity travels to the upstream in a PROXY header (or not at all). */
 export interface TcpRouteConfig extends RouteConfig {
@@ -120,6 +141,7 @@ export interface ListenerBase {
   readonly mode: ListenerMode;
   readonly certificates: readonly ServerCertificate[];
   readonly minVersion: TlsVersion;
+  readonly engine: TlsEngineChoice;
   readonly policy: AuthPolicy;
   readonly daneClientIdType: number;
   readonly maxClientHelloBytes: number;

@@ -4,11 +4,11 @@
  * injects a ForwarderFactory, and a new mode (or HTTP/2) is one more
  * Forwarder there.
  */
-import type { TLSSocket } from 'node:tls';
 import type { ListenerConfig, RouteConfig } from '../config/types.js';
 import type { ParsedCertificate } from '../dane/certificate.js';
 import type { ClientHelloInfo } from '../protocol/client-hello.js';
 import type { ConnectionReason, RefusalReason } from '../reasons.js';
+import type { SecureSocket } from '../tls/secure-socket.js';
 
 /** What a forwarder learns about a decided connection. */
 export interface ConnectionContext {
@@ -37,10 +37,16 @@ export interface Forwarder {
   readonly alpn: readonly string[] | undefined;
   /** Whether a refused client may still be forwarded, unauthenticated (policy optional; HTTP only). */
   readonly forwardsUnauthenticated: boolean;
+  /**
+   * Whether a refused client gets an answer in the protocol (HTTP 403/503 with the reason: http.refuseWith403).
+   * On the native engine such a client's handshake is completed for it; otherwise (TCP mode, refuseWith403
+   * false, a strict route) the refusal is a handshake_failure alert inside the handshake.
+   */
+  readonly answersRefusals: boolean;
   /** Serve a decided connection (the socket is paused; the forwarder resumes it). */
-  accept(socket: TLSSocket, context: ConnectionContext): void;
+  accept(socket: SecureSocket, context: ConnectionContext): void;
   /** Answer a connection refused after its handshake (an HTTP 403/503, or just close) and close it. */
-  refuse(socket: TLSSocket, reason: RefusalReason): void;
+  refuse(socket: SecureSocket, reason: RefusalReason): void;
   /** Stop taking new requests on kept-alive connections; finish the ones in flight. */
   drain(): void;
   /** Release everything (upstream pools); connections are closed by the listener. */

@@ -28,11 +28,11 @@ export function checkName(raw: string, allowlist: Pick<Allowlist, 'match'> | und
   return { ok: true, name: canonical.name, allowedBy };
 }
 
-/** The name from a non-empty `dane_clientid` extension, checked against the allowlist (before any DNS query). */
-export function nameFromExtension(raw: string, allowlist: Pick<Allowlist, 'match'>): ClaimedName<'extension'> {
+/** The name from a non-empty `dane_clientid` extension (of the ClientHello or the Certificate message), checked against the allowlist (before any DNS query). */
+export function nameFromExtension<S extends string>(raw: string, allowlist: Pick<Allowlist, 'match'>, source: S): ClaimedName<S> {
   const checked = checkName(raw, allowlist);
-  if (!checked.ok) return { ok: false, reason: checked.reason, detail: checked.reason === 'invalid-name' ? `dane_clientid: ${checked.detail}` : checked.detail, source: 'extension' };
-  return { ok: true, name: checked.name, source: 'extension', allowedBy: checked.allowedBy ?? checked.name };
+  if (!checked.ok) return { ok: false, reason: checked.reason, detail: checked.reason === 'invalid-name' ? `dane_clientid: ${checked.detail}` : checked.detail, source };
+  return { ok: true, name: checked.name, source, allowedBy: checked.allowedBy ?? checked.name };
 }
 
 /** Most SAN names quoted in a refusal's detail, and most characters of each. */
@@ -55,7 +55,7 @@ export function describeSanNames(dnsNames: readonly string[]): string {
 }
 
 /** The name from the certificate's SAN dNSNames: exactly one allowlisted candidate. */
-export function nameFromCertificate(dnsNames: readonly string[], allowlist: Pick<Allowlist, 'match'>): ClaimedName<'certificate'> {
+export function nameFromCertificate(dnsNames: readonly string[], allowlist: Pick<Allowlist, 'match'>): ClaimedName<'san'> {
   const candidates = new Map<string, string>();
   for (const dnsName of dnsNames) {
     const checked = checkName(dnsName, allowlist);
@@ -63,17 +63,17 @@ export function nameFromCertificate(dnsNames: readonly string[], allowlist: Pick
   }
   if (candidates.size === 0) {
     return dnsNames.length === 0
-      ? { ok: false, reason: 'no-name', detail: 'no dane_clientid and no SAN dNSName in the certificate', source: 'certificate' }
-      : { ok: false, reason: 'not-allowed', detail: `no SAN dNSName of the certificate is on the allowlist (${describeSanNames(dnsNames)})`, source: 'certificate' };
+      ? { ok: false, reason: 'no-name', detail: 'no dane_clientid and no SAN dNSName in the certificate', source: 'san' }
+      : { ok: false, reason: 'not-allowed', detail: `no SAN dNSName of the certificate is on the allowlist (${describeSanNames(dnsNames)})`, source: 'san' };
   }
   if (candidates.size > 1) {
     return {
       ok: false,
       reason: 'ambiguous-name',
       detail: `${candidates.size} allowlisted SAN dNSNames (${[...candidates.keys()].slice(0, 4).join(', ')}); send dane_clientid to choose`,
-      source: 'certificate',
+      source: 'san',
     };
   }
   const [[name, allowedBy]] = [...candidates] as [[string, string]];
-  return { ok: true, name, source: 'certificate', allowedBy };
+  return { ok: true, name, source: 'san', allowedBy };
 }

@@ -5,14 +5,14 @@
  * decision is the injected forwarder's business (forwarder.ts).
  */
 import * as net from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import type { ListenerConfig } from '../config/types.js';
+import { loadNativeEngine, type NativeEngineLoad } from '../tls/native-engine.js';
 import type { Admission } from '../ratelimit/admission.js';
 import { Connection } from './connection.js';
 import type { DecisionSink } from './decision-log.js';
 import type { Forwarder, ForwarderFactory } from './forwarder.js';
 import { runPipeline } from './pipeline.js';
-import { secureContextsFor, type ServerContext } from './secure-context.js';
+import { chooseEngine, listenerTls, type ChosenEngine, type EngineName, type ListenerTls } from './tls-engine.js';
 import type { TlsaLookupSource } from './stages/lookup.js';
 
 export interface ListenerDependencies {
@@ -22,6 +22,8 @@ export interface ListenerDependencies {
   /** Builds each generation's forwarder (HTTP or TCP, by the listener's mode). */
   readonly forwarders: ForwarderFactory;
   readonly now?: () => Date;
+  /** The native TLS engine as loaded (default: this process's, see src/tls/native-engine.ts). */
+  readonly nativeEngine?: NativeEngineLoad;
 }
 
 /**
@@ -31,7 +33,8 @@ export interface ListenerDependencies {
 interface Generation {
   readonly config: ListenerConfig;
   readonly deps: ListenerDependencies;
-  readonly contexts: readonly ServerContext[];
+  readonly engine: ChosenEngine;
+  readonly tls: ListenerTls;
   readonly forwarder: Forwarder;
   readonly now: () => Date;
   /**
@@ -42,9 +45,19 @@ interface Generation {
   open: number;
 }
 
+/** Throws (TlsEngineError, or a certificate the engine refuses) without side effects beyond a forwarder it closes. */
 function generationFor(config: ListenerConfig, deps: ListenerDependencies): Generation {
-  const contexts = secureContextsFor(config);
-  return { config, deps, contexts, forwarder: deps.forwarders(config), now: deps.now ?? (() => new Date()), open: 0 };
+  const engine = chooseEngine(config.engine, deps.nativeEngine ?? loadNativeEngine(), config.name);
+  const forwarder = deps.forwarders(config);
+  try {
+    const tls = listenerTls(engine, config, forwarder.alpn);
+    // Paused handshakes hold memory in OpenSSL's job pool: capped by the handshake budget (effective once per process).
+    if (tls.engine === 'native') tls.binding.limitPausedHandshakes(deps.admission.limits.handshakes.maxConcurrent);
+    return { config, deps, engine, tls, forwarder, now: deps.now ?? (() => new Date()), open: 0 };
+  } catch (err) {
+    forwarder.close();
+    throw err;
+  }
 }
 
 export class DaneListener {
@@ -55,7 +68,7 @@ export class DaneListener {
   /** Raw client sockets (each connection's lifetime). */
   private readonly connections = new Set<net.Socket>();
   /** Raw and TLS sockets, all destroyed by close(). */
-  private readonly sockets = new Set<net.Socket>();
+  private readonly sockets = new Set<{ destroy(): void }>();
   private readonly drainWaiters: Array<() => void> = [];
 
   constructor(config: ListenerConfig, deps: ListenerDependencies) {
@@ -64,6 +77,12 @@ export class DaneListener {
 
   get config(): ListenerConfig {
     return this.current.config;
+  }
+
+  /** The TLS engine new connections run on, and why auto fell back to node:tls. */
+  get engine(): { readonly name: EngineName; readonly fallback: string | undefined } {
+    const e = this.current.engine;
+    return e.name === 'native' ? { name: 'native', fallback: undefined } : e;
   }
 
   /** Connections open now (accepted and not yet closed). */
@@ -128,11 +147,11 @@ export class DaneListener {
       if (this.connections.size === 0) for (const waiter of this.drainWaiters.splice(0)) waiter();
     });
     raw.on('error', () => undefined);
-    const track = (socket: TLSSocket): void => {
+    const track = (socket: { destroy(): void; once(event: 'close', listener: () => void): unknown }): void => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
     };
-    const env = { config, contexts: generation.contexts, forwarder: generation.forwarder, cache: deps.cache, admission: deps.admission, now: generation.now, track };
+    const env = { config, tls: generation.tls, forwarder: generation.forwarder, cache: deps.cache, admission: deps.admission, now: generation.now, track };
     runPipeline(connection, raw, env).catch((err: unknown) => {
       // A bug must cost one connection, never the process.
       process.emitWarning(`dancegate: listener ${config.name}: connection handler failed: ${err instanceof Error ? err.message : String(err)}`);

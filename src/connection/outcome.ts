@@ -6,9 +6,9 @@
  * forwarder with the listener's idle timeout and maximum lifetime.
  */
 import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import type { ListenerConfig } from '../config/types.js';
 import { alertFor, REASONS } from '../reasons.js';
+import type { SecureSocket } from '../tls/secure-socket.js';
 import type { Connection } from './connection.js';
 import type { ConnectionContext, Forwarder } from './forwarder.js';
 import { fatalAlertRecord } from './peek.js';
@@ -26,7 +26,7 @@ export function endRaw(c: Connection, raw: Socket, refusal: Refusal): void {
 }
 
 /** Refused at or after the end of the handshake: the forwarder answers (an HTTP 403/503, or a close). */
-export function endSecured(c: Connection, socket: TLSSocket, refusal: Refusal, forwarder: Pick<Forwarder, 'refuse'>): void {
+export function endSecured(c: Connection, socket: SecureSocket, refusal: Refusal, forwarder: Pick<Forwarder, 'refuse'>): void {
   c.decide('refused', refusal.reason, refusal.detail);
   if (socket.destroyed) return;
   forwarder.refuse(socket, refusal.reason);
@@ -36,14 +36,14 @@ export function endSecured(c: Connection, socket: TLSSocket, refusal: Refusal, f
 export type DecidedContext = Omit<ConnectionContext, 'identity' | 'status'>;
 
 /** Refused after the handshake; a forwarder that serves unauthenticated clients (policy optional) gets it anyway, without identity. */
-export function refuseOrForwardUnauthenticated(c: Connection, socket: TLSSocket, refusal: Refusal, forwarder: Forwarder, context: DecidedContext): void {
+export function refuseOrForwardUnauthenticated(c: Connection, socket: SecureSocket, refusal: Refusal, forwarder: Forwarder, context: DecidedContext): void {
   if (!forwarder.forwardsUnauthenticated) return endSecured(c, socket, refusal, forwarder);
   if (!c.decide('forwarded', refusal.reason, `unauthenticated: ${refusal.detail}`)) return void socket.destroy();
   forward(socket, forwarder, { ...context, identity: undefined, status: refusal.reason });
 }
 
 /** Hand a decided connection to the forwarder; the listener's idle timeout and maximum lifetime apply from now on. */
-export function forward(socket: TLSSocket, forwarder: Pick<Forwarder, 'accept'>, context: ConnectionContext): void {
+export function forward(socket: SecureSocket, forwarder: Pick<Forwarder, 'accept'>, context: ConnectionContext): void {
   const limits: Pick<ListenerConfig, 'idleTimeoutMs' | 'maxLifetimeMs'> = context.listener;
   socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy());
   if (limits.maxLifetimeMs !== undefined) {

@@ -1,8 +1,10 @@
 /**
  * One connection, stage by stage (each stage in stages/, each refusal a
- * catalog reason): inbound PROXY → admit → ClientHello → route → claim
- * (may start the lookup) → handshake → claim from the certificate →
- * authenticate → admit the identity → forwarder. Nothing is read from the
+ * catalog reason): inbound PROXY → admit → ClientHello → route → claim from
+ * the ClientHello (may start the lookup) → handshake with verification
+ * (claim → authenticate → admit the identity) → forwarder. node:tls verifies
+ * once its handshake is over; the native engine verifies while its handshake
+ * is paused, so a refusal fails the handshake. Nothing is read from the
  * client past its ClientHello, or forwarded, before the decision.
  */
 import type { Socket } from 'node:net';
@@ -11,33 +13,35 @@ import type { Admission } from '../ratelimit/admission.js';
 import type { Connection } from './connection.js';
 import type { Forwarder } from './forwarder.js';
 import { endRaw, endSecured, forward, refuseOrForwardUnauthenticated } from './outcome.js';
-import type { ServerContext } from './secure-context.js';
-import { admitConnection, admitIdentity } from './stages/admit.js';
-import { authenticate } from './stages/authenticate.js';
-import { readCertificates } from './stages/certificate.js';
-import { claimName, type IdentitySource } from './stages/claim.js';
+import { admitConnection } from './stages/admit.js';
+import { claimName } from './stages/claim.js';
 import { readClientHello } from './stages/client-hello.js';
-import { handshake } from './stages/handshake.js';
-import { IDENTITY_SOURCES, type NameSource } from './stages/identity-sources.js';
+import { handshake, type HandshakeInput } from './stages/handshake.js';
+import { handshakeNative, type VerifiedHandshake } from './stages/handshake-native.js';
+import { sourcesOf } from './stages/identity-sources.js';
 import { readInboundProxy } from './stages/inbound-proxy.js';
 import { startLookup, type TlsaLookupSource } from './stages/lookup.js';
-import { refuse } from './stages/result.js';
+import type { Refusal } from './stages/result.js';
 import { routeBySni, routeLabel } from './stages/route.js';
+import { verifyClient, type Shown } from './stages/verify-client.js';
+import type { ListenerTls } from './tls-engine.js';
+import type { SecureSocket } from '../tls/secure-socket.js';
+
+/** Either engine's handshake: done and verified, or failed (on a secure socket, to be refused there, or before one). */
+type Handshaken = { readonly ok: true; readonly value: VerifiedHandshake } | (Refusal & { readonly socket: SecureSocket | undefined });
 
 export interface PipelineEnv {
   readonly config: ListenerConfig;
-  readonly contexts: readonly ServerContext[];
+  readonly tls: ListenerTls;
   readonly forwarder: Forwarder;
   readonly cache: TlsaLookupSource;
   readonly admission: Admission;
   readonly now: () => Date;
-  readonly track: Parameters<typeof handshake>[2]['track'];
-  /** Where a name may come from (default IDENTITY_SOURCES). */
-  readonly sources?: readonly IdentitySource<NameSource>[];
+  readonly track: HandshakeInput['track'];
 }
 
 export async function runPipeline(c: Connection, raw: Socket, env: PipelineEnv): Promise<void> {
-  const { config, forwarder, admission, sources = IDENTITY_SOURCES } = env;
+  const { config, forwarder, admission } = env;
   const proxied = await readInboundProxy(raw, c.clientAddress, config.inboundProxyProtocol, config.clientHelloTimeoutMs);
   if (!proxied.ok) return endRaw(c, raw, proxied);
   if (proxied.value !== undefined) [c.clientAddress, c.clientPort] = [proxied.value.address, proxied.value.port];
@@ -51,14 +55,32 @@ export async function runPipeline(c: Connection, raw: Socket, env: PipelineEnv):
   const route = routeBySni(config.routes, hello.value);
   if (!route.ok) return endRaw(c, raw, route);
   c.note({ route: routeLabel(route.value) });
-  const { allowlist } = route.value;
-  const early = claimName(sources, 'client-hello', { hello: hello.value }, allowlist);
+  const sources = sourcesOf(route.value.identity.sources);
+  const early = claimName(sources, 'client-hello', { hello: hello.value }, route.value.allowlist);
   if (early !== undefined) c.note({ nameSource: early.source, claimedName: early.claimedName });
   if (early !== undefined && !early.ok) return endRaw(c, raw, early);
-  const earlyLookup = early?.ok ? startLookup(env.cache, early.value.name, c.signal) : undefined;
-  const tls = await handshake(c, raw, { hello: hello.value, contexts: env.contexts, alpn: forwarder.alpn, admission, handshakeTimeoutMs: config.handshakeTimeoutMs, track: env.track });
-  if (!tls.ok) return tls.socket === undefined ? void raw.destroy() : endSecured(c, tls.socket, tls, forwarder);
-  const { socket, presented } = tls.value;
+  const started = early?.ok ? { claim: early, lookup: startLookup(env.cache, early.value.name, c.signal) } : undefined;
+  const verifyInput = { route: route.value, sources, hello: hello.value, early: started, cache: env.cache, admission, pkixRoots: config.pkixRoots, now: env.now };
+  const verify = (shown: Shown) => verifyClient(c, verifyInput, shown);
+  const strict = route.value.identity.strict;
+  const completeRefused = !strict && (forwarder.forwardsUnauthenticated || forwarder.answersRefusals);
+  const common = { hello: hello.value, admission, handshakeTimeoutMs: config.handshakeTimeoutMs, track: env.track };
+  const tls: Handshaken =
+    env.tls.engine === 'native'
+      ? await handshakeNative(c, raw, {
+          ...common,
+          binding: env.tls.binding,
+          contexts: env.tls.contexts,
+          // A strict route (draft -13) fails every refusal in the handshake; otherwise a forwarder that
+          // serves or answers refused clients (HTTP: policy optional, refuseWith403) gets them after it.
+          requireCertificate: !completeRefused,
+          strict,
+          completeRefused,
+          verify,
+        })
+      : await handshakeThenVerify(c, raw, { ...common, contexts: env.tls.contexts, alpn: forwarder.alpn }, verify);
+  if (!tls.ok) return tls.socket === undefined ? undefined : endSecured(c, tls.socket, tls, forwarder);
+  const { socket, verdict } = tls.value;
   const context = {
     listener: config,
     route: route.value,
@@ -68,23 +90,20 @@ export async function runPipeline(c: Connection, raw: Socket, env: PipelineEnv):
     localPort: raw.localPort ?? 0,
     hello: hello.value,
   };
-  const certificates = readCertificates(presented);
-  if (!certificates.ok) return refuseOrForwardUnauthenticated(c, socket, certificates, forwarder, context);
-  const { leaf, chain } = certificates.value;
-  const claim = early ??
-    claimName(sources, 'handshake', { hello: hello.value, leaf }, allowlist) ?? { ...refuse('no-name', 'no identity source named the client'), source: undefined, claimedName: undefined };
-  c.note({ nameSource: claim.source, claimedName: claim.claimedName });
-  if (!claim.ok) return refuseOrForwardUnauthenticated(c, socket, claim, forwarder, context);
-  const name = claim.value.name;
-  const lookup = earlyLookup ?? startLookup(env.cache, name, c.signal);
-  const auth = await authenticate({ name, lookup, leaf: [leaf], chain, pkixRoots: config.pkixRoots, now: env.now(), signal: c.signal });
-  if (socket.destroyed || (!auth.ok && auth.reason === 'client-closed')) return void c.decide('refused', 'client-closed', 'client went away during verification');
-  c.note({ cache: auth.evidence.cache, tlsa: auth.ok ? auth.value.tlsa.join(' ') : undefined });
-  c.dnsTook(auth.evidence.dnsMs);
-  if (!auth.ok) return refuseOrForwardUnauthenticated(c, socket, auth, forwarder, context);
-  const slot = admitIdentity(admission, name);
-  if (!slot.ok) return refuseOrForwardUnauthenticated(c, socket, slot, forwarder, context);
-  socket.once('close', slot.value);
-  if (!c.decide('forwarded', 'authenticated', auth.value.detail)) return void socket.destroy();
-  forward(socket, forwarder, { ...context, identity: { name, leaf, tlsa: auth.value.tlsa }, status: 'authenticated' });
+  if (socket.destroyed || (!verdict.ok && verdict.reason === 'client-closed')) return void c.decide('refused', 'client-closed', 'client went away during verification');
+  if (!verdict.ok) return refuseOrForwardUnauthenticated(c, socket, verdict, forwarder, context);
+  const { name, leaf, tlsa, detail, release } = verdict.value;
+  socket.once('close', release);
+  if (!c.decide('forwarded', 'authenticated', detail)) return void socket.destroy();
+  forward(socket, forwarder, { ...context, identity: { name, leaf, tlsa }, status: 'authenticated' });
+}
+
+/** node:tls: the handshake, then the verification (a refusal is answered on the secure socket, by the forwarder). */
+async function handshakeThenVerify(c: Connection, raw: Socket, input: HandshakeInput, verify: (shown: Shown) => ReturnType<typeof verifyClient>): Promise<Handshaken> {
+  const tls = await handshake(c, raw, input);
+  if (!tls.ok) {
+    if (tls.socket === undefined) raw.destroy();
+    return tls;
+  }
+  return { ok: true, value: { socket: tls.value.socket, verdict: await verify({ presented: tls.value.presented }) } };
 }

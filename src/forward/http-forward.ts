@@ -17,10 +17,10 @@
  * streamed included); idle kept-alive connections close at once.
  */
 import * as http from 'node:http';
-import { isIP, type Socket } from 'node:net';
+import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import type { TLSSocket } from 'node:tls';
+import type { SecureSocket } from '../tls/secure-socket.js';
 import { Pool, buildConnector, type Dispatcher } from 'undici';
 import type { HttpListenerConfig, HttpModeConfig, RouteConfig } from '../config/types.js';
 import { parseHostHeader } from './host-header.js';
@@ -87,6 +87,7 @@ export class HttpForwarder implements Forwarder {
   readonly alpn = ['http/1.1'] as const;
   /** Policy optional: a refused client is forwarded unauthenticated, with the reason in the status header. */
   readonly forwardsUnauthenticated: boolean;
+  readonly answersRefusals: boolean;
   private readonly config: HttpModeConfig;
   private readonly listenerName: string;
   private readonly server: http.Server;
@@ -94,9 +95,9 @@ export class HttpForwarder implements Forwarder {
   /** One pool per route: two routes to one URL may differ in upstream TLS settings. */
   private readonly upstreams = new Map<RouteConfig, Upstream>();
   /** Open connections and their responses not yet finished (what drain waits for). */
-  private readonly inFlight = new Map<Socket, Set<http.ServerResponse>>();
+  private readonly inFlight = new Map<Duplex, Set<http.ServerResponse>>();
   /** Connections that have sent a request (Node counts one as idle only between requests, never before its first). */
-  private readonly requested = new WeakSet<Socket>();
+  private readonly requested = new WeakSet<Duplex>();
   private readonly meter: ByteMeter;
 
   private draining = false;
@@ -106,6 +107,7 @@ export class HttpForwarder implements Forwarder {
     this.config = config;
     this.listenerName = listener.name;
     this.forwardsUnauthenticated = listener.policy === 'optional';
+    this.answersRefusals = config.refuseWith403;
     this.meter = new ByteMeter(listener.name, options.bytesIntervalMs);
     this.server = http.createServer(
       {
@@ -130,7 +132,7 @@ export class HttpForwarder implements Forwarder {
   }
 
   /** Serve HTTP on a verified connection. */
-  accept(socket: TLSSocket, context: ConnectionContext): void {
+  accept(socket: SecureSocket, context: ConnectionContext): void {
     this.contexts.set(socket, context);
     this.meter.track(socket);
     this.inFlight.set(socket, new Set());
@@ -161,7 +163,7 @@ export class HttpForwarder implements Forwarder {
    * `Connection: close`), then closes: otherwise it would hold the drain
    * until headersTimeoutMs and end with a 408.
    */
-  private closeUnlessRequested(socket: Socket): void {
+  private closeUnlessRequested(socket: Duplex): void {
     if (this.requested.has(socket)) return;
     const timer = setTimeout(() => {
       if (!this.requested.has(socket)) socket.destroy();
@@ -175,7 +177,7 @@ export class HttpForwarder implements Forwarder {
    * the catalog: 403, or 503 + Retry-After when the cause is temporary (DNS
    * trouble, capacity); then close. Otherwise just close.
    */
-  refuse(socket: TLSSocket, reason: RefusalReason): void {
+  refuse(socket: SecureSocket, reason: RefusalReason): void {
     if (!this.config.refuseWith403) {
       socket.destroy();
       return;

@@ -12,6 +12,7 @@ import * as tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import type { ProxyHeaderConfig, RouteConfig, TcpListenerConfig } from '../config/types.js';
 import type { ConnectionContext, Forwarder } from '../connection/forwarder.js';
+import type { SecureSocket } from '../tls/secure-socket.js';
 import { ByteMeter, type MeterOptions } from './byte-meter.js';
 import { upstreamConnectChannel } from './channels.js';
 import { publishUpstreamError } from './upstream-failure.js';
@@ -40,7 +41,7 @@ export function proxyAddresses(context: ConnectionContext): ProxyAddresses | und
 }
 
 /** The PROXY header for this connection per its route's PROXY header settings, or undefined for none. */
-export function buildProxyHeader(socket: tls.TLSSocket, context: ConnectionContext, config: ProxyHeaderConfig): Buffer | undefined {
+export function buildProxyHeader(socket: SecureSocket, context: ConnectionContext, config: ProxyHeaderConfig): Buffer | undefined {
   if (config.version === 'none') return undefined;
   const addresses = proxyAddresses(context);
   if (config.version === 'v1') return encodeProxyV1(addresses);
@@ -77,6 +78,8 @@ export function buildProxyHeader(socket: tls.TLSSocket, context: ConnectionConte
 export class TcpForwarder implements Forwarder {
   readonly alpn = undefined;
   readonly forwardsUnauthenticated = false;
+  /** A TCP client learns of a refusal from the TLS alert (native engine) or the closed connection. */
+  readonly answersRefusals = false;
   /** The PROXY header settings of each route of this listener (the pipeline's context names the route). */
   private readonly proxyHeaders: ReadonlyMap<RouteConfig, ProxyHeaderConfig>;
   private readonly meter: ByteMeter;
@@ -89,7 +92,7 @@ export class TcpForwarder implements Forwarder {
     this.meter = new ByteMeter(listener.name, options.bytesIntervalMs);
   }
 
-  accept(client: tls.TLSSocket, context: ConnectionContext): void {
+  accept(client: SecureSocket, context: ConnectionContext): void {
     const proxyHeader = this.proxyHeaders.get(context.route);
     if (proxyHeader === undefined) {
       // A pipeline bug, not the upstream's: the context must name a route of the config this forwarder was built from.
@@ -102,7 +105,7 @@ export class TcpForwarder implements Forwarder {
   }
 
   /** A TCP client learns nothing more than the closed connection. */
-  refuse(socket: tls.TLSSocket): void {
+  refuse(socket: SecureSocket): void {
     socket.destroy();
   }
 
@@ -115,7 +118,7 @@ export class TcpForwarder implements Forwarder {
 }
 
 /** Pipe one decided connection to its upstream. */
-function relay(client: tls.TLSSocket, context: ConnectionContext, proxyHeader: ProxyHeaderConfig): void {
+function relay(client: SecureSocket, context: ConnectionContext, proxyHeader: ProxyHeaderConfig): void {
   const listener = context.listener.name;
   const started = performance.now();
   const up = context.route.upstream;

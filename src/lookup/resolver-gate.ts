@@ -153,8 +153,22 @@ export class ResolverGate implements TlsaResolver {
       const left = (this.inFlightByZone.get(zone) ?? 1) - 1;
       if (left === 0) this.inFlightByZone.delete(zone);
       else this.inFlightByZone.set(zone, left);
-      this.pump();
+      // On the next turn of the event loop, not now: a slot freed because its client went away is often
+      // one of a burst of closes, and the queued lookups of the other clients of that burst must be
+      // cancelled (no query) before they could be started.
+      this.schedulePump();
     }
+  }
+
+  private pumpScheduled = false;
+
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
   }
 
   /** Start every queued lookup that has a slot now, oldest first. */

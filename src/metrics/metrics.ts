@@ -88,6 +88,7 @@ export class ProxyMetrics {
   readonly reloads: Counter<'result'>;
   readonly lastReloadSuccess: Gauge;
   readonly buildInfo: Gauge<'version' | 'node'>;
+  readonly tlsEngine: Gauge<'listener' | 'engine'>;
   /** Listeners whose series were started at 0 (by name; true when policy optional was seen). */
   private readonly known = new Map<string, boolean>();
   private readonly unsubscribe: Array<() => void> = [];
@@ -166,6 +167,12 @@ export class ProxyMetrics {
       registers,
     });
     this.buildInfo.set({ version, node: process.version }, 1);
+    this.tlsEngine = new Gauge({
+      name: 'dancegate_tls_engine',
+      help: 'Always 1 per listener; engine="native" (draft -13 dane_clientid in the TLS 1.3 Certificate) or "node" (node:tls, also when tls.engine auto fell back)',
+      labelNames: ['listener', 'engine'] as const,
+      registers,
+    });
     this.lastReloadSuccess.set(1);
     for (const result of RELOAD_RESULTS) this.reloads.inc({ result }, 0);
     for (const outcome of LOOKUP_OUTCOMES) this.lookups.inc({ outcome }, 0);
@@ -198,6 +205,12 @@ export class ProxyMetrics {
       if (typeof l === 'string') this.zeroListener(l, false);
       else this.zeroListener(l.name, l.policy === 'optional');
     }
+  }
+
+  /** The TLS engine each listener runs (call at start and after each reload). */
+  tlsEngines(listeners: readonly { readonly name: string; readonly tlsEngine?: 'native' | 'node' }[]): void {
+    this.tlsEngine.reset();
+    for (const l of listeners) if (l.tlsEngine !== undefined) this.tlsEngine.set({ listener: l.name, engine: l.tlsEngine }, 1);
   }
 
   /** Stop counting what the channels carry (the registered metrics stay). */

@@ -12,7 +12,7 @@ import { register } from 'prom-client';
 import type { MetricFamily, UnbanResult } from './ipc.js';
 import { ReloadLedger } from './reload-ledger.js';
 import type { Check } from './resolver-check.js';
-import { startProxy, type RunningProxy } from './running-proxy.js';
+import { startProxy, type ListenerAddress, type RunningProxy } from './running-proxy.js';
 import { describeProxy } from './status.js';
 import { logUpstreamErrors } from './upstream-log.js';
 
@@ -56,12 +56,18 @@ export async function startProxyProcess(config: DancegateConfig, options: ProxyP
   try {
     proxy = await startProxy(config, { log: loggerSink(logger), generation: options.generation ?? 1 });
     metrics.knownListeners(config.listeners);
+    metrics.tlsEngines(proxy.listeners);
+    logEngineFallbacks(logger, proxy.listeners);
   } catch (err) {
     stopUpstreamLog();
     throw err;
   }
   live.proxy = proxy;
-  const ledger = new ReloadLedger(logger, metrics, () => metrics.knownListeners(proxy.config.listeners));
+  const ledger = new ReloadLedger(logger, metrics, () => {
+    metrics.knownListeners(proxy.config.listeners);
+    metrics.tlsEngines(proxy.listeners);
+    logEngineFallbacks(logger, proxy.listeners);
+  });
   let draining = false;
 
   return {
@@ -87,4 +93,15 @@ export async function startProxyProcess(config: DancegateConfig, options: ProxyP
       return clean ? 0 : 1;
     },
   };
+}
+
+/** tls.engine auto on node:tls: say why, once per start or reload (a draft -13 client is then known by its SAN only). */
+function logEngineFallbacks(logger: Logger, listeners: readonly ListenerAddress[]): void {
+  for (const l of listeners) {
+    if (l.tlsEngineFallback === undefined) continue;
+    logger.warn(
+      { event: 'tls-engine', listener: l.name, engine: 'node', reason: l.tlsEngineFallback },
+      `listener ${l.name}: the native TLS engine is unavailable (${l.tlsEngineFallback}); using node:tls, which cannot ask for dane_clientid in the TLS 1.3 Certificate message`,
+    );
+  }
 }

@@ -13,6 +13,7 @@ import type { ResolverGate } from '../lookup/resolver-gate.js';
 import type { ListenerConfig } from '../config/types.js';
 import { jsonLineSink, type DecisionSink } from '../connection/decision-log.js';
 import { DaneListener, type ListenerDependencies } from '../connection/listener.js';
+import { TlsEngineError } from '../connection/tls-engine.js';
 import { createForwarder } from '../forward/factory.js';
 import { StartError, describeListenError, isListenError } from './start-error.js';
 
@@ -21,6 +22,10 @@ export interface ListenerAddress {
   readonly host: string;
   readonly port: number;
   readonly mode: string;
+  /** The TLS engine of new connections: 'native' (draft -13 capable) or 'node' (node:tls). */
+  readonly tlsEngine?: 'native' | 'node';
+  /** Why tls.engine auto runs on node:tls (the native engine did not load). */
+  readonly tlsEngineFallback?: string;
 }
 
 export interface ReloadResult {
@@ -121,7 +126,13 @@ export async function startProxy(config: DancegateConfig, options: ProxyOptions 
   const pending = new Set<PreparedReload>();
 
   const startListener = async (lc: ListenerConfig, s: Shared): Promise<{ listener: DaneListener; address: ListenerAddress }> => {
-    const listener = new DaneListener(lc, depsFor(s));
+    let listener: DaneListener;
+    try {
+      listener = new DaneListener(lc, depsFor(s));
+    } catch (err) {
+      if (err instanceof TlsEngineError) throw new StartError(err.message);
+      throw err;
+    }
     let bound: { host: string; port: number };
     try {
       bound = await listener.start();
@@ -203,7 +214,7 @@ export async function startProxy(config: DancegateConfig, options: ProxyOptions 
 
   const proxy: RunningProxy = {
     get listeners() {
-      return [...running.values()].map((r) => r.address);
+      return [...running.values()].map((r) => withEngine(r.address, r.listener));
     },
     counters,
     get cache() {
@@ -256,4 +267,10 @@ export async function startProxy(config: DancegateConfig, options: ProxyOptions 
     },
   };
   return proxy;
+}
+
+/** A listener's address with the engine its current generation runs (a reload may change it). */
+function withEngine(address: ListenerAddress, listener: DaneListener): ListenerAddress {
+  const { name, fallback } = listener.engine;
+  return fallback === undefined ? { ...address, tlsEngine: name } : { ...address, tlsEngine: name, tlsEngineFallback: fallback };
 }

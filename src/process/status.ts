@@ -7,6 +7,8 @@ const describeRoute = (r: RouteConfig, proxyHeader: string): Record<string, unkn
   upstream: r.upstream.url,
   allowlist: r.allowlistSource,
   allowPatterns: r.allowlist.patterns.length,
+  identitySources: r.identity.sources,
+  strict: r.identity.strict,
   proxyHeader,
 });
 
@@ -29,6 +31,8 @@ export function describeProxy(proxy: RunningProxy, version: string, startedAt: s
         mode: l.mode,
         address: `${l.host}:${l.port}`,
         policy: lc?.policy,
+        tlsEngine: l.tlsEngine,
+        ...(l.tlsEngineFallback === undefined ? {} : { tlsEngineFallback: l.tlsEngineFallback }),
         routes: lc === undefined ? [] : lc.mode === 'tcp' ? lc.routes.map((r) => describeRoute(r, r.proxyHeader.version)) : lc.routes.map((r) => describeRoute(r, 'none')),
       };
     }),

@@ -42,7 +42,7 @@ describe('dancegate serve (embedded demo)', () => {
       expect(echoed.headers['x-dane-status']).toBe('authenticated');
       // One decision line on stdout, as JSON.
       const decision = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
-      expect(decision).toMatchObject({ listener: 'demo', outcome: 'forwarded', reason: 'authenticated', claimedName: 'demo-client._device.dancegate.test', nameSource: 'certificate' });
+      expect(decision).toMatchObject({ listener: 'demo', outcome: 'forwarded', reason: 'authenticated', claimedName: 'demo-client._device.dancegate.test', nameSource: 'san' });
       // The dev PKI: private keys are written with mode 0600 and never printed.
       expect((await readdir(join(cwd, 'certs', 'out'))).sort()).toEqual(
         ['demo-client.key', 'demo-client.pem', 'demo-server-ca.pem', 'demo-server.key', 'demo-server.pem', 'demo-tlsa.txt', 'demo.yaml'].sort(),

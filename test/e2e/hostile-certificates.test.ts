@@ -215,7 +215,7 @@ describe('finding 2: certificates whose details cannot all be parsed', () => {
     });
     expect(serve.seen.length).toBe(before + 1);
     expect(serve.seen.at(-1)?.['x-forwarded-client-cert']).toBe(`Hash=${createHash('sha256').update(serve.certs[key].der).digest('hex')};Subject="CN=${name}";DNS=${name}`);
-    expect(decision).toMatchObject({ outcome: 'forwarded', reason: 'authenticated', claimedName: name, nameSource: 'certificate', tlsa: '3 1 1' });
+    expect(decision).toMatchObject({ outcome: 'forwarded', reason: 'authenticated', claimedName: name, nameSource: 'san', tlsa: '3 1 1' });
     // A normal client is still served by the same process.
     expect(await request(serve.port, serve.certs.legit)).toEqual({ status: 'HTTP/1.1 200 OK', body: `hello ${LEGIT}` });
   });

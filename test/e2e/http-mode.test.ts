@@ -166,7 +166,7 @@ listeners:
       outcome: 'forwarded',
       reason: 'authenticated',
       claimedName: GOOD,
-      nameSource: 'certificate',
+      nameSource: 'san',
       sni: 'api.proxy.test',
       tlsVersion,
       tlsa: '3 1 1',
@@ -217,20 +217,20 @@ listeners:
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
       expect(r.stdout.endsWith(`hello ${GOOD}\n`)).toBe(true);
-      expect(decisions[0]).toMatchObject({ outcome: 'forwarded', reason: 'authenticated', claimedName: GOOD, nameSource: 'extension', tlsVersion: 'TLSv1.2' });
+      expect(decisions[0]).toMatchObject({ outcome: 'forwarded', reason: 'authenticated', claimedName: GOOD, nameSource: 'clienthello-extension', tlsVersion: 'TLSv1.2' });
     });
 
     it('the extension picks one of several SAN names', async () => {
       const r = await cClient('a._device.clients.test', 'twoNames');
       expect(r.code).toBe(0);
       expect(r.stdout.endsWith('hello a._device.clients.test\n')).toBe(true);
-      expect(decisions[0]).toMatchObject({ reason: 'authenticated', claimedName: 'a._device.clients.test', nameSource: 'extension' });
+      expect(decisions[0]).toMatchObject({ reason: 'authenticated', claimedName: 'a._device.clients.test', nameSource: 'clienthello-extension' });
     });
 
     it('an empty extension means the name is in the certificate', async () => {
       const r = await cClient('', 'good');
       expect(r.code).toBe(0);
-      expect(decisions[0]).toMatchObject({ reason: 'authenticated', claimedName: GOOD, nameSource: 'certificate' });
+      expect(decisions[0]).toMatchObject({ reason: 'authenticated', claimedName: GOOD, nameSource: 'san' });
     });
 
     it('a name not on the allowlist gets a handshake_failure alert before the handshake, and no DNS query', async () => {
@@ -239,14 +239,14 @@ listeners:
       expect(r.code).toBe(2);
       expect(r.stderr).toContain('sslv3 alert handshake failure');
       expect(received).toEqual([]);
-      expect(decisions.map((d) => [d.outcome, d.reason, d.nameSource, d.claimedName])).toEqual([['refused', 'not-allowed', 'extension', 'outsider.example.test']]);
+      expect(decisions.map((d) => [d.outcome, d.reason, d.nameSource, d.claimedName])).toEqual([['refused', 'not-allowed', 'clienthello-extension', 'outsider.example.test']]);
       expect(await lab.clientQueries()).toEqual([]);
     });
 
     it('a name claimed by the extension must still match the certificate (name in SAN for DANE-TA, key for DANE-EE)', async () => {
       const r = await cClient(GOOD, 'impostor');
       expect(r.stdout).toMatch(/^HTTP\/1\.1 403 Forbidden/);
-      expect(decisions[0]).toMatchObject({ outcome: 'refused', reason: 'no-matching-record', nameSource: 'extension' });
+      expect(decisions[0]).toMatchObject({ outcome: 'refused', reason: 'no-matching-record', nameSource: 'clienthello-extension' });
     });
   });
 

@@ -200,6 +200,8 @@ function get(port: number, cert: IssuedCertificate | undefined, path = '/'): Pro
   });
 }
 
+import { byEngine } from '../lab/engine.js';
+
 describe('one process', () => {
   let dg: Instance;
   beforeAll(async () => {
@@ -219,20 +221,45 @@ describe('one process', () => {
     });
     const status = JSON.parse((await dg.admin('/status')).body) as Record<string, unknown>;
     expect(status).toMatchObject({ role: 'single', configFile: dg.configFile, generation: 1, lastReload: null });
+    const ALL_SOURCES = ['certificate-extension', 'clienthello-extension', 'san'];
+    // The child process inherits DANCEGATE_NATIVE, so it runs the engine this test process would.
+    const ENGINE_STATUS = byEngine<Record<string, string>>({ native: { tlsEngine: 'native' }, node: { tlsEngine: 'node', tlsEngineFallback: expect.any(String) as string } });
     expect(status.listeners).toEqual([
       {
         name: 'api',
         mode: 'http',
         address: `127.0.0.1:${dg.ports.http}`,
         policy: 'required',
-        routes: [{ serverNames: ['(default)'], upstream: `http://127.0.0.1:${fx.backendPort}`, allowlist: 'listeners[0].routes[0].allow', allowPatterns: 1, proxyHeader: 'none' }],
+        routes: [
+          {
+            serverNames: ['(default)'],
+            upstream: `http://127.0.0.1:${fx.backendPort}`,
+            allowlist: 'listeners[0].routes[0].allow',
+            allowPatterns: 1,
+            proxyHeader: 'none',
+            identitySources: ALL_SOURCES,
+            strict: false,
+          },
+        ],
+        ...ENGINE_STATUS,
       },
       {
         name: 'mqtt',
         mode: 'tcp',
         address: `127.0.0.1:${dg.ports.tcp}`,
         policy: 'required',
-        routes: [{ serverNames: ['(default)'], upstream: `tcp://127.0.0.1:${fx.echoPort}`, allowlist: 'listeners[1].routes[0].allow', allowPatterns: 1, proxyHeader: 'none' }],
+        routes: [
+          {
+            serverNames: ['(default)'],
+            upstream: `tcp://127.0.0.1:${fx.echoPort}`,
+            allowlist: 'listeners[1].routes[0].allow',
+            allowPatterns: 1,
+            proxyHeader: 'none',
+            identitySources: ALL_SOURCES,
+            strict: false,
+          },
+        ],
+        ...ENGINE_STATUS,
       },
     ]);
     expect((await dg.admin('/nope')).status).toBe(404);
@@ -292,7 +319,7 @@ describe('one process', () => {
       time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
       source: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
       claimedName: A,
-      nameSource: 'certificate',
+      nameSource: 'san',
       outcome: 'refused',
       reason: 'no-matching-record',
       detail: 'no-matching-record: record 1 ee-mismatch',
@@ -303,7 +330,7 @@ describe('one process', () => {
       ...common,
       time: expect.any(String),
       source: expect.any(String),
-      nameSource: 'certificate',
+      nameSource: 'san',
       outcome: 'refused',
       reason: 'not-allowed',
       detail: 'no SAN dNSName of the certificate is on the allowlist (x.other.test)',
@@ -318,7 +345,7 @@ describe('one process', () => {
       detail: 'the client presented no certificate',
       durationsMs: { clientHello: expect.any(Number), handshake: expect.any(Number), total: expect.any(Number) },
     });
-    expect(byReason('authenticated')).toMatchObject({ ...common, claimedName: A, nameSource: 'certificate', outcome: 'forwarded', tlsa: '3 1 1', detail: 'record 1 of 1 matched' });
+    expect(byReason('authenticated')).toMatchObject({ ...common, claimedName: A, nameSource: 'san', outcome: 'forwarded', tlsa: '3 1 1', detail: 'record 1 of 1 matched' });
     // Garbage instead of a ClientHello.
     const raw = net.connect(dg.ports.http, '127.0.0.1');
     raw.on('error', () => undefined);

@@ -126,7 +126,8 @@ listeners:
   async function stallingClient(localAddress: string, flight: Buffer | undefined): Promise<StallingClient> {
     const socket = net.connect({ host: '127.0.0.1', port, localAddress });
     socket.on('error', () => undefined);
-    const closed = once(socket, 'close');
+    // Closed, whether by an end or a reset: a connection banned before its ClientHello was read ends with a reset.
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     await once(socket, 'connect');
     let received = Buffer.alloc(0);
     let sent = false;

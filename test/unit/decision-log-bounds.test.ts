@@ -10,7 +10,7 @@ const RECORD: DecisionRecord = {
   sni: 'broker.example.test',
   tlsVersion: 'TLSv1.3',
   claimedName: 'nas1._device.example.test',
-  nameSource: 'certificate',
+  nameSource: 'san',
   outcome: 'refused',
   reason: 'not-allowed',
   detail: 'no SAN dNSName of the certificate is on the allowlist (a.example)',

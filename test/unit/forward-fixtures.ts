@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import * as net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Allowlist } from '../../src/allowlist/allowlist.js';
-import type { HttpListenerConfig, HttpModeConfig, ListenerBase, ProxyHeaderConfig, TcpListenerConfig, Upstream } from '../../src/config/types.js';
+import { IDENTITY_SOURCE_NAMES, type HttpListenerConfig, type HttpModeConfig, type ListenerBase, type ProxyHeaderConfig, type TcpListenerConfig, type Upstream } from '../../src/config/types.js';
 import type { ConnectionContext } from '../../src/connection/forwarder.js';
 import type { ParsedCertificate } from '../../src/dane/certificate.js';
 
@@ -42,6 +42,7 @@ function base(name: string): Omit<ListenerBase, 'mode' | 'routes' | 'policy'> {
     port: 0,
     certificates: [],
     minVersion: 'TLSv1.2',
+    engine: 'node',
     daneClientIdType: 65500,
     maxClientHelloBytes: 16384,
     clientHelloTimeoutMs: 5000,
@@ -53,7 +54,13 @@ function base(name: string): Omit<ListenerBase, 'mode' | 'routes' | 'policy'> {
   };
 }
 
-const route = (upstream: string) => ({ serverNames: [], upstream: upstreamOf(upstream), allowlist: Allowlist.fromList(['*._device.forward.test'], 'test'), allowlistSource: 'test' });
+const route = (upstream: string) => ({
+  serverNames: [],
+  upstream: upstreamOf(upstream),
+  allowlist: Allowlist.fromList(['*._device.forward.test'], 'test'),
+  allowlistSource: 'test',
+  identity: { sources: [...IDENTITY_SOURCE_NAMES], strict: false },
+});
 
 export function httpListener(name: string, upstream: string, options: { http?: Partial<HttpModeConfig>; policy?: 'required' | 'optional' } = {}): HttpListenerConfig {
   return { ...base(name), mode: 'http', policy: options.policy ?? 'required', http: { ...HTTP_DEFAULTS, ...options.http }, routes: [route(upstream)] };

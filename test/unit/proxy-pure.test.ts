@@ -11,26 +11,26 @@ const allow = Allowlist.fromList(['*._device.example.test', 'api-client.example.
 
 describe('nameFromExtension', () => {
   it.each([
-    ['Sensor1._DEVICE.example.test.', { ok: true, name: 'sensor1._device.example.test', source: 'extension', allowedBy: '*._device.example.test' }],
-    ['outsider.example.test', { ok: false, reason: 'not-allowed', detail: 'outsider.example.test is not on the allowlist', source: 'extension' }],
-    ['a..b', { ok: false, reason: 'invalid-name', detail: 'dane_clientid: label 2 is empty', source: 'extension' }],
-    ['_device.example.test', { ok: false, reason: 'not-allowed', detail: '_device.example.test is not on the allowlist', source: 'extension' }],
+    ['Sensor1._DEVICE.example.test.', { ok: true, name: 'sensor1._device.example.test', source: 'clienthello-extension', allowedBy: '*._device.example.test' }],
+    ['outsider.example.test', { ok: false, reason: 'not-allowed', detail: 'outsider.example.test is not on the allowlist', source: 'clienthello-extension' }],
+    ['a..b', { ok: false, reason: 'invalid-name', detail: 'dane_clientid: label 2 is empty', source: 'clienthello-extension' }],
+    ['_device.example.test', { ok: false, reason: 'not-allowed', detail: '_device.example.test is not on the allowlist', source: 'clienthello-extension' }],
   ])('%j', (raw, expected) => {
-    expect(nameFromExtension(raw, allow)).toEqual(expected);
+    expect(nameFromExtension(raw, allow, 'clienthello-extension')).toEqual(expected);
   });
 });
 
 describe('nameFromCertificate', () => {
   it.each([
-    [['sensor1._device.example.test'], { ok: true, name: 'sensor1._device.example.test', source: 'certificate', allowedBy: '*._device.example.test' }],
-    [['www.example.test', 'api-client.example.test'], { ok: true, name: 'api-client.example.test', source: 'certificate', allowedBy: 'api-client.example.test' }],
-    [['*.example.test', 'api-client.example.test'], { ok: true, name: 'api-client.example.test', source: 'certificate', allowedBy: 'api-client.example.test' }],
-    [['api-client.example.test', 'API-CLIENT.example.test'], { ok: true, name: 'api-client.example.test', source: 'certificate', allowedBy: 'api-client.example.test' }],
-    [[], { ok: false, reason: 'no-name', detail: 'no dane_clientid and no SAN dNSName in the certificate', source: 'certificate' }],
-    [['www.example.test'], { ok: false, reason: 'not-allowed', detail: 'no SAN dNSName of the certificate is on the allowlist (www.example.test)', source: 'certificate' }],
+    [['sensor1._device.example.test'], { ok: true, name: 'sensor1._device.example.test', source: 'san', allowedBy: '*._device.example.test' }],
+    [['www.example.test', 'api-client.example.test'], { ok: true, name: 'api-client.example.test', source: 'san', allowedBy: 'api-client.example.test' }],
+    [['*.example.test', 'api-client.example.test'], { ok: true, name: 'api-client.example.test', source: 'san', allowedBy: 'api-client.example.test' }],
+    [['api-client.example.test', 'API-CLIENT.example.test'], { ok: true, name: 'api-client.example.test', source: 'san', allowedBy: 'api-client.example.test' }],
+    [[], { ok: false, reason: 'no-name', detail: 'no dane_clientid and no SAN dNSName in the certificate', source: 'san' }],
+    [['www.example.test'], { ok: false, reason: 'not-allowed', detail: 'no SAN dNSName of the certificate is on the allowlist (www.example.test)', source: 'san' }],
     [
       ['a._device.example.test', 'b._device.example.test'],
-      { ok: false, reason: 'ambiguous-name', detail: '2 allowlisted SAN dNSNames (a._device.example.test, b._device.example.test); send dane_clientid to choose', source: 'certificate' },
+      { ok: false, reason: 'ambiguous-name', detail: '2 allowlisted SAN dNSNames (a._device.example.test, b._device.example.test); send dane_clientid to choose', source: 'san' },
     ],
   ])('%j', (names, expected) => {
     expect(nameFromCertificate(names, allow)).toEqual(expected);

@@ -36,7 +36,11 @@ class HeldResolver implements TlsaResolver {
   }
 }
 
-const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+/** Two turns of the event loop: a freed slot is handed to a queued lookup on the turn after it is freed. */
+const flush = async (): Promise<void> => {
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+};
 
 describe('zoneKeyOf', () => {
   it.each([
@@ -152,6 +156,23 @@ describe('ResolverGate', () => {
     inner.answer('a1.a.test');
     await flush();
     expect(inner.started).toEqual(['a1.a.test']);
+  });
+
+  it('a burst of closes: the in-flight caller and the queued one go away one after the other; the queued lookup is never started', async () => {
+    const gate = new ResolverGate(inner, { maxInFlight: 1, maxInFlightPerZone: 1, maxQueued: 4, maxQueuedPerZone: 4 });
+    const first = new AbortController();
+    const second = new AbortController();
+    const running = gate.lookup('b1.b.test', first.signal);
+    const queued = gate.lookup('b2.b.test', second.signal);
+    first.abort(new Error('client 1 went away'));
+    // The first's slot is freed in this turn's microtasks; the second's close is the next I/O event of the same burst.
+    await Promise.resolve();
+    await expect(running).rejects.toThrow('client 1 went away');
+    second.abort(new Error('client 2 went away'));
+    await expect(queued).rejects.toThrow('client 2 went away');
+    await flush();
+    expect(inner.started).toEqual(['b1.b.test']);
+    expect(gate.stats()).toMatchObject({ inFlight: 0, queued: 0, cancelled: 1 });
   });
 
   it('through the cache: when every waiting client disconnects, the queued lookup is dropped; one left keeps it', async () => {

@@ -37,7 +37,7 @@ describe('describeSanNames', () => {
     expect(nameFromCertificate(['"x,y._device.example.test', 'ok._device.example.test'], allow)).toEqual({
       ok: true,
       name: 'ok._device.example.test',
-      source: 'certificate',
+      source: 'san',
       allowedBy: '*._device.example.test',
     });
   });

@@ -1,9 +1,9 @@
-/** Identity source: the one allowlisted SAN dNSName of the presented certificate (after the handshake). */
+/** Identity source: the one allowlisted SAN dNSName of the presented certificate (compatibility; after the certificate arrives). */
 import { nameFromCertificate } from '../identity.js';
 import { claimResult, type IdentitySource } from './claim.js';
 
-export const certificateSanSource: IdentitySource<'certificate'> = {
-  source: 'certificate',
+export const sanSource: IdentitySource<'san'> = {
+  source: 'san',
   phase: 'handshake',
   claim: ({ leaf }, allowlist) => (leaf === undefined ? undefined : claimResult(nameFromCertificate(leaf.dnsNames, allowlist), undefined)),
 };

@@ -15,9 +15,11 @@ import type { Refusal } from './result.js';
 export interface ClaimEvidence {
   readonly hello: Pick<ClientHelloInfo, 'daneClientId'>;
   readonly leaf?: Pick<ParsedCertificate, 'dnsNames'>;
+  /** The raw ClientName of dane_clientid in the TLS 1.3 Certificate message (native engine); undefined or empty: none. */
+  readonly certificateName?: Buffer | undefined;
 }
 
-/** 'client-hello': before the handshake (an allowed name starts the lookup at once); 'handshake': after it. */
+/** 'client-hello': before the handshake (an allowed name starts the lookup at once); 'handshake': once the client's certificate is in. */
 export type ClaimPhase = 'client-hello' | 'handshake';
 
 /** A canonical, allowlisted name. */
@@ -46,10 +48,15 @@ export function claimResult<S extends string>(claimed: ClaimedName<S>, shown: st
   return { ok: false, reason: claimed.reason, detail: claimed.detail, source: claimed.source, claimedName: shown };
 }
 
-/** The first answer of the sources of `phase`, in list order; undefined when none has anything to say. */
+/**
+ * The first answer of the sources, in list (precedence) order; undefined when
+ * none has anything to say. Phase 'client-hello' asks only the sources that
+ * can answer from the ClientHello; 'handshake' asks every source, so a name
+ * in the Certificate message takes precedence over one in the ClientHello.
+ */
 export function claimName<S extends string>(sources: readonly IdentitySource<S>[], phase: ClaimPhase, evidence: ClaimEvidence, allowlist: Pick<Allowlist, 'match'>): ClaimResult<S> | undefined {
   for (const source of sources) {
-    if (source.phase !== phase) continue;
+    if (phase === 'client-hello' && source.phase !== phase) continue;
     const answer = source.claim(evidence, allowlist);
     if (answer !== undefined) return answer;
   }

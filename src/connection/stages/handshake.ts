@@ -1,13 +1,9 @@
 /**
- * Stage: the TLS handshake (node:tls, requestCert), the socket part. First a
- * TLS handshake slot: OpenSSL verifies a client chain inside the handshake,
- * before anything else can judge it, so at most maxTlsHandshakesPerIp
- * connections of an address are there at once; the others wait, FIFO, the
- * raw socket paused and their ClientHello not yet handed to node:tls, and if
- * the address is banned meanwhile they end without reaching TLS. Then the
- * handshake, judged (handshake-judge.ts, pure) when it fails, stalls or ends.
- * The connection's deadline (handshake and verification together) runs
- * from the start of this stage.
+ * Stage: the TLS handshake on node:tls (requestCert), the socket part: a TLS
+ * slot first (tls-slot.ts), then the handshake, judged (handshake-judge.ts,
+ * pure) when it fails, stalls or ends. node:tls verifies nothing of ours
+ * inside the handshake: the client is verified once it is over. The native
+ * engine's handshake (handshake-native.ts) verifies inside it instead.
  */
 import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
@@ -20,6 +16,7 @@ import type { Connection } from '../connection.js';
 import type { ServerContext } from '../secure-context.js';
 import { judgeHandshakeError, judgeSecured, judgeStall, judgeVerificationTimeout, type HandshakeJudgement } from './handshake-judge.js';
 import { pass, type Refusal } from './result.js';
+import { awaitTlsSlot } from './tls-slot.js';
 
 export interface HandshakeInput {
   readonly hello: ClientHelloInfo;
@@ -29,7 +26,7 @@ export interface HandshakeInput {
   readonly admission: Pick<Admission, 'enterTlsPhase' | 'maxTlsHandshakesPerIp' | 'clientChain'>;
   readonly handshakeTimeoutMs: number;
   /** Told of the TLS socket as soon as it exists (the listener closes it on shutdown). */
-  readonly track: (socket: tls.TLSSocket) => void;
+  readonly track: (socket: { destroy(): void; once(event: 'close', listener: () => void): unknown }) => void;
 }
 
 export interface Secured {
@@ -43,7 +40,8 @@ export type HandshakeResult = { readonly ok: true; readonly value: Secured } | (
 
 const closed = (detail: string, socket?: tls.TLSSocket): HandshakeResult => ({ ok: false, reason: 'client-closed', detail, socket });
 
-function apply(c: Connection, judged: HandshakeJudgement): void {
+/** A judgement of handshake-judge.ts as the connection's decision (a chain over limits bans the address). */
+export function applyJudgement(c: Connection, judged: HandshakeJudgement): void {
   if (judged.reason === 'chain-over-limits') return c.overLimits(judged.detail);
   c.penaltyWeight = judged.weight;
   c.decide('refused', judged.reason, judged.detail);
@@ -51,35 +49,8 @@ function apply(c: Connection, judged: HandshakeJudgement): void {
 
 export async function handshake(c: Connection, raw: Socket, input: HandshakeInput): Promise<HandshakeResult> {
   const { admission, handshakeTimeoutMs: timeoutMs } = input;
-  c.startDeadline(timeoutMs, () => {
-    // Waiting is our queue's doing, not the client's: no penalty-box weight.
-    c.penaltyWeight = 0;
-    c.decide(
-      'refused',
-      'handshake-timeout',
-      `no TLS handshake slot within ${timeoutMs} ms: ${admission.maxTlsHandshakesPerIp} connections from ${c.clientAddress} in the handshake (limits.handshakes.maxTlsHandshakesPerIp)`,
-    );
-    raw.destroy();
-  });
-  if (raw.destroyed) {
-    c.decide('refused', 'client-closed', 'closed before the TLS handshake');
-    return closed('closed before the TLS handshake');
-  }
-  const granted = await new Promise<boolean>((resolve) => {
-    raw.once('close', () => resolve(false));
-    c.holdTlsSlot(
-      admission.enterTlsPhase(
-        c.clientAddress,
-        () => resolve(true),
-        (why) => c.banned(why),
-      ).release,
-    );
-  });
-  if (!granted || c.decided || raw.destroyed) {
-    c.decide('refused', 'client-closed', 'closed while waiting for a TLS handshake slot');
-    c.releaseTlsSlot();
-    return closed('closed while waiting for a TLS handshake slot');
-  }
+  const slot = await awaitTlsSlot(c, raw, input);
+  if (!slot.ok) return closed(slot.detail);
 
   const socket = new tls.TLSSocket(raw, {
     isServer: true,
@@ -101,7 +72,7 @@ export async function handshake(c: Connection, raw: Socket, input: HandshakeInpu
   let secure = false;
   c.expiryMeans(() => {
     // A handshake that never finished: judge what the client sent of its flight. A finished one waited on our DNS: no weight.
-    apply(c, secure ? judgeVerificationTimeout(timeoutMs) : judgeStall(sent(), limits.maxFlightBytes, timeoutMs));
+    applyJudgement(c, secure ? judgeVerificationTimeout(timeoutMs) : judgeStall(sent(), limits.maxFlightBytes, timeoutMs));
     socket.destroy();
   });
   // The raw socket allows half-close (for TCP mode); a client that sends FIN before the handshake is done is gone.
@@ -109,7 +80,7 @@ export async function handshake(c: Connection, raw: Socket, input: HandshakeInpu
     if (!secure) socket.destroy();
   });
   socket.on('error', (err: Error) => {
-    if (!secure) apply(c, judgeHandshakeError(sent(), limits.maxFlightBytes, err.message));
+    if (!secure) applyJudgement(c, judgeHandshakeError(sent(), limits.maxFlightBytes, err.message));
     socket.destroy();
   });
   raw.resume();

@@ -114,7 +114,7 @@ describe('one decision per connection', () => {
     c.note({ sni: 'api.example.test', route: 'default' });
     t = 110.4;
     c.phaseDone('handshake');
-    c.note({ tlsVersion: 'TLSv1.3', nameSource: 'certificate', claimedName: 'a.example.test', cache: 'miss', tlsa: '3 1 1' });
+    c.note({ tlsVersion: 'TLSv1.3', nameSource: 'san', claimedName: 'a.example.test', cache: 'miss', tlsa: '3 1 1' });
     c.dnsTook(2.4);
     t = 112;
     c.decide('forwarded', 'authenticated', 'record 1 of 1 matched');
@@ -127,7 +127,7 @@ describe('one decision per connection', () => {
         sni: 'api.example.test',
         tlsVersion: 'TLSv1.3',
         claimedName: 'a.example.test',
-        nameSource: 'certificate',
+        nameSource: 'san',
         tlsa: '3 1 1',
         cache: 'miss',
         outcome: 'forwarded',

@@ -83,6 +83,7 @@ listeners:
     const forwarder: Forwarder = {
       alpn: undefined,
       forwardsUnauthenticated: false,
+      answersRefusals: true,
       accept: (socket, context) => {
         accepted.push(context);
         socket.end('ok');
@@ -125,8 +126,8 @@ listeners:
     await waitUntil('the second decision', () => run.decisions.length === 2);
     expect(run.lookups).toEqual([NAME, NAME]);
     expect(run.decisions.map((d) => [d.outcome, d.reason, d.cache, d.tlsa, d.nameSource, d.claimedName])).toEqual([
-      ['forwarded', 'authenticated', 'miss', '2 0 1', 'certificate', NAME],
-      ['forwarded', 'authenticated', 'hit', '2 0 1', 'certificate', NAME],
+      ['forwarded', 'authenticated', 'miss', '2 0 1', 'san', NAME],
+      ['forwarded', 'authenticated', 'hit', '2 0 1', 'san', NAME],
     ]);
     expect(run.decisions[0]?.durationsMs).toEqual({ clientHello: expect.any(Number), handshake: expect.any(Number), dns: expect.any(Number), total: expect.any(Number) });
     expect(run.accepted.map((c) => [c.identity?.name, c.identity?.tlsa, c.status, c.route.serverNames])).toEqual([
