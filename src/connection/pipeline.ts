@@ -17,7 +17,7 @@ import { admitConnection } from './stages/admit.js';
 import { claimName } from './stages/claim.js';
 import { readClientHello } from './stages/client-hello.js';
 import { handshake, type HandshakeInput } from './stages/handshake.js';
-import { handshakeNative, type VerifiedHandshake } from './stages/handshake-native.js';
+import { askForName, handshakeNative, type VerifiedHandshake } from './stages/handshake-native.js';
 import { sourcesOf } from './stages/identity-sources.js';
 import { readInboundProxy } from './stages/inbound-proxy.js';
 import { startLookup, type TlsaLookupSource } from './stages/lookup.js';
@@ -75,6 +75,7 @@ export async function runPipeline(c: Connection, raw: Socket, env: PipelineEnv):
           // serves or answers refused clients (HTTP: policy optional, refuseWith403) gets them after it.
           requireCertificate: !completeRefused,
           strict,
+          askForName: askForName(route.value, hello.value),
           completeRefused,
           verify,
         })

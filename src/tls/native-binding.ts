@@ -51,6 +51,12 @@ export interface NativeConnectionOptions {
   readonly requireCertificate?: boolean;
   /** Server: raise the context's minimum version for this connection (a strict route: TLSv1.3). */
   readonly minVersion?: NativeTlsVersion;
+  /**
+   * Server: send dane_clientid, empty, in the TLS 1.3 CertificateRequest (default true). False for a client that
+   * named itself in its ClientHello (it knows the type only there, and TLS 1.3 makes it abort on meeting it in a
+   * CertificateRequest) and on routes that do not take the name from the Certificate message.
+   */
+  readonly requestClientName?: boolean;
   /** Server: pause in certificate verification for decide() (true); false: accept any certificate without pausing (tests, benchmarks). */
   readonly pauseForVerify?: boolean;
   /** Client: SNI to send. */

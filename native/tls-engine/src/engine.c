@@ -77,6 +77,7 @@ struct dg_conn {
   BIO *rbio, *wbio; /* owned by ssl */
   dg_state state;
   int pause_for_verify;
+  int omit_name_request;
   int async_armed; /* SSL_MODE_ASYNC currently set */
   int paused;      /* parked inside verify_cb (ASYNC job paused) */
   int decision;
@@ -152,8 +153,12 @@ static void info_cb(const SSL *s, int where, int ret) {
 
 static int server_ext_add(SSL *s, unsigned int ext_type, unsigned int context, const unsigned char **out,
                           size_t *outlen, X509 *x, size_t chainidx, int *al, void *arg) {
-  (void)s, (void)ext_type, (void)x, (void)chainidx, (void)al, (void)arg;
-  if (context == SSL_EXT_TLS1_3_CERTIFICATE_REQUEST) {
+  (void)ext_type, (void)x, (void)chainidx, (void)al, (void)arg;
+  const dg_conn *c = SSL_get_app_data(s);
+  /* Not asked when the caller says so: a client that sent the name in its
+   * ClientHello knows the type only there, and RFC 8446 §4.2 makes it abort
+   * (illegal_parameter) on meeting it in a CertificateRequest. */
+  if (context == SSL_EXT_TLS1_3_CERTIFICATE_REQUEST && c != NULL && !c->omit_name_request) {
     /* Empty: "send me your dane_clientid in your Certificate". */
     *out = NULL;
     *outlen = 0;
@@ -641,6 +646,7 @@ dg_conn *dg_conn_new(dg_ctx *ctx, const dg_conn_options *o, dg_status *status, c
   if (server) {
     SSL_set_accept_state(c->ssl);
     c->pause_for_verify = o->pause_for_verify != 0;
+    c->omit_name_request = o->omit_name_request != 0;
     SSL_set_verify(c->ssl, SSL_VERIFY_PEER | (o->require_certificate ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
     if (o->min_version > ctx->min_version && SSL_set_min_proto_version(c->ssl, o->min_version) != 1) ok = 0;
   } else {

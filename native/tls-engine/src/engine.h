@@ -66,6 +66,7 @@ typedef struct {
   int require_certificate; /* server */
   int min_version;         /* server: 0 = the context's; else raises it */
   int pause_for_verify;    /* server */
+  int omit_name_request;   /* server: do not send dane_clientid in the TLS 1.3 CertificateRequest (0: send it, empty) */
   const char *server_name; /* client: SNI, NUL-terminated; NULL = none */
   const char *verify_host; /* client: SSL_set1_host; NULL = no name check */
   const unsigned char *client_name; /* client: the name sent in dane_clientid; NULL = none */

@@ -379,6 +379,9 @@ static napi_value conn_construct(napi_env env, napi_callback_info info) {
   if (!get_bool(env, o, "requireCertificate", 0, &opt.require_certificate)) goto done;
   if (!get_version(env, o, "minVersion", &opt.min_version)) goto done;
   if (!get_bool(env, o, "pauseForVerify", 1, &opt.pause_for_verify)) goto done;
+  int request_name = 1;
+  if (!get_bool(env, o, "requestClientName", 1, &request_name)) goto done;
+  opt.omit_name_request = !request_name;
   if (!get_cstring(env, o, "serverName", &server_name)) goto done;
   if (server_name != NULL && (strlen(server_name) < 1 || strlen(server_name) > 255)) {
     napi_throw_range_error(env, NULL, "serverName must be 1..255 bytes");

@@ -119,6 +119,31 @@ static void test_accept_after_pause(dg_ctx *ctx) {
  * client finishes its side first and may send application data at once; the
  * server must never reach 'open', never yield that data, and the client must
  * never get application data. */
+/* A client that named itself in its ClientHello is not asked again: it knows
+ * the type only there, and TLS 1.3 makes it abort on meeting it in a
+ * CertificateRequest (RFC 8446 §4.2). The default asks. */
+static void test_omit_name_request(dg_ctx *ctx) {
+  for (int omit = 0; omit <= 1; omit++) {
+    tclient_opts o = client13();
+    o.form = omit ? TC_FORM_CLIENTHELLO : TC_FORM_CERTIFICATE;
+    tclient *c = tc_new(&o);
+    dg_conn_options so = SERVER_PAUSE;
+    so.omit_name_request = omit;
+    dg_conn *s = conn(ctx, &so);
+    pump(s, c, NULL);
+    CHECK_EQ_INT(c->asked_for_name, !omit);
+    CHECK_EQ_INT(dg_conn_state(s), DG_ST_VERIFY);
+    size_t len = 0;
+    const unsigned char *name = dg_conn_client_name(s, &len);
+    if (omit) CHECK(name == NULL && len == 0); /* the name is in the ClientHello, which the caller reads */
+    else CHECK(name != NULL && len == strlen(NAME));
+    CHECK_EQ_INT(dg_conn_decide(s, 1), 1);
+    CHECK_EQ_INT(dg_conn_state(s), DG_ST_OPEN);
+    dg_conn_free(s);
+    tc_free(c);
+  }
+}
+
 static void test_refuse_really_refuses(dg_ctx *ctx) {
   tclient_opts o = client13();
   tclient *c = tc_new(&o);
@@ -738,6 +763,7 @@ int main(void) {
       {"accept after pause", test_accept_after_pause},
       {"refuse really refuses (fail-open trap)", test_refuse_really_refuses},
       {"TLS 1.2: pause, refusal, no certificate", test_tls12},
+      {"the CertificateRequest asks for the name unless told not to", test_omit_name_request},
       {"no client certificate", test_no_certificate},
       {"no-pause mode", test_no_pause_mode},
       {"abort in every state", test_abort_every_state},

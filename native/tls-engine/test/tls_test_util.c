@@ -75,7 +75,9 @@ static int tc_ext_add(SSL *s, unsigned int ext_type, unsigned int context, const
 
 static int tc_ext_parse(SSL *s, unsigned int ext_type, unsigned int context, const unsigned char *in, size_t inlen,
                         X509 *x, size_t chainidx, int *al, void *arg) {
-  (void)s, (void)ext_type, (void)context, (void)in, (void)inlen, (void)x, (void)chainidx, (void)al, (void)arg;
+  (void)ext_type, (void)in, (void)inlen, (void)x, (void)chainidx, (void)al, (void)arg;
+  tclient *c = SSL_get_ex_data(s, tc_index);
+  if (context == SSL_EXT_TLS1_3_CERTIFICATE_REQUEST) c->asked_for_name = 1;
   return 1;
 }
 

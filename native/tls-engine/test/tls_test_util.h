@@ -34,6 +34,7 @@ typedef struct {
   int closed;           /* close_notify received */
   int alert_received, alert_sent;
   int tickets;          /* NewSessionTicket messages seen */
+  int asked_for_name;   /* the server's CertificateRequest carried dane_clientid */
   unsigned char app[65536];
   size_t app_len;
 } tclient;

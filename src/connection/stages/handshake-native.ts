@@ -42,6 +42,8 @@ export interface NativeHandshakeInput {
   readonly requireCertificate: boolean;
   /** A strict (draft -13) route: TLS 1.3 only. */
   readonly strict: boolean;
+  /** Ask for dane_clientid in the TLS 1.3 CertificateRequest (see askForName). */
+  readonly askForName: boolean;
   /**
    * Complete the handshake of a refused client all the same, for the forwarder to serve it unauthenticated
    * (policy optional) or to answer the refusal in its protocol (an HTTP 403/503; never on a strict route).
@@ -73,7 +75,12 @@ export async function handshakeNative(c: Connection, raw: Socket, input: NativeH
   }
   let socket: NativeTlsSocket;
   try {
-    const connection = new input.binding.Connection(context, { requireCertificate: input.requireCertificate, minVersion: input.strict ? 'TLSv1.3' : undefined, pauseForVerify: true });
+    const connection = new input.binding.Connection(context, {
+      requireCertificate: input.requireCertificate,
+      minVersion: input.strict ? 'TLSv1.3' : undefined,
+      requestClientName: input.askForName,
+      pauseForVerify: true,
+    });
     socket = new NativeTlsSocket(raw, connection);
   } catch (err) {
     c.decide('refused', 'handshake-failed', `the TLS engine could not start: ${(err as Error).message}`);
@@ -160,7 +167,13 @@ async function judgeAndVerify(c: Connection, socket: NativeTlsSocket, input: Nat
     c.overLimits(overLimits);
     return refuse('chain-over-limits', overLimits);
   }
-  const result = await input.verify({ presented, certificateName: info.clientName ?? undefined });
+  let result: StageResult<Verified>;
+  try {
+    result = await input.verify({ presented, certificateName: info.clientName ?? undefined });
+  } catch (err) {
+    // A bug must refuse this client, never leave its handshake paused or reject unhandled.
+    return refuse('handshake-failed', `verification failed: ${(err as Error).message}`);
+  }
   if (!result.ok && result.reason === 'client-closed') return result;
   if (socket.destroyed && !c.decided) return refuse('client-closed', 'client went away during verification');
   return result;
@@ -172,4 +185,16 @@ function boundCompletion(socket: NativeTlsSocket, timeoutMs: number): void {
   timer.unref();
   socket.once('secure', () => clearTimeout(timer));
   socket.once('close', () => clearTimeout(timer));
+}
+
+/**
+ * Whether the CertificateRequest asks for the name: on a route that takes it
+ * from the Certificate message, unless the client used dane_clientid in its
+ * ClientHello (even empty): such a client knows the type only there, and TLS
+ * 1.3 makes it abort (illegal_parameter) on meeting it in a CertificateRequest.
+ * A strict route always asks: it serves draft -13 clients only.
+ */
+export function askForName(route: { readonly identity: { readonly sources: readonly string[]; readonly strict: boolean } }, hello: Pick<ClientHelloInfo, 'daneClientId'>): boolean {
+  if (route.identity.strict) return true;
+  return route.identity.sources.includes('certificate-extension') && !hello.daneClientId.present;
 }
