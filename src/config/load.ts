@@ -200,10 +200,7 @@ const RouteSchema = z.strictObject({
   upstreamTls: UpstreamTlsSchema.optional(),
   allow: z.array(nonEmpty).optional(),
   allowFile: nonEmpty.optional(),
-  identitySources: z
-    .array(z.enum(IDENTITY_SOURCE_NAMES))
-    .min(1, 'expected at least one of certificate-extension, clienthello-extension, san')
-    .default([...IDENTITY_SOURCE_NAMES]),
+  identitySources: z.array(z.enum(IDENTITY_SOURCE_NAMES)).min(1, 'expected at least one of certificate-extension, clienthello-extension, san').optional(),
   strict: z.boolean().default(false),
   proxyHeader: z.enum(['none', 'v1', 'v2']).default('none'),
   proxyV2: z
@@ -614,8 +611,10 @@ async function resolveRoute(raw: RawRoute, listener: RawListener, keyPath: strin
   if (new Set([v2.nameTlv, v2.certHashTlv, v2.tlsaTlv]).size !== 3) {
     problems.add(`${keyPath}.proxyV2`, 'nameTlv, certHashTlv and tlsaTlv must be three different types');
   }
-  const identitySources = IDENTITY_SOURCE_NAMES.filter((name) => raw.identitySources.includes(name));
-  if (new Set(raw.identitySources).size !== raw.identitySources.length) problems.add(`${keyPath}.identitySources`, 'names a source twice');
+  // Default: every source; a strict route's only source is the Certificate message.
+  const listed = raw.identitySources ?? (raw.strict ? ['certificate-extension'] : IDENTITY_SOURCE_NAMES);
+  const identitySources = IDENTITY_SOURCE_NAMES.filter((name) => listed.includes(name));
+  if (new Set(listed).size !== listed.length) problems.add(`${keyPath}.identitySources`, 'names a source twice');
   if (raw.strict && (identitySources.length !== 1 || identitySources[0] !== 'certificate-extension')) {
     problems.add(`${keyPath}.identitySources`, 'a strict route (draft -13) takes the name from the TLS 1.3 Certificate message only: [certificate-extension]');
   }

@@ -47,7 +47,7 @@ interface Generation {
 
 /** Throws (TlsEngineError, or a certificate the engine refuses) without side effects beyond a forwarder it closes. */
 function generationFor(config: ListenerConfig, deps: ListenerDependencies): Generation {
-  const engine = chooseEngine(config.engine, deps.nativeEngine ?? loadNativeEngine(), config.name);
+  const engine = chooseEngine(config, deps.nativeEngine ?? loadNativeEngine());
   const forwarder = deps.forwarders(config);
   try {
     const tls = listenerTls(engine, config, forwarder.alpn);

@@ -18,11 +18,23 @@ export type ChosenEngine = { readonly name: 'native'; readonly binding: NativeBi
 
 export class TlsEngineError extends Error {}
 
-/** Pure: the listener's choice against what loaded. Throws TlsEngineError for `native` when the engine is not there. */
-export function chooseEngine(choice: TlsEngineChoice, load: NativeEngineLoad, listener: string): ChosenEngine {
+/**
+ * Pure: the listener's choice against what loaded. Throws TlsEngineError when
+ * the engine is needed and not there: `tls.engine: native`, or `auto` with a
+ * route that only the native engine can serve (strict, or the Certificate
+ * extension as its only source), which node:tls would refuse every client of.
+ */
+export function chooseEngine(listener: Pick<ListenerConfig, 'name' | 'engine' | 'routes'>, load: NativeEngineLoad): ChosenEngine {
+  const choice: TlsEngineChoice = listener.engine;
   if (choice === 'node') return { name: 'node', fallback: undefined };
   if (load.ok) return { name: 'native', binding: load.binding };
-  if (choice === 'native') throw new TlsEngineError(`listener ${listener}: tls.engine is native, but the native TLS engine is unavailable: ${load.reason}`);
+  if (choice === 'native') throw new TlsEngineError(`listener ${listener.name}: tls.engine is native, but the native TLS engine is unavailable: ${load.reason}`);
+  const index = listener.routes.findIndex((r) => r.identity.strict || (r.identity.sources.length === 1 && r.identity.sources[0] === 'certificate-extension'));
+  if (index !== -1) {
+    throw new TlsEngineError(
+      `listener ${listener.name}: routes[${index}] takes names only from the TLS 1.3 Certificate message (draft -13), which needs the native TLS engine, and it is unavailable: ${load.reason}`,
+    );
+  }
   return { name: 'node', fallback: load.reason };
 }
 
