@@ -37,7 +37,8 @@ export function runtimeRefusal(env: LoadEnvironment['env'], versions: LoadEnviro
     return `node ${versions.node ?? '(unknown)'} is outside the supported range ${SUPPORTED_NODE_MAJORS.min}–${SUPPORTED_NODE_MAJORS.max}`;
   }
   if (!/^3\./.test(versions.openssl ?? '')) return `node's OpenSSL is ${versions.openssl ?? '(none)'}; the engine needs OpenSSL 3.x`;
-  if (Number(versions.napi ?? 0) < 8) return `node's N-API version is ${versions.napi ?? '(none)'}; the engine needs 8 or later`;
+  // Written as !(n >= 8) so that a version that is not a number (NaN) is refused too.
+  if (!(Number(versions.napi ?? 0) >= 8)) return `node's N-API version is ${versions.napi ?? '(none)'}; the engine needs 8 or later`;
   return undefined;
 }
 

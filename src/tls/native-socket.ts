@@ -7,8 +7,13 @@
  *   socket emits 'verify' with what the client showed and gives the engine
  *   nothing more until decide() is called: what the client sends meanwhile
  *   is held, at most HELD_BYTES_MAX (then the raw socket is paused), so a
- *   client that goes away is noticed while its lookup runs. Nothing is readable before the handshake is done, and
- *   a refused handshake never becomes readable.
+ *   client that resets the connection is noticed while its lookup runs
+ *   (the socket closes, no error). A FIN is a half-close (a TLS 1.3 client
+ *   may send its request and close_notify before we decide): it is taken
+ *   after the decision, once what came before it is read. Nothing is
+ *   readable before the handshake is done, and a refused handshake never
+ *   becomes readable.
+ * - end() before the handshake is done sends close_notify once it is.
  * - 'secure' is emitted once the handshake is done (after the decision).
  * - The engine's output is always written, including the alert of a failed
  *   handshake; the raw socket is then ended and destroyed after a short
@@ -66,9 +71,14 @@ export class NativeTlsSocket extends Duplex {
   private readonly pendingWrites: { chunk: Buffer; callback: (error?: Error | null) => void }[] = [];
   private busyTimer: NodeJS.Timeout | undefined;
   private engineFreed = false;
+  private fed = 0;
   /** Bytes read while paused (verify or busy), fed once the engine may take them. */
   private held: Buffer[] = [];
   private heldBytes = 0;
+  /** The peer's FIN came while the handshake was paused: taken after the decision and what was held. */
+  private peerEnded = false;
+  /** end() before the handshake was done: its close_notify is sent once it is. */
+  private pendingFinal: ((error?: Error | null) => void) | undefined;
 
   constructor(
     readonly raw: Socket,
@@ -77,7 +87,7 @@ export class NativeTlsSocket extends Duplex {
     super({ allowHalfOpen: true });
     raw.on('data', (chunk: Buffer) => this.onRawData(chunk));
     raw.on('end', () => this.onRawEnd());
-    raw.on('error', (err: Error) => this.destroy(err));
+    raw.on('error', (err: Error) => this.onRawError(err));
     raw.on('close', () => this.destroy());
     raw.on('timeout', () => this.emit('timeout'));
   }
@@ -186,6 +196,17 @@ export class NativeTlsSocket extends Duplex {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
+    if (this.state === 'handshake' || this.state === 'verify' || this.state === 'busy') {
+      // Ended before the handshake is done (a client with nothing, or nothing more, to send): a FIN now
+      // would cut the handshake short; close_notify and FIN go once it is done (writes before it were sent first).
+      this.pendingFinal = callback;
+      return;
+    }
+    this.finish(callback);
+  }
+
+  /** Our direction's end: close_notify when the connection is open, then FIN. */
+  private finish(callback: (error?: Error | null) => void): void {
     if (this.state === 'open' || this.state === 'closed') {
       const result = this.call(() => this.engine.shutdown());
       if (result.out !== null) this.raw.write(result.out);
@@ -196,6 +217,7 @@ export class NativeTlsSocket extends Duplex {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     clearTimeout(this.busyTimer);
+    this.pendingFinal = undefined;
     this.freeEngine();
     for (const pending of this.pendingWrites.splice(0)) pending.callback(error ?? new Error('the TLS connection was destroyed'));
     this.held = [];
@@ -229,6 +251,23 @@ export class NativeTlsSocket extends Duplex {
     }
   }
 
+  private onRawError(err: Error): void {
+    // The peer reset the connection while its handshake is paused (it stopped waiting for our decision):
+    // a client gone, nothing it sent can be answered; not a failed handshake.
+    if (this.state === 'verify' || this.state === 'busy') this.destroy();
+    else this.destroy(err);
+  }
+
+  /** Bytes given to the engine so far (with the verify result's pendingInput: how much of them it had processed). */
+  get bytesFed(): number {
+    return this.fed;
+  }
+
+  private feed(chunk: Buffer): void {
+    this.fed += chunk.length;
+    this.apply(this.call(() => this.engine.feed(chunk)));
+  }
+
   private onRawData(chunk: Buffer): void {
     if (this.destroyed || this.engineFreed) return;
     if (this.state === 'verify' || this.state === 'busy') {
@@ -237,7 +276,7 @@ export class NativeTlsSocket extends Duplex {
       this.flow();
       return;
     }
-    this.apply(this.call(() => this.engine.feed(chunk)));
+    this.feed(chunk);
     this.flow();
   }
 
@@ -246,12 +285,18 @@ export class NativeTlsSocket extends Duplex {
     while (this.held.length > 0 && !this.destroyed && this.state !== 'verify' && this.state !== 'busy') {
       const chunk = this.held.shift() as Buffer;
       this.heldBytes -= chunk.length;
-      this.apply(this.call(() => this.engine.feed(chunk)));
+      this.feed(chunk);
     }
   }
 
   private onRawEnd(): void {
     if (this.destroyed) return;
+    if (this.state === 'verify' || this.state === 'busy') {
+      // A FIN is a half-close, not a client gone: a TLS 1.3 client is done before we decide, and may have sent
+      // its request and close_notify (in the engine's buffer already, or held). It is taken once they are read.
+      this.peerEnded = true;
+      return;
+    }
     if (this.state === 'open') {
       // The peer's FIN without close_notify: the stream ends all the same (as node:tls does).
       this.push(null);
@@ -267,6 +312,11 @@ export class NativeTlsSocket extends Duplex {
     if (this.destroyed) return;
     this.feedHeld();
     if (this.destroyed) return;
+    if (this.peerEnded && this.held.length === 0 && this.state !== 'verify' && this.state !== 'busy') {
+      this.peerEnded = false;
+      this.onRawEnd();
+      if (this.destroyed) return;
+    }
     const pausedFull = (this.state === 'verify' || this.state === 'busy') && this.heldBytes >= HELD_BYTES_MAX;
     const readerFull = (this.state === 'open' || this.state === 'closed') && !this.wantsMore;
     if (pausedFull || readerFull) this.raw.pause();
@@ -291,6 +341,10 @@ export class NativeTlsSocket extends Duplex {
     if (result.established !== undefined) {
       this.emit('secure');
       for (const pending of this.pendingWrites.splice(0)) this._write(pending.chunk, 'binary', pending.callback);
+      // The stream calls _final only once every write is done, so nothing is queued before it.
+      const final = this.pendingFinal;
+      this.pendingFinal = undefined;
+      if (final !== undefined) this.finish(final);
     }
     if (result.plaintext !== null && result.plaintext.length > 0 && !this.push(result.plaintext)) this.wantsMore = false;
     if (result.verify !== undefined) this.emit('verify', result.verify);

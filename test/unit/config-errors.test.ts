@@ -456,3 +456,75 @@ describe('config check refuses what serve would fail on at start', () => {
     expect(stderr).toContain('listeners[1].listen: 0.0.0.0:8443 overlaps listeners[0] (127.0.0.1:8443)');
   });
 });
+
+describe('tls.engine, identitySources and strict routes', () => {
+  const ROUTE = "allow: ['*._device.example.test']";
+  const engine = (value: string, text = MINIMAL): string => replace('          keyFile: server.key\n', `          keyFile: server.key\n      engine: ${value}\n`, text);
+  const route = (settings: string, text = MINIMAL): string => replace(ROUTE, `${ROUTE}\n        ${settings}`, text);
+
+  it.each(['auto', 'node', 'native'] as const)('tls.engine: %s is accepted', async (value) => {
+    expect((await parseConfigText(engine(value), source())).listeners[0]?.engine).toBe(value);
+  });
+
+  it.each<[string, string, string[]]>([
+    ['an unknown tls.engine', engine('openssl'), ['listeners[0].tls.engine: Invalid option: expected one of "auto"|"node"|"native"']],
+    ['an empty identitySources', route('identitySources: []'), ['listeners[0].routes[0].identitySources: expected at least one of certificate-extension, clienthello-extension, san']],
+    [
+      'an unknown identity source',
+      route('identitySources: [san, subject-cn]'),
+      ['listeners[0].routes[0].identitySources[1]: Invalid option: expected one of "certificate-extension"|"clienthello-extension"|"san"'],
+    ],
+    ['a source named twice', route('identitySources: [san, clienthello-extension, san]'), ['listeners[0].routes[0].identitySources: names a source twice']],
+    [
+      'strict with the ClientHello form too',
+      route('strict: true\n        identitySources: [certificate-extension, clienthello-extension]'),
+      ['listeners[0].routes[0].identitySources: a strict route (draft -13) takes the name from the TLS 1.3 Certificate message only: [certificate-extension]'],
+    ],
+    [
+      'strict with all three sources listed',
+      route('strict: true\n        identitySources: [certificate-extension, clienthello-extension, san]'),
+      ['listeners[0].routes[0].identitySources: a strict route (draft -13) takes the name from the TLS 1.3 Certificate message only: [certificate-extension]'],
+    ],
+    [
+      'strict on node:tls (its one source needs the native engine too)',
+      engine('node', route('strict: true\n        identitySources: [certificate-extension]')),
+      [
+        'listeners[0].routes[0].strict: needs the native TLS engine (tls.engine: native or auto): node:tls cannot ask for dane_clientid in its CertificateRequest',
+        'listeners[0].routes[0].identitySources: certificate-extension alone needs the native TLS engine (tls.engine: native or auto): node:tls never asks for the name',
+      ],
+    ],
+    [
+      'strict on node:tls, sources left to the default',
+      engine('node', route('strict: true')),
+      [
+        'listeners[0].routes[0].strict: needs the native TLS engine (tls.engine: native or auto): node:tls cannot ask for dane_clientid in its CertificateRequest',
+        'listeners[0].routes[0].identitySources: certificate-extension alone needs the native TLS engine (tls.engine: native or auto): node:tls never asks for the name',
+      ],
+    ],
+    [
+      'strict on node:tls with the wrong sources: both problems',
+      engine('node', route('strict: true\n        identitySources: [san]')),
+      [
+        'listeners[0].routes[0].identitySources: a strict route (draft -13) takes the name from the TLS 1.3 Certificate message only: [certificate-extension]',
+        'listeners[0].routes[0].strict: needs the native TLS engine (tls.engine: native or auto): node:tls cannot ask for dane_clientid in its CertificateRequest',
+      ],
+    ],
+    [
+      'certificate-extension alone on node:tls',
+      engine('node', route('identitySources: [certificate-extension]')),
+      ['listeners[0].routes[0].identitySources: certificate-extension alone needs the native TLS engine (tls.engine: native or auto): node:tls never asks for the name'],
+    ],
+  ])('%s', async (_label, text, expected) => {
+    expect(await problemsOf(text)).toEqual(expected);
+  });
+
+  it.each<[string, string]>([
+    ['strict, certificate-extension, engine auto', route('strict: true\n        identitySources: [certificate-extension]')],
+    ['strict, sources left to the default (certificate-extension)', route('strict: true')],
+    ['strict, certificate-extension, engine native', engine('native', route('strict: true\n        identitySources: [certificate-extension]'))],
+    ['certificate-extension alone on the native engine', engine('native', route('identitySources: [certificate-extension]'))],
+    ['certificate-extension with san on node:tls (san still names the client)', engine('node', route('identitySources: [certificate-extension, san]'))],
+  ])('accepted: %s', async (_label, text) => {
+    await expect(parseConfigText(text, source())).resolves.toBeDefined();
+  });
+});

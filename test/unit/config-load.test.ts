@@ -207,6 +207,20 @@ listeners:
     await writeFile(source(), MINIMAL);
     expect((await loadConfig(source())).listeners[0]?.certificates[0]?.certFile).toBe(join(dir, 'server.pem'));
   });
+
+  it('the TLS engine and identity sources: defaults, the fixed precedence order, and a strict route', async () => {
+    const defaults = (await parseConfigText(MINIMAL, source())).listeners[0];
+    expect(defaults?.engine).toBe('auto');
+    expect(defaults?.routes[0]?.identity).toEqual({ sources: ['certificate-extension', 'clienthello-extension', 'san'], strict: false });
+    const route = "allow: ['*._device.example.test']";
+    const onNode = MINIMAL.replace('          keyFile: server.key\n', '          keyFile: server.key\n      engine: node\n');
+    const listedText = onNode.replace(route, `${route}\n        identitySources: [san, clienthello-extension]`);
+    const listed = (await parseConfigText(listedText, source())).listeners[0];
+    expect(listed?.engine).toBe('node');
+    expect(listed?.routes[0]?.identity).toEqual({ sources: ['clienthello-extension', 'san'], strict: false });
+    const strict = (await parseConfigText(MINIMAL.replace(route, `${route}\n        strict: true`), source())).listeners[0];
+    expect(strict?.routes[0]?.identity).toEqual({ sources: ['certificate-extension'], strict: true });
+  });
 });
 
 describe('mistakes are reported with their key path', () => {
