@@ -86,6 +86,8 @@ export interface NativeVerifyInfo {
   /** The certificates the client sent, leaf first, DER. */
   readonly certificates: readonly Buffer[];
   readonly protocol: NativeTlsVersion;
+  /** Bytes given to the engine and not yet processed when it paused: what the client sent after its Certificate message (the rest of its flight, and any early application data). */
+  readonly pendingInput: number;
 }
 
 /** Set on the one result where the handshake completes. */

@@ -243,6 +243,19 @@ ${listener('direct', ports.direct as number, `tcp://127.0.0.1:${backend.port}`, 
     expect(tlsBackend.headers.map((h) => [h.version, h.header.addresses?.sourceAddress])).toEqual([[1, '127.0.0.1']]);
   });
 
+  it('a TLS 1.3 client that writes 20 KB at once after its handshake is served: what follows its Finished is not client flight (maxClientFlightBytes 16384)', async () => {
+    const socket = tls.connect({ port: ports.direct as number, host: '127.0.0.1', servername: 'radsec.proxy.test', cert: client.certPem, key: client.keyPem, rejectUnauthorized: false });
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString()));
+    await once(socket, 'secureConnect');
+    // Sent while the proxy may still be verifying (a TLS 1.3 client finishes first).
+    const line = `${'x'.repeat(20_000)}\n`;
+    socket.end(line);
+    await once(socket, 'close');
+    expect(received).toBe(`${line.toUpperCase()}BYE\n`);
+    expect(decisions[0]).toMatchObject({ outcome: 'forwarded', reason: 'authenticated' });
+  });
+
   it('half-close: the client ends its side, the upstream still answers before closing', async () => {
     const socket = tls.connect({
       port: ports.direct as number,

@@ -866,6 +866,8 @@ dg_state dg_conn_state(const dg_conn *c) { return c->state; }
 
 size_t dg_conn_out_pending(dg_conn *c) { return BIO_ctrl_pending(c->wbio); }
 
+size_t dg_conn_in_pending(dg_conn *c) { return BIO_ctrl_pending(c->rbio); }
+
 size_t dg_conn_out_read(dg_conn *c, unsigned char *buf, size_t cap) {
   size_t done = 0;
   while (done < cap) {

@@ -111,6 +111,8 @@ dg_state dg_conn_state(const dg_conn *c);
 const char *dg_state_name(dg_state s);
 
 /* Ciphertext to send to the peer. */
+/* Bytes fed and not yet processed (e.g. what followed the client's Certificate message when it paused). */
+size_t dg_conn_in_pending(dg_conn *c);
 size_t dg_conn_out_pending(dg_conn *c);
 /* Copies up to cap bytes of it out (and removes them); returns the count. */
 size_t dg_conn_out_read(dg_conn *c, unsigned char *buf, size_t cap);

@@ -493,6 +493,7 @@ static napi_value make_verify(napi_env env, dg_conn *c) {
   if (!set_prop(env, obj, "certificates", arr)) return NULL;
   v = make_string(env, dg_conn_protocol(c));
   if (v == NULL || !set_prop(env, obj, "protocol", v)) return NULL;
+  if (napi_create_double(env, (double)dg_conn_in_pending(c), &v) != napi_ok || !set_prop(env, obj, "pendingInput", v)) return NULL;
   return obj;
 }
 

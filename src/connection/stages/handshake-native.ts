@@ -111,7 +111,11 @@ export async function handshakeNative(c: Connection, raw: Socket, input: NativeH
     // The chain is parsed (OpenSSL verifies no signature of it: the decision is ours): the next connection of this address may start.
     c.releaseTlsSlot();
     c.note({ tlsVersion: info.protocol });
-    void judgeAndVerify(c, socket, input, info, sent()).then((result) => {
+    // The client's flight up to and including its Certificate message, as the engine processed it: not what
+    // followed in the same reads (the rest of a TLS 1.3 flight, early application data), and not what the
+    // raw socket read and holds meanwhile.
+    const flight = socket.bytesFed - info.pendingInput - input.hello.recordBytes;
+    void judgeAndVerify(c, socket, input, info, flight).then((result) => {
       verdict = result;
       if (socket.destroyed) return;
       // Decided already: the deadline passed, or a chain over limits banned the address (answered by the forwarder when it answers refusals).
