@@ -53,6 +53,7 @@ Commands:
   config  'config check -c FILE' validates a configuration without serving
   tlsa    Print the TLSA record for a client certificate
   check   Look up a client name's TLSA records and verify a certificate against them
+  connect Connect to HOST:PORT as a device: send the name in dane_clientid, pipe stdin/stdout
 
 Options:
   -h, --help      Show help (also after a command: dancegate check --help)
@@ -402,6 +403,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return await tlsaCommand(rest, io);
       case 'check':
         return await checkCommand(rest, io);
+      case 'connect': {
+        const { connectCommand } = await import('./connect.js');
+        return await connectCommand(rest, io);
+      }
       default:
         throw new UsageError(`unknown command '${command}'; see dancegate --help`);
     }
