@@ -19,6 +19,8 @@
 
 /* Marks the objects createContext() returns, so a Connection never takes a foreign object for one. */
 static const napi_type_tag CONTEXT_TAG = {0x64616e6365676174ULL, 0x746c73637478ULL};
+/* Connections carry their own tag: a method called on another wrapped object (a context, say) must not read it as a connection. */
+static const napi_type_tag CONNECTION_TAG = {0x64616e6365676174ULL, 0x746c73636f6e6eULL};
 
 #define NAPI_OK_OR_THROW(env, call)                                  \
   do {                                                               \
@@ -426,6 +428,10 @@ static napi_value conn_construct(napi_env env, napi_callback_info info) {
     goto done;
   }
   box = NULL; /* owned by the wrap now */
+  if (napi_type_tag_object(env, self, &CONNECTION_TAG) != napi_ok) {
+    throw_pending_or(env, "cannot tag the connection");
+    goto done;
+  }
   result = self;
 done:
   free(box);
@@ -440,9 +446,12 @@ done:
 static dg_conn *this_conn(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv, conn_box **box_out) {
   napi_value self;
   conn_box *box = NULL;
+  bool tagged = false;
   if (napi_get_cb_info(env, info, argc, argv, &self, NULL) != napi_ok ||
+      napi_check_object_type_tag(env, self, &CONNECTION_TAG, &tagged) != napi_ok || !tagged ||
       napi_unwrap(env, self, (void **)&box) != napi_ok || box == NULL) {
-    napi_throw_type_error(env, NULL, "not a Connection");
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) napi_throw_type_error(env, NULL, "not a Connection");
     return NULL;
   }
   if (box_out != NULL) *box_out = box;
@@ -655,9 +664,12 @@ static napi_value conn_destroy(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   napi_value self;
   conn_box *box = NULL;
+  bool tagged = false;
   NAPI_OK_OR_THROW(env, napi_get_cb_info(env, info, &argc, NULL, &self, NULL));
-  if (napi_unwrap(env, self, (void **)&box) != napi_ok || box == NULL) {
-    napi_throw_type_error(env, NULL, "not a Connection");
+  if (napi_check_object_type_tag(env, self, &CONNECTION_TAG, &tagged) != napi_ok || !tagged ||
+      napi_unwrap(env, self, (void **)&box) != napi_ok || box == NULL) {
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) napi_throw_type_error(env, NULL, "not a Connection");
     return NULL;
   }
   dg_conn_free(box->conn); /* idempotent: NULL after the first call */

@@ -144,6 +144,59 @@ static void test_omit_name_request(dg_ctx *ctx) {
   }
 }
 
+/* A HelloRetryRequest (the client's key share is for X25519, the server
+ * takes P-256 only): the second ClientHello is processed on the normal stack
+ * (the job is armed only once our Finished is out), and the pause, the
+ * acceptance and a refusal work as without one. */
+static void test_hello_retry_request(dg_ctx *unused) {
+  (void)unused;
+  size_t cl, kl;
+  char *cert = read_file(pki_path("server-chain.pem"), &cl);
+  char *key = read_file(pki_path("server.key"), &kl);
+  dg_ctx_options o;
+  memset(&o, 0, sizeof o);
+  o.role = DG_ROLE_SERVER;
+  o.cert_pem = cert;
+  o.cert_len = cl;
+  o.key_pem = key;
+  o.key_len = kl;
+  o.extension_type = 65280;
+  o.min_version = DG_TLS13;
+  o.max_version = DG_TLS13;
+  o.groups = "P-256";
+  char err[300];
+  dg_status st;
+  dg_ctx *ctx = dg_ctx_new(&o, &st, err, sizeof err);
+  free(cert);
+  free(key);
+  CHECK(ctx != NULL);
+  if (ctx == NULL) return;
+  for (int accept = 1; accept >= 0; accept--) {
+    tclient_opts co = client13();
+    tclient *c = tc_new(&co);
+    CHECK(SSL_set1_groups_list(c->ssl, "X25519:P-256") == 1); /* key share for X25519 only: forces the HRR */
+    dg_conn *s = conn(ctx, &SERVER_PAUSE);
+    int saw_open = 0;
+    pump(s, c, &saw_open);
+    CHECK_EQ_INT(dg_conn_state(s), DG_ST_VERIFY);
+    CHECK(!saw_open);
+    size_t len = 0;
+    CHECK(dg_conn_client_name(s, &len) != NULL && len == strlen(NAME));
+    CHECK_EQ_INT(SSL_get_negotiated_group(c->ssl), NID_X9_62_prime256v1);
+    CHECK_EQ_INT(dg_conn_decide(s, accept), 1);
+    pump(s, c, &saw_open);
+    if (accept) {
+      CHECK_EQ_INT(dg_conn_state(s), DG_ST_OPEN);
+    } else {
+      CHECK(!saw_open);
+      CHECK_EQ_INT(dg_conn_alert_sent(s), 40);
+    }
+    dg_conn_free(s);
+    tc_free(c);
+  }
+  dg_ctx_unref(ctx);
+}
+
 static void test_refuse_really_refuses(dg_ctx *ctx) {
   tclient_opts o = client13();
   tclient *c = tc_new(&o);
@@ -764,6 +817,7 @@ int main(void) {
       {"refuse really refuses (fail-open trap)", test_refuse_really_refuses},
       {"TLS 1.2: pause, refusal, no certificate", test_tls12},
       {"the CertificateRequest asks for the name unless told not to", test_omit_name_request},
+      {"after a HelloRetryRequest: pause, accept, refuse", test_hello_retry_request},
       {"no client certificate", test_no_certificate},
       {"no-pause mode", test_no_pause_mode},
       {"abort in every state", test_abort_every_state},
