@@ -45,6 +45,9 @@ interface Generation {
   open: number;
 }
 
+/** The engine's own ceiling on its job pool (limitPausedHandshakes); the handshake budget may be configured higher. */
+const MAX_PAUSED_HANDSHAKES = 1_000_000;
+
 /** Throws (TlsEngineError, or a certificate the engine refuses) without side effects beyond a forwarder it closes. */
 function generationFor(config: ListenerConfig, deps: ListenerDependencies): Generation {
   const engine = chooseEngine(config, deps.nativeEngine ?? loadNativeEngine());
@@ -52,7 +55,7 @@ function generationFor(config: ListenerConfig, deps: ListenerDependencies): Gene
   try {
     const tls = listenerTls(engine, config, forwarder.alpn);
     // Paused handshakes hold memory in OpenSSL's job pool: capped by the handshake budget (effective once per process).
-    if (tls.engine === 'native') tls.binding.limitPausedHandshakes(deps.admission.limits.handshakes.maxConcurrent);
+    if (tls.engine === 'native') tls.binding.limitPausedHandshakes(Math.min(deps.admission.limits.handshakes.maxConcurrent, MAX_PAUSED_HANDSHAKES));
     return { config, deps, engine, tls, forwarder, now: deps.now ?? (() => new Date()), open: 0 };
   } catch (err) {
     forwarder.close();

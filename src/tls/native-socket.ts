@@ -6,7 +6,7 @@
  * - A server handshake that reaches certificate verification pauses: the
  *   socket emits 'verify' with what the client showed and gives the engine
  *   nothing more until decide() is called: what the client sends meanwhile
- *   is held, at most HELD_BYTES_MAX (then the raw socket is paused), so a
+ *   is held, about HELD_BYTES_MAX (then the raw socket is paused), so a
  *   client that resets the connection is noticed while its lookup runs
  *   (the socket closes, no error). A FIN is a half-close (a TLS 1.3 client
  *   may send its request and close_notify before we decide): it is taken
@@ -30,10 +30,11 @@ const ALERT_FLUSH_MS = 1000;
 /** How long to wait before asking again when the cap on paused handshakes is reached. */
 const BUSY_RETRY_MS = 5;
 /**
- * Most bytes read from the peer and held (not given to the engine) while the
- * handshake is paused: enough for a TLS 1.3 client's first request after its
- * Finished, so that the raw socket keeps being read and a client that goes
- * away is noticed at once; past it, the raw socket is paused.
+ * Bytes read from the peer and held (not given to the engine) while the
+ * handshake is paused, past which the raw socket is paused: enough for a TLS
+ * 1.3 client's first request after its Finished, so that the raw socket keeps
+ * being read and a client that resets is noticed at once. The check follows
+ * each read, so at most this plus one read (64 KiB) is held.
  */
 const HELD_BYTES_MAX = 16 * 1024;
 

@@ -34,6 +34,7 @@ import { runDaneClientIdClient, type DaneClientIdForm, type DaneClientIdRun } fr
 import { freePort, startDnssecLab, type DnsLab } from '../lab/dnssec-lab.js';
 import { curlWithCertificate, sClient, startCountingHttpBackend, startCountingTcpBackend, type CountingHttpBackend, type CountingTcpBackend } from '../lab/draft13-kit.js';
 import { TEST_ENGINE } from '../lab/engine.js';
+import { records, stallingTls12Hello } from '../lab/client-hello-builder.js';
 import { waitUntil } from '../lab/wait.js';
 
 /** The listeners' dane_clientid codepoint (the default, daneClientIdType). */
@@ -331,6 +332,30 @@ if (TEST_ENGINE === 'native') {
         }
         // Its slot is free again once the first connection is gone.
         await waitUntil('the slot to be released', async () => (await cClient(bench, { port: ports.limited, sni: 'tcp.proxy.test', name: SAN_ONLY, cert: 'sanOnly', form: 'certificate' })).code === 0);
+      });
+      it('a verification accepted inside the handshake gives the identity slot back when the handshake then fails (no leak)', async () => {
+        // TLS 1.2, raw: ClientHello naming the client, then only its Certificate (a real certificate with a
+        // matching record; no key needed), then nothing: accepted in the pause, the slot taken, and the
+        // handshake never finishes. The client goes away; the one slot of the name must be free again.
+        const raw = net.connect({ port: ports.limited, host: '127.0.0.1' });
+        raw.on('error', () => undefined);
+        await once(raw, 'connect');
+        let received = Buffer.alloc(0);
+        raw.on('data', (d: Buffer) => (received = Buffer.concat([received, d])));
+        raw.write(stallingTls12Hello('tcp.proxy.test', SAN_ONLY));
+        await waitUntil('ServerHelloDone', () => received.subarray(-4).equals(Buffer.from([14, 0, 0, 0])));
+        const der = bench.certs.sanOnly.der;
+        const u24 = (n: number): Buffer => Buffer.from([n >> 16, (n >> 8) & 0xff, n & 0xff]);
+        const list = Buffer.concat([u24(der.length), der]);
+        raw.write(records(Buffer.concat([Buffer.from([11]), u24(list.length + 3), u24(list.length), list]), 16_384, 0x0303));
+        // Accepted in the pause (the lookup and match ran), then the rest of the handshake is awaited: give it the time.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        raw.destroy();
+        await waitUntil('the stalled connection to be decided', () => limitedDecisions.length === 1);
+        expect(limitedDecisions.map(brief)).toEqual([{ outcome: 'refused', reason: 'client-closed', nameSource: 'clienthello-extension', claimedName: SAN_ONLY, tlsVersion: 'TLSv1.2' }]);
+        const r = await cClient(bench, { port: ports.limited, sni: 'tcp.proxy.test', name: SAN_ONLY, cert: 'sanOnly', form: 'certificate' });
+        expect(r.code).toBe(0);
+        expect(limitedDecisions.slice(1).map(brief)).toEqual([{ outcome: 'forwarded', reason: 'authenticated', nameSource: 'certificate-extension', claimedName: SAN_ONLY, tlsVersion: 'TLSv1.3' }]);
       });
     });
 

@@ -102,8 +102,10 @@ export async function handshakeNative(c: Connection, raw: Socket, input: NativeH
     socket.destroy();
   });
   socket.on('error', (err: Error) => {
-    if (err instanceof NativeTlsError && err.alertSent === CERTIFICATE_REQUIRED) c.decide('refused', 'no-certificate', 'the client presented no certificate (certificate_required)');
-    else applyJudgement(c, judgeHandshakeError(sent(), limits.maxFlightBytes, err.message));
+    // TLS 1.3 says certificate_required; OpenSSL answers a TLS 1.2 client without one with handshake_failure.
+    if (err instanceof NativeTlsError && (err.alertSent === CERTIFICATE_REQUIRED || /peer did not return a certificate/.test(err.message))) {
+      c.decide('refused', 'no-certificate', 'the client presented no certificate');
+    } else applyJudgement(c, judgeHandshakeError(sent(), limits.maxFlightBytes, err.message));
   });
   let verdict: StageResult<Verified> | undefined;
   socket.once('verify', (info: NativeVerifyInfo) => {
@@ -115,21 +117,29 @@ export async function handshakeNative(c: Connection, raw: Socket, input: NativeH
     // followed in the same reads (the rest of a TLS 1.3 flight, early application data), and not what the
     // raw socket read and holds meanwhile.
     const flight = socket.bytesFed - info.pendingInput - input.hello.recordBytes;
-    void judgeAndVerify(c, socket, input, info, flight).then((result) => {
-      verdict = result;
-      if (socket.destroyed) return;
-      // Decided already: the deadline passed, or a chain over limits banned the address (answered by the forwarder when it answers refusals).
-      const answerOverLimits = !result.ok && result.reason === 'chain-over-limits' && input.completeRefused;
-      if (c.decided && !answerOverLimits) return void socket.destroy();
-      if (result.ok || input.completeRefused) {
-        // Decided, the connection's deadline is over: the rest of the handshake gets its own.
-        if (c.decided) boundCompletion(socket, timeoutMs);
-        return socket.decide(true);
-      }
-      // Decided before the alert goes out, so the record names the reason, not the failed handshake.
-      if (!result.ok) c.decide('refused', result.reason, result.detail);
-      socket.decide(false);
-    });
+    void judgeAndVerify(c, socket, input, info, flight)
+      .then((result) => {
+        verdict = result;
+        // The identity's slot is held from now on: verification runs before the client's CertificateVerify and
+        // Finished are read, so the handshake may still fail; the slot goes back when the connection closes.
+        if (result.ok) socket.once('close', result.value.release);
+        if (socket.destroyed) return result.ok ? result.value.release() : undefined;
+        // Decided already: the deadline passed, or a chain over limits banned the address (answered by the forwarder when it answers refusals).
+        const answerOverLimits = !result.ok && result.reason === 'chain-over-limits' && input.completeRefused;
+        if (c.decided && !answerOverLimits) return void socket.destroy();
+        // Our part is done: what remains of the handshake (the client's CertificateVerify and Finished) is the client's.
+        verifying = false;
+        if (result.ok || input.completeRefused) {
+          // Decided, the connection's deadline is over: the rest of the handshake gets its own.
+          if (c.decided) boundCompletion(socket, timeoutMs);
+          return socket.decide(true);
+        }
+        // Decided before the alert goes out, so the record names the reason, not the failed handshake.
+        if (!result.ok) c.decide('refused', result.reason, result.detail);
+        socket.decide(false);
+      })
+      // A throw in what the decision set off (a listener of 'secure', the log sink) must cost this connection, never the process.
+      .catch((err: unknown) => socket.destroy(err instanceof Error ? err : new Error(String(err))));
   });
   socket.start();
   const secure = await new Promise<boolean>((resolve) => {

@@ -47,7 +47,7 @@ export interface Verified {
   readonly leaf: ParsedCertificate;
   readonly tlsa: readonly [number, number, number];
   readonly detail: string;
-  /** Gives back the identity's connection slot (call when the connection closes). */
+  /** Gives back the identity's connection slot (call when the connection closes; idempotent). */
   readonly release: Release;
 }
 
@@ -71,5 +71,12 @@ export async function verifyClient(c: Connection, input: VerifyInput, shown: Sho
   if (!auth.ok) return auth;
   const slot = admitIdentity(input.admission, name);
   if (!slot.ok) return slot;
-  return pass({ name, leaf, tlsa: auth.value.tlsa, detail: auth.value.detail, release: slot.value });
+  // Given back once, whoever calls first: the native engine takes the slot inside the handshake, which may still fail.
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    slot.value();
+  };
+  return pass({ name, leaf, tlsa: auth.value.tlsa, detail: auth.value.detail, release });
 }
