@@ -150,27 +150,7 @@ static void test_omit_name_request(dg_ctx *ctx) {
  * acceptance and a refusal work as without one. */
 static void test_hello_retry_request(dg_ctx *unused) {
   (void)unused;
-  size_t cl, kl;
-  char *cert = read_file(pki_path("server-chain.pem"), &cl);
-  char *key = read_file(pki_path("server.key"), &kl);
-  dg_ctx_options o;
-  memset(&o, 0, sizeof o);
-  o.role = DG_ROLE_SERVER;
-  o.cert_pem = cert;
-  o.cert_len = cl;
-  o.key_pem = key;
-  o.key_len = kl;
-  o.extension_type = 65280;
-  o.min_version = DG_TLS13;
-  o.max_version = DG_TLS13;
-  o.groups = "P-256";
-  char err[300];
-  dg_status st;
-  dg_ctx *ctx = dg_ctx_new(&o, &st, err, sizeof err);
-  free(cert);
-  free(key);
-  CHECK(ctx != NULL);
-  if (ctx == NULL) return;
+  dg_ctx *ctx = server_ctx_groups(DG_TLS13, NULL, 0, "P-256");
   for (int accept = 1; accept >= 0; accept--) {
     tclient_opts co = client13();
     tclient *c = tc_new(&co);

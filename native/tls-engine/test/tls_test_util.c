@@ -240,7 +240,9 @@ void pump_engines(dg_conn *server, dg_conn *client) {
   }
 }
 
-dg_ctx *server_ctx(int min_version, const unsigned char *alpn, size_t alpn_len) {
+dg_ctx *server_ctx(int min_version, const unsigned char *alpn, size_t alpn_len) { return server_ctx_groups(min_version, alpn, alpn_len, NULL); }
+
+dg_ctx *server_ctx_groups(int min_version, const unsigned char *alpn, size_t alpn_len, const char *groups) {
   size_t cl, kl;
   char *cert = read_file(pki_path("server-chain.pem"), &cl);
   char *key = read_file(pki_path("server.key"), &kl);
@@ -256,6 +258,7 @@ dg_ctx *server_ctx(int min_version, const unsigned char *alpn, size_t alpn_len) 
   o.max_version = DG_TLS13;
   o.alpn_wire = alpn;
   o.alpn_wire_len = alpn_len;
+  o.groups = groups;
   char err[300];
   dg_status st;
   dg_ctx *ctx = dg_ctx_new(&o, &st, err, sizeof err);

@@ -65,5 +65,7 @@ void pump_engines(dg_conn *server, dg_conn *client);
 
 /* A server context from the test PKI; pass NULL alpn for none. */
 dg_ctx *server_ctx(int min_version, const unsigned char *alpn, size_t alpn_len);
+/* The same with a key-exchange group list (NULL: OpenSSL's default). */
+dg_ctx *server_ctx_groups(int min_version, const unsigned char *alpn, size_t alpn_len, const char *groups);
 
 #endif
