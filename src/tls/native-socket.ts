@@ -86,6 +86,9 @@ export class NativeTlsSocket extends Duplex {
     private readonly engine: NativeConnection,
   ) {
     super({ allowHalfOpen: true });
+    // Each write is a whole TLS record: never hold one back for Nagle (with a delayed ACK at the peer, a kept-alive
+    // HTTP response waited ~40 ms: 700 requests/s against node:tls's 6,000 in bench/compare).
+    raw.setNoDelay(true);
     raw.on('data', (chunk: Buffer) => this.onRawData(chunk));
     raw.on('end', () => this.onRawEnd());
     raw.on('error', (err: Error) => this.onRawError(err));

@@ -700,18 +700,25 @@ static int plaintext_reserve(dg_conn *c, size_t more) {
 }
 
 /* Server: enter the ASYNC job only once our first flight is out, i.e. while
- * waiting for the client's Certificate (TLS 1.3: after our Finished the state
- * machine rests in TLS_ST_EARLY_DATA; TLS 1.2: after ServerHelloDone). A
- * HelloRetryRequest also leaves TLS 1.3 in TLS_ST_EARLY_DATA, but before our
- * Finished: the second ClientHello, the key exchange and our signature must
- * not run on the job's small stack (32 KiB, no guard page), so in TLS 1.3 the
- * test is that our Finished has been written. */
+ * waiting for the client's Certificate, so that the ClientHello, the key
+ * exchange and our signature never run on the job's small stack (32 KiB, no
+ * guard page). TLS 1.3: our Finished has been written (not yet after a
+ * HelloRetryRequest). TLS 1.2: our flight (ServerHello to ServerHelloDone) is
+ * waiting in the out buffer. Told by functions, not by SSL_get_state(): the
+ * values of OSSL_HANDSHAKE_STATE moved between OpenSSL 3.0 and 3.5, so an
+ * addon built on Node 20's headers read the wrong states on Node 22+ and
+ * never paused (it then refused every client: fail-closed, but useless). */
 static void arm_async(dg_conn *c) {
   if (c->ctx->role != DG_ROLE_SERVER || !c->pause_for_verify || c->async_armed) return;
-  OSSL_HANDSHAKE_STATE hs = SSL_get_state(c->ssl);
-  unsigned char finished[EVP_MAX_MD_SIZE];
-  int ours_sent = SSL_get_finished(c->ssl, finished, sizeof finished) > 0;
-  if (!(hs == TLS_ST_SW_SRVR_DONE || ((hs == TLS_ST_EARLY_DATA || hs == TLS_ST_SW_FINISHED) && ours_sent))) return;
+  int version = SSL_version(c->ssl);
+  if (version == TLS1_3_VERSION) {
+    unsigned char finished[EVP_MAX_MD_SIZE];
+    if (SSL_get_finished(c->ssl, finished, sizeof finished) == 0) return;
+  } else if (version == TLS1_2_VERSION) {
+    if (BIO_ctrl_pending(c->wbio) == 0) return;
+  } else {
+    return; /* not negotiated yet */
+  }
   SSL_set_mode(c->ssl, SSL_MODE_ASYNC);
   c->async_armed = 1;
   tl_async_touched = 1; /* the thread's job pool exists from the first job on */
