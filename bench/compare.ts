@@ -5,28 +5,34 @@
  *
  *  1. New mTLS handshakes per second: `openssl s_time -new -www /` with a
  *     client certificate, PARALLEL processes, RUNS runs of SECONDS each, the
- *     median reported; for dancegate (DANE-EE, warm cache), dancegate with
- *     its TLSA cache off (every connection asks Unbound), nginx
- *     (ssl_verify_client on) and HAProxy (verify required), all with as many
- *     workers/threads as cores; dancegate on the same path without DANE
- *     (the DANE overhead ratio); Node's own floor (bench/node-floor.ts).
- *     Systems are measured round robin. Also the OpenSSL crypto bound for
- *     the same handshake from `openssl speed`.
+ *     median reported; for dancegate on the native TLS engine
+ *     (`tls.engine: native`: DANE-EE warm cache, TLSA cache off so every
+ *     connection asks Unbound, and the same path without DANE for the DANE
+ *     overhead ratio), dancegate on node:tls (`tls.engine: node`, DANE-EE
+ *     warm cache), nginx (ssl_verify_client on) and HAProxy (verify
+ *     required), all with as many workers/threads as cores; Node's own floor
+ *     (bench/node-floor.ts). s_time sends no dane_clientid: on both engines
+ *     the client is named by its certificate's SAN (the native engine still
+ *     pauses the handshake for the decision). Systems are measured round
+ *     robin, with the server's CPU per handshake from /proc. Also the
+ *     OpenSSL crypto bound for the same handshake from `openssl speed`.
  *  2. Request throughput and latency over kept-alive mTLS connections with
  *     ApacheBench (`ab -k -E`), and ab against a TLS endpoint that does no
  *     proxying, to show ab is not the bottleneck.
  *  3. DANE decision latency per connection (verifyClient through the cache
  *     and the real resolver), warm and cold, p50/p99.
  *  4. Memory per idle authenticated connection: CONNECTIONS TCP-mode
- *     connections held open; dancegate's RSS before and after.
+ *     connections held open; dancegate's RSS before and after, on each
+ *     engine in turn, and a bare node:tls server's (the floor).
  *
  *   npm run bench:compare     (PARALLEL=16 RUNS=3 SECONDS=5 CONNECTIONS=10000)
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import * as https from 'node:https';
 import * as tls from 'node:tls';
 import { promisify } from 'node:util';
 import { createCertificate } from '../certs/pki.js';
@@ -35,6 +41,7 @@ import { parseCertificateDer } from '../src/dane/certificate.js';
 import { DnsTlsaResolver } from '../src/lookup/tlsa-query.js';
 import { formatTlsaRdata, tlsaRecordForCertificate } from '../src/dane/tlsa.js';
 import { verifyClient } from '../src/connection/verify.js';
+import { loadNativeEngine } from '../src/tls/native-engine.js';
 import { freePort, startDnssecLab } from '../test/lab/dnssec-lab.js';
 import { stopProcess, waitForTcpPort } from '../test/lab/process.js';
 
@@ -51,7 +58,7 @@ const SECONDS = Number(process.env.SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 10_000);
 /** Which parts to run, e.g. PARTS=1,2 (default all). */
 const PARTS = new Set((process.env.PARTS ?? '1,2,3,4').split(',').map(Number));
-/** Which systems, e.g. SYSTEMS=dancegate,nginx (default all). */
+/** Which systems, by the start of their names, e.g. SYSTEMS=dancegate,nginx or SYSTEMS="dancegate native" (default all). */
 const SYSTEMS = (process.env.SYSTEMS ?? 'dancegate,nginx,haproxy,node').split(',');
 const CORES = availableParallelism();
 /** /proc's clock ticks per second (USER_HZ, 100 on Linux). */
@@ -106,6 +113,35 @@ async function cpuSeconds(pid: number): Promise<number> {
   return ticks / CLOCK_TICKS;
 }
 
+/**
+ * nginx workers that outlived their master: earlier runs left the backend's
+ * workers running after the master was stopped. Their ids are taken while
+ * the master still runs; after it has stopped, each one still alive and still
+ * an nginx worker is killed by its id.
+ */
+async function nginxWorkersOf(masters: ChildProcess[]): Promise<number[]> {
+  const workers: number[] = [];
+  for (const master of masters) {
+    if (master.pid === undefined || master.exitCode !== null || master.signalCode !== null) continue;
+    workers.push(...(await processTree(master.pid).catch(() => [master.pid as number])).slice(1));
+  }
+  return workers;
+}
+async function killOrphanedNginxWorkers(workers: number[]): Promise<number> {
+  let killed = 0;
+  for (const pid of workers) {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (!cmdline.startsWith('nginx: worker')) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed++;
+    } catch {
+      // Gone in between.
+    }
+  }
+  return killed;
+}
+
 /** RSS of a process tree, summed. */
 async function rssOf(pid: number): Promise<number> {
   let total = 0;
@@ -133,9 +169,34 @@ async function handshakeRate(port: number, pid: number, dir: string): Promise<{ 
   return { rate: rates.reduce((a, b) => a + b, 0), cpuMs: (1000 * cpu) / connections };
 }
 
+/**
+ * One request with the client certificate must come back 200 "ok": s_time
+ * counts a connection whose handshake completed even when the server then
+ * refuses the client (a TLS 1.3 refusal arrives on the first read), so a
+ * system that refuses everyone would otherwise post a fine handshake rate.
+ */
+async function checkServes(name: string, port: number, dir: string): Promise<void> {
+  const [cert, key] = await Promise.all([readFile(join(dir, 'client.pem')), readFile(join(dir, 'client.key'))]);
+  const answer = await new Promise<string>((resolve, reject) => {
+    const req = https.get({ host: '127.0.0.1', port, path: '/', servername: 'bench.test', headers: { host: 'bench.test' }, cert, key, rejectUnauthorized: false, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve(`${res.statusCode ?? '?'} ${body}`));
+    });
+    req.on('error', reject);
+    req.setTimeout(10_000, () => req.destroy(new Error('no answer in 10 s')));
+  }).catch((err: Error) => `error: ${err.message}`);
+  if (answer !== '200 ok') throw new Error(`${name} (port ${port}) does not serve the bench client: ${answer}`);
+}
+
 /** ApacheBench over kept-alive mTLS: requests/s and p50/p99 ms. */
 async function throughput(port: number, dir: string): Promise<{ rps: number; p50: number; p99: number }> {
-  const { stdout } = await run('ab', ['-q', '-k', '-n', '20000', '-c', '32', '-E', join(dir, 'client-with-key.pem'), '-H', 'Host: bench.test', `https://127.0.0.1:${port}/`], { timeout: 120_000 });
+  const { stdout } = await run('ab', ['-q', '-k', '-n', '20000', '-c', '32', '-E', join(dir, 'client-with-key.pem'), '-H', 'Host: bench.test', `https://127.0.0.1:${port}/`], {
+    timeout: 120_000,
+    // A refusing server makes ab print two lines per attempt: keep them all, the error says the first.
+    maxBuffer: 256 * 2 ** 20,
+  });
   const rps = Number(/Requests per second:\s+([\d.]+)/.exec(stdout)?.[1]);
   const p50 = Number(/\s50%\s+(\d+)/.exec(stdout)?.[1]);
   const p99 = Number(/\s99%\s+(\d+)/.exec(stdout)?.[1]);
@@ -161,6 +222,14 @@ async function main(): Promise<void> {
       haproxy: (await run('haproxy', ['-v'])).stdout.split('\n')[0] ?? '',
     };
     say(`bench/compare on ${CORES}x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; ${Object.values(versions).join('; ')}`);
+    // The native systems run `tls.engine: native`, which refuses to start without the addon: say which one up front.
+    const native = loadNativeEngine();
+    if (!native.ok) throw new Error(`the native TLS engine does not load here (${native.reason}); build it with \`node native/tls-engine/build.mjs\``);
+    say(
+      `native TLS engine: ${native.path} on Node's ${native.openssl}; load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    );
     say(`PARALLEL=${PARALLEL} RUNS=${RUNS} SECONDS=${SECONDS} CONNECTIONS=${CONNECTIONS}`);
 
     // PKI: one CA for everything, ECDSA P-256.
@@ -186,10 +255,12 @@ async function main(): Promise<void> {
       dgWarm: await freePort(),
       dgCold: await freePort(),
       dgNoDane: await freePort(),
+      dgNodeWarm: await freePort(),
       nodeFloor: await freePort(),
       nodeProxy: await freePort(),
       dgBaseline: await freePort(),
-      dgTcp: await freePort(),
+      dgTcpNative: await freePort(),
+      dgTcpNode: await freePort(),
       echo: await freePort(),
     };
 
@@ -257,9 +328,13 @@ backend b
     const haproxy = daemon('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')]);
     children.push(haproxy);
 
-    // Per-address limits off: every load generator here is one address. `baseline`: an older build's
-    // configuration, without the keys it does not know (maxTlsHandshakesPerIp).
-    const dancegateConfig = (port: number, cacheTtl: number, mode: 'http' | 'tcp', workers: number | 'auto', withoutDane = false, baseline = false): string => `workers: ${workers}
+    // Per-address limits off: every load generator here is one address. `engine` is the listener's
+    // tls.engine; 'baseline' is an older build's configuration, without the keys it does not know
+    // (maxTlsHandshakesPerIp, tls.engine).
+    type Engine = 'native' | 'node' | 'baseline';
+    const dancegateConfig = (port: number, cacheTtl: number, mode: 'http' | 'tcp', workers: number | 'auto', engine: Engine, withoutDane = false): string => {
+      const baseline = engine === 'baseline';
+      return `workers: ${workers}
 admin: false
 log: { level: warn }
 resolver:
@@ -273,25 +348,28 @@ listeners:
   - name: bench
     listen: 127.0.0.1:${port}
     mode: ${mode}
-${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFile: server.pem, keyFile: server.key }] }
+${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFile: server.pem, keyFile: server.key }]${baseline ? '' : `, engine: ${engine}`} }
     routes:
       - upstream: ${mode === 'http' ? `http://127.0.0.1:${ports.backend}` : `tcp://127.0.0.1:${ports.echo}`}
         allow: ['${withoutDane ? 'nobody.bench.test' : '*._device.bench.test'}']
 `;
-    await writeFile(join(dir, 'dg-warm.yaml'), dancegateConfig(ports.dgWarm, 300, 'http', 'auto'));
-    await writeFile(join(dir, 'dg-cold.yaml'), dancegateConfig(ports.dgCold, 0, 'http', 'auto'));
+    };
+    await writeFile(join(dir, 'dg-warm.yaml'), dancegateConfig(ports.dgWarm, 300, 'http', 'auto', 'native'));
+    await writeFile(join(dir, 'dg-cold.yaml'), dancegateConfig(ports.dgCold, 0, 'http', 'auto', 'native'));
+    await writeFile(join(dir, 'dg-node-warm.yaml'), dancegateConfig(ports.dgNodeWarm, 300, 'http', 'auto', 'node'));
     const dgWarm = daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-warm.yaml')]);
     const dgCold = daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-cold.yaml')]);
-    children.push(dgWarm, dgCold);
+    const dgNodeWarm = daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-node-warm.yaml')]);
+    children.push(dgWarm, dgCold, dgNodeWarm);
     // dancegate's own mTLS path without DANE: policy optional and a route whose allowlist does not hold
     // the client's name, so every connection is forwarded unauthenticated with no lookup and no match.
-    await writeFile(join(dir, 'dg-no-dane.yaml'), dancegateConfig(ports.dgNoDane, 300, 'http', 'auto', true));
+    await writeFile(join(dir, 'dg-no-dane.yaml'), dancegateConfig(ports.dgNoDane, 300, 'http', 'auto', 'native', true));
     const dgNoDane = daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-no-dane.yaml')]);
     children.push(dgNoDane);
     const baselineName = `dancegate ${CORES} workers, DANE-EE warm cache, BASELINE build (${BASELINE ?? ''})`;
     let dgBaseline: ChildProcess | undefined;
     if (BASELINE !== undefined) {
-      await writeFile(join(dir, 'dg-baseline.yaml'), dancegateConfig(ports.dgBaseline, 300, 'http', 'auto', false, true));
+      await writeFile(join(dir, 'dg-baseline.yaml'), dancegateConfig(ports.dgBaseline, 300, 'http', 'auto', 'baseline'));
       dgBaseline = daemon(process.execPath, [join(BASELINE, 'dist/src/cli/main.js'), 'serve', '-c', join(dir, 'dg-baseline.yaml')]);
       children.push(dgBaseline);
     }
@@ -302,21 +380,28 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
     const nodeSelf = nodeFloor('self', ports.nodeFloor);
     const nodeProxy = nodeFloor('proxy', ports.nodeProxy);
     children.push(nodeSelf, nodeProxy);
-    for (const key of ['backend', 'tlsOnly', 'nginx', 'haproxy', 'dgWarm', 'dgCold', 'dgNoDane', 'nodeFloor', 'nodeProxy'] as const) await waitForTcpPort(ports[key], `${key} (port ${ports[key]})`);
+    for (const key of ['backend', 'tlsOnly', 'nginx', 'haproxy', 'dgWarm', 'dgCold', 'dgNoDane', 'dgNodeWarm', 'nodeFloor', 'nodeProxy'] as const)
+      await waitForTcpPort(ports[key], `${key} (port ${ports[key]})`);
     if (dgBaseline !== undefined) await waitForTcpPort(ports.dgBaseline, 'the BASELINE dancegate', 60_000);
 
     // 1. Handshakes.
+    const dane = `dancegate native ${CORES} workers, DANE-EE warm cache`;
+    const daneNode = `dancegate node:tls ${CORES} workers, DANE-EE warm cache`;
+    const withoutDane = `dancegate native ${CORES} workers, same path without DANE`;
+    const nginxName = `nginx ${CORES} workers, ssl_verify_client on`;
     const systems: Array<[string, number, ChildProcess]> = [
-      [`dancegate ${CORES} workers, DANE-EE warm cache`, ports.dgWarm, dgWarm],
-      [`dancegate ${CORES} workers, TLSA cache off`, ports.dgCold, dgCold],
-      [`nginx ${CORES} workers, ssl_verify_client on`, ports.nginx, nginx],
+      [dane, ports.dgWarm, dgWarm],
+      [daneNode, ports.dgNodeWarm, dgNodeWarm],
+      [`dancegate native ${CORES} workers, TLSA cache off`, ports.dgCold, dgCold],
+      [nginxName, ports.nginx, nginx],
       [`HAProxy ${CORES} threads, verify required`, ports.haproxy, haproxy],
-      [`dancegate ${CORES} workers, same path without DANE`, ports.dgNoDane, dgNoDane],
+      [withoutDane, ports.dgNoDane, dgNoDane],
       [`node:https ${CORES} workers, requestCert, answers itself`, ports.nodeFloor, nodeSelf],
       [`node:https ${CORES} workers, requestCert, http.request`, ports.nodeProxy, nodeProxy],
     ];
     if (dgBaseline !== undefined) systems.push([baselineName, ports.dgBaseline, dgBaseline]);
     const chosen = systems.filter(([name]) => SYSTEMS.some((s) => name.toLowerCase().startsWith(s)));
+    for (const [name, port] of chosen) await checkServes(name, port, dir);
     const handshakes = new Map<string, number>();
     const cpuPerHandshake = new Map<string, number>();
     // Round robin: run i of every system before run i+1 of any, so drift on this shared machine hits all alike.
@@ -336,14 +421,16 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
         `handshakes/s  ${name.padEnd(56)} ${median(rates).toFixed(0).padStart(6)}  (runs: ${rates.map((r) => r.toFixed(0)).join(', ')}); server CPU ${median(cpu).toFixed(2)} ms per handshake (${cpu.map((c) => c.toFixed(2)).join(', ')})`,
       );
     }
-    const nginxName = systems[2]?.[0] ?? '';
     for (const [name] of PARTS.has(1) ? chosen : []) {
       say(
         `  against nginx: ${name.padEnd(56)} rate x${((handshakes.get(name) ?? NaN) / (handshakes.get(nginxName) ?? NaN)).toFixed(2)}, handshakes per CPU second x${((cpuPerHandshake.get(nginxName) ?? NaN) / (cpuPerHandshake.get(name) ?? NaN)).toFixed(2)}`,
       );
     }
-    const dane = systems[0]?.[0] ?? '';
-    const withoutDane = systems[4]?.[0] ?? '';
+    if (handshakes.has(dane) && handshakes.has(daneNode)) {
+      say(
+        `native engine against node:tls, DANE-EE warm cache: rate x${((handshakes.get(dane) as number) / (handshakes.get(daneNode) as number)).toFixed(2)}, server CPU per handshake x${((cpuPerHandshake.get(dane) as number) / (cpuPerHandshake.get(daneNode) as number)).toFixed(2)}`,
+      );
+    }
     if (handshakes.has(dane) && handshakes.has(withoutDane)) {
       const rateCost = 1 - (handshakes.get(dane) as number) / (handshakes.get(withoutDane) as number);
       const cpuCost = (cpuPerHandshake.get(dane) as number) / (cpuPerHandshake.get(withoutDane) as number) - 1;
@@ -374,7 +461,7 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
     }
     for (const [name, port] of PARTS.has(2) ? chosen : []) {
       const t = await throughput(port, dir);
-      say(`req/s  ${name.padEnd(48)} ${t.rps.toFixed(0).padStart(6)}   p50 ${t.p50} ms  p99 ${t.p99} ms`);
+      say(`req/s  ${name.padEnd(56)} ${t.rps.toFixed(0).padStart(6)}   p50 ${t.p50} ms  p99 ${t.p99} ms`);
     }
 
     // 3. DANE decision latency (verifyClient through the cache and the real resolver).
@@ -403,10 +490,6 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
       const echo = daemon(process.execPath, ['-e', `require('net').createServer((s) => { s.on('error', () => {}); s.pipe(s); }).listen(${ports.echo}, '127.0.0.1')`]);
       children.push(echo);
       await waitForTcpPort(ports.echo);
-      await writeFile(join(dir, 'dg-tcp.yaml'), dancegateConfig(ports.dgTcp, 300, 'tcp', CORES));
-      const tcpProxy = daemon(process.execPath, [CLI, 'serve', '-c', join(dir, 'dg-tcp.yaml')]);
-      children.push(tcpProxy);
-      await waitForTcpPort(ports.dgTcp);
       /** Open CONNECTIONS idle mutual-TLS connections to `port` (after 50 to warm up); the server's RSS growth per connection. */
       const bytesPerConnection = async (port: number, pid: number): Promise<{ perConnection: number; before: number; after: number }> => {
         const sockets: tls.TLSSocket[] = [];
@@ -420,19 +503,39 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
             s.once('error', reject);
             sockets.push(s);
           });
-        for (let i = 0; i < 50; i++) await openOne();
-        await new Promise((r) => setTimeout(r, 1000));
-        const before = await rssOf(pid);
-        for (let done = 0; done < CONNECTIONS; done += 100) await Promise.all(Array.from({ length: Math.min(100, CONNECTIONS - done) }, openOne));
-        await new Promise((r) => setTimeout(r, 2000));
-        const after = await rssOf(pid);
-        for (const s of sockets) s.destroy();
-        return { perConnection: (after - before) / CONNECTIONS, before, after };
+        try {
+          for (let i = 0; i < 50; i++) await openOne();
+          await new Promise((r) => setTimeout(r, 1000));
+          const before = await rssOf(pid);
+          for (let done = 0; done < CONNECTIONS; done += 100) await Promise.all(Array.from({ length: Math.min(100, CONNECTIONS - done) }, openOne));
+          await new Promise((r) => setTimeout(r, 2000));
+          const after = await rssOf(pid);
+          return { perConnection: (after - before) / CONNECTIONS, before, after };
+        } finally {
+          for (const s of sockets) s.destroy();
+        }
       };
-      const proxied = await bytesPerConnection(ports.dgTcp, tcpProxy.pid as number);
-      say(
-        `idle authenticated TCP-mode connections: ${CONNECTIONS} (each with its upstream connection); dancegate (${CORES} workers) RSS ${(proxied.before / 2 ** 20).toFixed(0)} MB → ${(proxied.after / 2 ** 20).toFixed(0)} MB: ${(proxied.perConnection / 1024).toFixed(1)} KB per connection`,
-      );
+      // One engine at a time, each proxy stopped before the next starts: the descriptors (two per
+      // connection) and the echo upstream's sockets are freed in between.
+      for (const [engine, port] of [
+        ['native', ports.dgTcpNative],
+        ['node', ports.dgTcpNode],
+      ] as const) {
+        await writeFile(join(dir, `dg-tcp-${engine}.yaml`), dancegateConfig(port, 300, 'tcp', CORES, engine));
+        const tcpProxy = daemon(process.execPath, [CLI, 'serve', '-c', join(dir, `dg-tcp-${engine}.yaml`)]);
+        await waitForTcpPort(port);
+        try {
+          const proxied = await bytesPerConnection(port, tcpProxy.pid as number);
+          say(
+            `idle authenticated TCP-mode connections, tls.engine: ${engine}: ${CONNECTIONS} (each with its upstream connection); dancegate (${CORES} workers) RSS ${(proxied.before / 2 ** 20).toFixed(0)} MB → ${(proxied.after / 2 ** 20).toFixed(0)} MB: ${(proxied.perConnection / 1024).toFixed(1)} KB per connection`,
+          );
+        } finally {
+          await stopProcess(tcpProxy);
+          started.delete(tcpProxy);
+        }
+        // Let the echo upstream see its sockets close before the next count.
+        await new Promise((r) => setTimeout(r, 2000));
+      }
 
       // The floor: a bare node:tls echo server (requestCert, no proxying, no upstream), same client, same count.
       const floorPort = await freePort();
@@ -448,7 +551,11 @@ ${withoutDane ? '    policy: optional\n' : ''}    tls: { certificates: [{ certFi
     await lab.stop();
     await writeFile(join(import.meta.dirname, 'last-compare.txt'), `${out.join('\n')}\n`);
   } finally {
+    const workers = await nginxWorkersOf(children.filter((c) => c.spawnfile === 'nginx'));
     await Promise.all(children.map(stopProcess));
+    await new Promise((r) => setTimeout(r, 500));
+    const orphans = await killOrphanedNginxWorkers(workers);
+    if (orphans > 0) console.log(`killed ${orphans} nginx workers that outlived their master`);
     await rm(dir, { recursive: true, force: true });
   }
 }
