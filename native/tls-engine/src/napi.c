@@ -356,8 +356,8 @@ static napi_value conn_construct(napi_env env, napi_callback_info info) {
   }
   bool tagged = false;
   napi_valuetype t = napi_undefined;
-  if (argc >= 1) napi_typeof(env, argv[0], &t);
-  if (t == napi_object) napi_check_object_type_tag(env, argv[0], &CONTEXT_TAG, &tagged);
+  if (argc >= 1 && napi_typeof(env, argv[0], &t) != napi_ok) t = napi_undefined;
+  if (t == napi_object && napi_check_object_type_tag(env, argv[0], &CONTEXT_TAG, &tagged) != napi_ok) tagged = false;
   dg_ctx *ctx = NULL;
   if (!tagged || napi_unwrap(env, argv[0], (void **)&ctx) != napi_ok || ctx == NULL) {
     napi_throw_type_error(env, NULL, "context must be a value returned by createContext()");
@@ -602,8 +602,11 @@ static napi_value conn_feed(napi_env env, napi_callback_info info) {
   const unsigned char *p = NULL;
   size_t n = 0;
   if (argc >= 1) {
-    napi_valuetype t;
-    napi_typeof(env, argv[0], &t);
+    napi_valuetype t = napi_undefined;
+    if (napi_typeof(env, argv[0], &t) != napi_ok) {
+      throw_pending_or(env, "cannot read the data argument");
+      return NULL;
+    }
     if (t != napi_undefined && t != napi_null && !get_bytes(env, argv[0], "data", &p, &n)) return NULL;
   }
   dg_conn_feed(c, p, n); /* a failure is reported as state 'error' */
