@@ -98,6 +98,8 @@ export class HttpForwarder implements Forwarder {
   private readonly inFlight = new Map<Duplex, Set<http.ServerResponse>>();
   /** Connections that have sent a request (Node counts one as idle only between requests, never before its first). */
   private readonly requested = new WeakSet<Duplex>();
+  /** Bytes a connection had read when its last response ended: more since then is a request on its way. */
+  private readonly readAtLastResponse = new WeakMap<Duplex, number>();
   private readonly meter: ByteMeter;
 
   private draining = false;
@@ -150,10 +152,12 @@ export class HttpForwarder implements Forwarder {
   drain(): void {
     this.draining = true;
     // Node knows which connections are between requests (not in the middle of reading one).
-    this.server.closeIdleConnections();
+    // Idle by our own account, not server.closeIdleConnections(): from Node 22 on that also closes connections
+    // that have not sent their first request, which would take away their grace (closeUnlessRequested).
     for (const [socket, responses] of this.inFlight) {
       for (const res of responses) if (!res.headersSent) res.setHeader('connection', 'close');
-      this.closeUnlessRequested(socket);
+      if (!this.requested.has(socket)) this.closeUnlessRequested(socket);
+      else if (responses.size === 0 && !this.readSinceLastResponse(socket)) socket.destroy();
     }
   }
 
@@ -198,6 +202,16 @@ export class HttpForwarder implements Forwarder {
     this.server.close();
   }
 
+  /**
+   * Whether a kept-alive connection has read bytes since its last response ended: a request on its way, to be
+   * served (with Connection: close). Bytes of a pipelined request read before that response ended do not count:
+   * such a connection is closed at the drain like an idle one, as its client had not waited for the answer.
+   */
+  private readSinceLastResponse(socket: Duplex): boolean {
+    const before = this.readAtLastResponse.get(socket);
+    return before === undefined || bytesReadOf(socket) > before;
+  }
+
   /** Count a response in flight on its connection; when draining, it closes the connection, and its connection closes after the last one. */
   private track(req: http.IncomingMessage, res: http.ServerResponse): void {
     const socket = req.socket;
@@ -208,6 +222,7 @@ export class HttpForwarder implements Forwarder {
     responses.add(res);
     res.once('close', () => {
       responses.delete(res);
+      this.readAtLastResponse.set(socket, bytesReadOf(socket));
       // A response that started before the drain could not say `Connection: close`: end the connection after it.
       if (this.draining && responses.size === 0 && !socket.destroyed) socket.destroySoon();
     });
@@ -499,4 +514,9 @@ export class HttpForwarder implements Forwarder {
 function isUpstreamError(err: unknown): boolean {
   const code: unknown = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
   return typeof code === 'string' && code.startsWith('UND_ERR');
+}
+
+/** Bytes read from the client so far (net.Socket, TLSSocket and NativeTlsSocket all count them). */
+function bytesReadOf(socket: Duplex): number {
+  return (socket as Duplex & { readonly bytesRead: number }).bytesRead;
 }
