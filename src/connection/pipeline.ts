@@ -8,7 +8,8 @@
  * client past its ClientHello, or forwarded, before the decision.
  */
 import type { Socket } from 'node:net';
-import type { ListenerConfig } from '../config/types.js';
+import type { ListenerConfig, RouteConfig } from '../config/types.js';
+import type { ClientHelloInfo } from '../protocol/client-hello.js';
 import type { Admission } from '../ratelimit/admission.js';
 import type { Connection } from './connection.js';
 import type { Forwarder } from './forwarder.js';
@@ -62,24 +63,7 @@ export async function runPipeline(c: Connection, raw: Socket, env: PipelineEnv):
   const started = early?.ok ? { claim: early, lookup: startLookup(env.cache, early.value.name, c.signal) } : undefined;
   const verifyInput = { route: route.value, sources, hello: hello.value, early: started, cache: env.cache, admission, pkixRoots: config.pkixRoots, now: env.now };
   const verify = (shown: Shown) => verifyClient(c, verifyInput, shown);
-  const strict = route.value.identity.strict;
-  const completeRefused = !strict && (forwarder.forwardsUnauthenticated || forwarder.answersRefusals);
-  const common = { hello: hello.value, admission, handshakeTimeoutMs: config.handshakeTimeoutMs, track: env.track };
-  const tls: Handshaken =
-    env.tls.engine === 'native'
-      ? await handshakeNative(c, raw, {
-          ...common,
-          binding: env.tls.binding,
-          contexts: env.tls.contexts,
-          // A strict route (draft -13) fails every refusal in the handshake; otherwise a forwarder that
-          // serves or answers refused clients (HTTP: policy optional, refuseWith403) gets them after it.
-          requireCertificate: !completeRefused,
-          strict,
-          askForName: askForName(route.value, hello.value),
-          completeRefused,
-          verify,
-        })
-      : await handshakeThenVerify(c, raw, { ...common, contexts: env.tls.contexts, alpn: forwarder.alpn }, verify);
+  const tls = await secureConnection(c, raw, env, { route: route.value, hello: hello.value, verify });
   if (!tls.ok) return tls.socket === undefined ? undefined : endSecured(c, tls.socket, tls, forwarder);
   const { socket, verdict } = tls.value;
   const context = {
@@ -97,6 +81,32 @@ export async function runPipeline(c: Connection, raw: Socket, env: PipelineEnv):
   socket.once('close', release);
   if (!c.decide('forwarded', 'authenticated', detail)) return void socket.destroy();
   forward(socket, forwarder, { ...context, identity: { name, leaf, tlsa }, status: 'authenticated' });
+}
+
+/** The handshake on the listener's engine, with the verification inside it (native engine) or after it (node:tls). */
+function secureConnection(
+  c: Connection,
+  raw: Socket,
+  env: PipelineEnv,
+  at: { readonly route: RouteConfig; readonly hello: ClientHelloInfo; readonly verify: (shown: Shown) => ReturnType<typeof verifyClient> },
+): Promise<Handshaken> {
+  const { config, forwarder } = env;
+  const common = { hello: at.hello, admission: env.admission, handshakeTimeoutMs: config.handshakeTimeoutMs, track: env.track };
+  if (env.tls.engine === 'node') return handshakeThenVerify(c, raw, { ...common, contexts: env.tls.contexts, alpn: forwarder.alpn }, at.verify);
+  const strict = at.route.identity.strict;
+  // A strict route (draft -13) fails every refusal in the handshake; otherwise a forwarder that serves or
+  // answers refused clients (HTTP: policy optional, refuseWith403) gets them after it.
+  const completeRefused = !strict && (forwarder.forwardsUnauthenticated || forwarder.answersRefusals);
+  return handshakeNative(c, raw, {
+    ...common,
+    binding: env.tls.binding,
+    contexts: env.tls.contexts,
+    requireCertificate: !completeRefused,
+    strict,
+    askForName: askForName(at.route, at.hello),
+    completeRefused,
+    verify: at.verify,
+  });
 }
 
 /** node:tls: the handshake, then the verification (a refusal is answered on the secure socket, by the forwarder). */
