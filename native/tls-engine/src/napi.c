@@ -613,6 +613,14 @@ static napi_value conn_feed(napi_env env, napi_callback_info info) {
   return make_result(env, c);
 }
 
+/* Throws "<what> (state is '<state>')"; returns NULL for the caller to return. */
+static napi_value throw_wrong_state(napi_env env, dg_conn *c, const char *what) {
+  char msg[200];
+  snprintf(msg, sizeof msg, "%s (state is '%s')", what, dg_state_name(dg_conn_state(c)));
+  napi_throw_error(env, NULL, msg);
+  return NULL;
+}
+
 static napi_value conn_decide(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -623,13 +631,7 @@ static napi_value conn_decide(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "accept must be a boolean");
     return NULL;
   }
-  if (!dg_conn_decide(c, accept ? 1 : 0)) {
-    char msg[120];
-    snprintf(msg, sizeof msg, "decide() is only valid in state 'verify' (state is '%s')",
-             dg_state_name(dg_conn_state(c)));
-    napi_throw_error(env, NULL, msg);
-    return NULL;
-  }
+  if (!dg_conn_decide(c, accept ? 1 : 0)) return throw_wrong_state(env, c, "decide() is only valid in state 'verify'");
   return make_result(env, c);
 }
 
@@ -645,13 +647,7 @@ static napi_value conn_write(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (!get_bytes(env, argv[0], "data", &p, &n)) return NULL;
-  if (!dg_conn_write(c, p, n)) {
-    char msg[140];
-    snprintf(msg, sizeof msg, "write() is only valid in state 'open' before shutdown() (state is '%s')",
-             dg_state_name(dg_conn_state(c)));
-    napi_throw_error(env, NULL, msg);
-    return NULL;
-  }
+  if (!dg_conn_write(c, p, n)) return throw_wrong_state(env, c, "write() is only valid in state 'open' before shutdown()");
   return make_result(env, c);
 }
 
