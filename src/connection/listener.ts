@@ -12,6 +12,7 @@ import { Connection } from './connection.js';
 import type { DecisionSink } from './decision-log.js';
 import type { Forwarder, ForwarderFactory } from './forwarder.js';
 import { runPipeline } from './pipeline.js';
+import type { TrackedSocket } from './stages/handshake.js';
 import { chooseEngine, listenerTls, type ChosenEngine, type EngineName, type ListenerTls } from './tls-engine.js';
 import type { TlsaLookupSource } from './stages/lookup.js';
 
@@ -150,7 +151,7 @@ export class DaneListener {
       if (this.connections.size === 0) for (const waiter of this.drainWaiters.splice(0)) waiter();
     });
     raw.on('error', () => undefined);
-    const track = (socket: { destroy(): void; once(event: 'close', listener: () => void): unknown }): void => {
+    const track = (socket: TrackedSocket): void => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
     };

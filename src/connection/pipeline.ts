@@ -24,7 +24,7 @@ import { readInboundProxy } from './stages/inbound-proxy.js';
 import { startLookup, type TlsaLookupSource } from './stages/lookup.js';
 import type { Refusal } from './stages/result.js';
 import { routeBySni, routeLabel } from './stages/route.js';
-import { verifyClient, type Shown } from './stages/verify-client.js';
+import { verifyShown, type Shown } from './stages/verify-shown.js';
 import type { ListenerTls } from './tls-engine.js';
 import type { SecureSocket } from '../tls/secure-socket.js';
 
@@ -62,7 +62,7 @@ export async function runPipeline(c: Connection, raw: Socket, env: PipelineEnv):
   if (early !== undefined && !early.ok) return endRaw(c, raw, early);
   const started = early?.ok ? { claim: early, lookup: startLookup(env.cache, early.value.name, c.signal) } : undefined;
   const verifyInput = { route: route.value, sources, hello: hello.value, early: started, cache: env.cache, admission, pkixRoots: config.pkixRoots, now: env.now };
-  const verify = (shown: Shown) => verifyClient(c, verifyInput, shown);
+  const verify = (shown: Shown) => verifyShown(c, verifyInput, shown);
   const tls = await secureConnection(c, raw, env, { route: route.value, hello: hello.value, verify });
   if (!tls.ok) return tls.socket === undefined ? undefined : endSecured(c, tls.socket, tls, forwarder);
   const { socket, verdict } = tls.value;
@@ -88,7 +88,7 @@ function secureConnection(
   c: Connection,
   raw: Socket,
   env: PipelineEnv,
-  at: { readonly route: RouteConfig; readonly hello: ClientHelloInfo; readonly verify: (shown: Shown) => ReturnType<typeof verifyClient> },
+  at: { readonly route: RouteConfig; readonly hello: ClientHelloInfo; readonly verify: (shown: Shown) => ReturnType<typeof verifyShown> },
 ): Promise<Handshaken> {
   const { config, forwarder } = env;
   const common = { hello: at.hello, admission: env.admission, handshakeTimeoutMs: config.handshakeTimeoutMs, track: env.track };
@@ -110,7 +110,7 @@ function secureConnection(
 }
 
 /** node:tls: the handshake, then the verification (a refusal is answered on the secure socket, by the forwarder). */
-async function handshakeThenVerify(c: Connection, raw: Socket, input: HandshakeInput, verify: (shown: Shown) => ReturnType<typeof verifyClient>): Promise<Handshaken> {
+async function handshakeThenVerify(c: Connection, raw: Socket, input: HandshakeInput, verify: (shown: Shown) => ReturnType<typeof verifyShown>): Promise<Handshaken> {
   const tls = await handshake(c, raw, input);
   if (!tls.ok) {
     if (tls.socket === undefined) raw.destroy();

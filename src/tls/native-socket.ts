@@ -23,7 +23,7 @@
  */
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import type { NativeConnection, NativeResult, NativeState, NativeTlsVersion, NativeVerifyInfo } from './native-binding.js';
+import type { NativeConnection, NativeResult, NativeState, NativeTlsVersion } from './native-binding.js';
 
 /** How long the last records (an alert) may take to flush, and the peer to close, before the raw socket is destroyed. */
 const ALERT_FLUSH_MS = 1000;
@@ -48,11 +48,6 @@ export class NativeTlsError extends Error {
     super(message);
     this.name = 'NativeTlsError';
   }
-}
-
-export interface NativeSocketEvents {
-  verify: (info: NativeVerifyInfo) => void;
-  secure: () => void;
 }
 
 export class NativeTlsSocket extends Duplex {

@@ -34,7 +34,7 @@ import { runDaneClientIdClient, type DaneClientIdForm, type DaneClientIdRun } fr
 import { freePort, startDnssecLab, type DnsLab } from '../lab/dnssec-lab.js';
 import { curlWithCertificate, sClient, startCountingHttpBackend, startCountingTcpBackend, type CountingHttpBackend, type CountingTcpBackend } from '../lab/draft13-kit.js';
 import { TEST_ENGINE } from '../lab/engine.js';
-import { records, stallingTls12Hello } from '../lab/client-hello-builder.js';
+import { certificateMessage, records, stallingTls12Hello } from '../lab/client-hello-builder.js';
 import { waitUntil } from '../lab/wait.js';
 
 /** The listeners' dane_clientid codepoint (the default, daneClientIdType). */
@@ -344,10 +344,7 @@ if (TEST_ENGINE === 'native') {
         raw.on('data', (d: Buffer) => (received = Buffer.concat([received, d])));
         raw.write(stallingTls12Hello('tcp.proxy.test', SAN_ONLY));
         await waitUntil('ServerHelloDone', () => received.subarray(-4).equals(Buffer.from([14, 0, 0, 0])));
-        const der = bench.certs.sanOnly.der;
-        const u24 = (n: number): Buffer => Buffer.from([n >> 16, (n >> 8) & 0xff, n & 0xff]);
-        const list = Buffer.concat([u24(der.length), der]);
-        raw.write(records(Buffer.concat([Buffer.from([11]), u24(list.length + 3), u24(list.length), list]), 16_384, 0x0303));
+        raw.write(records(certificateMessage([bench.certs.sanOnly.der]), 16_384, 0x0303));
         // Accepted in the pause (the lookup and match ran), then the rest of the handshake is awaited: give it the time.
         await new Promise((resolve) => setTimeout(resolve, 300));
         raw.destroy();

@@ -21,7 +21,7 @@ import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { DecisionRecord } from '../../src/connection/decision-log.js';
 import { startProxy, type RunningProxy } from '../../src/process/running-proxy.js';
-import { records, stallingTls12Hello } from '../lab/client-hello-builder.js';
+import { certificateMessage, records, stallingTls12Hello } from '../lab/client-hello-builder.js';
 import { freePort } from '../lab/dnssec-lab.js';
 import { createHostileRsaChain, type HostileChain } from '../lab/hostile-rsa-chain.js';
 import { waitUntil } from '../lab/wait.js';
@@ -119,13 +119,6 @@ listeners:
       socket.on('error', (err: Error) => (text += `[error: ${err.message}]`));
       socket.on('close', () => resolve(text));
     });
-  }
-
-  /** The TLS 1.2 Certificate handshake message carrying `ders`, as a client sends it (in the clear). */
-  function certificateMessage(ders: readonly Buffer[]): Buffer {
-    const u24 = (n: number): Buffer => Buffer.from([n >> 16, (n >> 8) & 0xff, n & 0xff]);
-    const list = Buffer.concat(ders.map((d) => Buffer.concat([u24(d.length), d])));
-    return Buffer.concat([Buffer.from([11]), u24(list.length + 3), u24(list.length), list]);
   }
 
   /** Raw TLS 1.2 from `localAddress`: ClientHello, wait for ServerHelloDone, send `flight`; resolves when the proxy closes. */

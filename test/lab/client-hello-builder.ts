@@ -52,6 +52,12 @@ export function records(message: Buffer, fragment = 16384, recordVersion = 0x030
   return Buffer.concat(out);
 }
 
+/** The TLS 1.2 Certificate handshake message carrying `ders` (leaf first), as a client sends it in the clear. */
+export function certificateMessage(ders: readonly Buffer[]): Buffer {
+  const list = Buffer.concat(ders.map((d) => Buffer.concat([u24(d.length), d])));
+  return Buffer.concat([u8(11), u24(list.length + 3), u24(list.length), list]);
+}
+
 /**
  * A TLS 1.2 ClientHello that OpenSSL (node:tls) accepts and answers with
  * ServerHello…ServerHelloDone for an ECDSA P-256 or RSA server certificate,

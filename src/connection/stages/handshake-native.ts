@@ -2,7 +2,7 @@
  * Stage: the TLS handshake on the native engine, with the decision inside it.
  * The server's CertificateRequest asks for dane_clientid (TLS 1.3); when the
  * client's Certificate message is in, the engine pauses in certificate
- * verification and this stage runs the verification (verify-client.ts:
+ * verification and this stage runs the verification (verify-shown.ts:
  * claim → allowlist → lookup → match → identity slot) while the raw socket
  * is not read. Then the handshake completes (accepted, or forwarded
  * unauthenticated under policy optional) or fails with handshake_failure
@@ -22,11 +22,11 @@ import { NativeTlsError, NativeTlsSocket } from '../../tls/native-socket.js';
 import type { SecureSocket } from '../../tls/secure-socket.js';
 import type { Connection } from '../connection.js';
 import type { NativeServerContext } from '../tls-engine.js';
-import { applyJudgement } from './handshake.js';
+import { applyJudgement, type HandshakeInput } from './handshake.js';
 import { judgeHandshakeError, judgeSecured, judgeStall, judgeVerificationTimeout } from './handshake-judge.js';
 import { pass, refuse, type Refusal, type StageResult } from './result.js';
 import { awaitTlsSlot } from './tls-slot.js';
-import type { Shown, Verified } from './verify-client.js';
+import type { Shown, Verified } from './verify-shown.js';
 
 /** The alert OpenSSL sends to a client that sent no certificate when one is required. */
 const CERTIFICATE_REQUIRED = 116;
@@ -37,7 +37,7 @@ export interface NativeHandshakeInput {
   readonly contexts: readonly NativeServerContext[];
   readonly admission: Pick<Admission, 'enterTlsPhase' | 'maxTlsHandshakesPerIp' | 'clientChain'>;
   readonly handshakeTimeoutMs: number;
-  readonly track: (socket: { destroy(): void; once(event: 'close', listener: () => void): unknown }) => void;
+  readonly track: HandshakeInput['track'];
   /** Refuse a client without a certificate in the handshake (policy required). */
   readonly requireCertificate: boolean;
   /** A strict (draft -13) route: TLS 1.3 only. */

@@ -18,6 +18,12 @@ import { judgeHandshakeError, judgeSecured, judgeStall, judgeVerificationTimeout
 import { pass, type Refusal } from './result.js';
 import { awaitTlsSlot } from './tls-slot.js';
 
+/** What the listener keeps of a connection's TLS socket, of either engine: it destroys it on close(). */
+export interface TrackedSocket {
+  destroy(): void;
+  once(event: 'close', listener: () => void): unknown;
+}
+
 export interface HandshakeInput {
   readonly hello: ClientHelloInfo;
   readonly contexts: readonly ServerContext[];
@@ -26,7 +32,7 @@ export interface HandshakeInput {
   readonly admission: Pick<Admission, 'enterTlsPhase' | 'maxTlsHandshakesPerIp' | 'clientChain'>;
   readonly handshakeTimeoutMs: number;
   /** Told of the TLS socket as soon as it exists (the listener closes it on shutdown). */
-  readonly track: (socket: { destroy(): void; once(event: 'close', listener: () => void): unknown }) => void;
+  readonly track: (socket: TrackedSocket) => void;
 }
 
 export interface Secured {

@@ -14,7 +14,15 @@ export const IDENTITY_SOURCES = [certificateExtensionSource, clientHelloExtensio
 /** The source a decision record names. */
 export type NameSource = (typeof IDENTITY_SOURCES)[number]['source'];
 
+/** Each route's list, built once per configuration (a route's `sources` array lives as long as its generation). */
+const chosen = new WeakMap<readonly IdentitySourceName[], readonly IdentitySource<NameSource>[]>();
+
 /** The sources a route enables, in precedence order. */
 export function sourcesOf(enabled: readonly IdentitySourceName[]): readonly IdentitySource<NameSource>[] {
-  return IDENTITY_SOURCES.filter((source) => enabled.includes(source.source));
+  let sources = chosen.get(enabled);
+  if (sources === undefined) {
+    sources = IDENTITY_SOURCES.filter((source) => enabled.includes(source.source));
+    chosen.set(enabled, sources);
+  }
+  return sources;
 }

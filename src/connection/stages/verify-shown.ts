@@ -30,7 +30,7 @@ export interface Shown {
   readonly certificateName?: Buffer | undefined;
 }
 
-export interface VerifyInput {
+export interface VerifyShownInput {
   readonly route: Pick<RouteConfig, 'allowlist'>;
   readonly sources: readonly IdentitySource<NameSource>[];
   readonly hello: ClientHelloInfo;
@@ -51,7 +51,7 @@ export interface Verified {
   readonly release: Release;
 }
 
-export async function verifyClient(c: Connection, input: VerifyInput, shown: Shown): Promise<StageResult<Verified>> {
+export async function verifyShown(c: Connection, input: VerifyShownInput, shown: Shown): Promise<StageResult<Verified>> {
   const certificates = readCertificates(shown.presented);
   if (!certificates.ok) return certificates;
   const { leaf, chain } = certificates.value;
