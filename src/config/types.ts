@@ -52,13 +52,72 @@ export interface UpstreamTls {
 }
 
 export interface Upstream {
-  /** http/https for HTTP mode; tcp/tls for TCP mode. */
-  readonly protocol: 'http' | 'https' | 'tcp' | 'tls';
+  /** http/https/h2c for HTTP mode (h2c: cleartext HTTP/2 with prior knowledge); tcp/tls for TCP mode. */
+  readonly protocol: 'http' | 'https' | 'h2c' | 'tcp' | 'tls';
   readonly host: string;
   readonly port: number;
   /** The original URL text, for logs. */
   readonly url: string;
+  /** Unique within its route: the metric label and the access log's `upstream` (default: host:port, [v6]:port). */
+  readonly name: string;
+  /** https:// only: offer ALPN h2 (then http/1.1) to the upstream (routes[].upstreamHttp2); h2c:// is always HTTP/2. */
+  readonly http2: boolean;
   readonly tls: UpstreamTls | undefined;
+}
+
+/** How a route spreads requests (HTTP) or connections (TCP) over its upstreams. */
+export const BALANCE_POLICIES = ['round-robin', 'least-requests'] as const;
+export type BalancePolicy = (typeof BALANCE_POLICIES)[number];
+
+/** Passive health: an upstream that fails `failures` times in a row is ejected for ejectMs, doubling on each ejection in a row up to maxEjectMs. */
+export interface PassiveHealthConfig {
+  readonly failures: number;
+  readonly ejectMs: number;
+  readonly maxEjectMs: number;
+}
+
+/** Active health checks: every intervalMs, an HTTP GET of `path` (healthy: 2xx/3xx within timeoutMs) or a TCP (TLS for https/tls upstreams) connect. */
+export interface ActiveHealthConfig {
+  readonly type: 'http' | 'tcp';
+  /** http only; origin-form ('/healthz'). */
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  /** Checks passed in a row to readmit an unhealthy upstream. */
+  readonly healthyThreshold: number;
+  /** Checks failed in a row to take it out. */
+  readonly unhealthyThreshold: number;
+}
+
+/** A route's upstreams (one or more) and how they are chosen. */
+export interface UpstreamPoolConfig {
+  /** At least one; names unique. */
+  readonly targets: readonly Upstream[];
+  readonly balance: BalancePolicy;
+  /** undefined: passive health off. */
+  readonly passiveHealth: PassiveHealthConfig | undefined;
+  /** undefined: no active checks. */
+  readonly healthCheck: ActiveHealthConfig | undefined;
+  /** Other upstreams tried after a failure that never reached one (HTTP: see README; TCP: connect failover). 0 = none. */
+  readonly retries: number;
+}
+
+/** One per-path authorisation rule (HTTP mode), evaluated after DANE; the first rule whose path and method match decides. */
+export interface PathRuleConfig {
+  /** '/exact', '/prefix/*' (the prefix itself and anything below it) or '*' (every path). */
+  readonly path: string;
+  /** Upper-case methods; undefined = every method. */
+  readonly methods: readonly string[] | undefined;
+  /** Verified names allowed (exact names or '*.suffix' / 'label-*.suffix' single-label patterns, canonical lower case). */
+  readonly allow: readonly string[];
+  /** Whether an unauthenticated request (policy optional) matches this rule's allow. */
+  readonly allowUnauthenticated: boolean;
+}
+
+/** A token bucket: ratePerSecond tokens per second, at most burst saved. */
+export interface RateConfig {
+  readonly ratePerSecond: number;
+  readonly burst: number;
 }
 
 export interface ProxyHeaderConfig {
@@ -72,7 +131,7 @@ export interface ProxyHeaderConfig {
 export interface RouteConfig {
   /** SNI names this route serves (canonical; may start with '*.'); empty = the default route. */
   readonly serverNames: readonly string[];
-  readonly upstream: Upstream;
+  readonly upstreams: UpstreamPoolConfig;
   readonly allowlist: Allowlist;
   /** Where the allowlist came from: 'listeners[0].routes[1].allow' or the file path. */
   readonly allowlistSource: string;
@@ -98,6 +157,12 @@ export interface RouteIdentity {
 /** Which TLS implementation a listener runs: the native engine when it loads (auto), node:tls, or the native engine or no start. */
 export const TLS_ENGINES = ['auto', 'node', 'native'] as const;
 export type TlsEngineChoice = (typeof TLS_ENGINES)[number];
+
+/** An HTTP-mode route: a RouteConfig plus per-path rules. */
+export interface HttpRouteConfig extends RouteConfig {
+  /** Empty: every path is open to every client the route admitted. Otherwise a request no rule matches is refused (path-not-allowed). */
+  readonly rules: readonly PathRuleConfig[];
+}
 
 /** A TCP-mode route: the identity travels to the upstream in a PROXY header (or not at all). */
 export interface TcpRouteConfig extends RouteConfig {
@@ -125,6 +190,31 @@ export interface HttpModeConfig {
   readonly upstreamMaxPerClient: number;
   /** Longest wait for a free upstream connection before 503 + Retry-After. */
   readonly upstreamQueueTimeoutMs: number;
+  /** ALPN protocols offered to clients, most preferred first: a non-empty subset of ['h2', 'http/1.1']. */
+  readonly alpn: readonly ('h2' | 'http/1.1')[];
+  readonly http2: Http2InboundConfig;
+  /** Per verified identity (per client address when unauthenticated), per listener; undefined = off. Past it: 429 + Retry-After. */
+  readonly requestRatePerIdentity: RateConfig | undefined;
+  readonly accessLog: AccessLogConfig;
+}
+
+/** Limits of inbound HTTP/2 sessions. */
+export interface Http2InboundConfig {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS we announce (and enforce). */
+  readonly maxConcurrentStreams: number;
+  /** Streams a client may reset (RST_STREAM, or streams we had to refuse) per second before the session gets GOAWAY ENHANCE_YOUR_CALM (CVE-2023-44487). */
+  readonly maxResetsPerSecond: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE: bytes of one header block (HEADERS + CONTINUATION), decoded. */
+  readonly maxHeaderListBytes: number;
+}
+
+/** One JSON line per request through the process logger. */
+export interface AccessLogConfig {
+  readonly enabled: boolean;
+  /** Fraction of requests logged, 0–1 (1 = every one). */
+  readonly sampleRate: number;
+  /** Log the query string with the path (off by default: queries often carry secrets). */
+  readonly includeQuery: boolean;
 }
 
 export interface InboundProxyProtocol {
@@ -160,6 +250,7 @@ export interface ListenerBase {
 export interface HttpListenerConfig extends ListenerBase {
   readonly mode: 'http';
   readonly http: HttpModeConfig;
+  readonly routes: readonly HttpRouteConfig[];
 }
 
 /** TCP mode: a byte pipe, the identity in an optional PROXY header. */

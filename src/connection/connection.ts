@@ -27,7 +27,14 @@ export interface ConnectionEnv {
 type RecordFields = Pick<DecisionRecord, 'route' | 'sni' | 'tlsVersion' | 'claimedName' | 'nameSource' | 'tlsa' | 'cache'>;
 type Phase = 'clientHello' | 'handshake';
 
+/** Connections opened by this process so far: the id's counter. */
+let opened = 0;
+/** The process's part of a connection id: its pid and start time, so ids differ across workers and restarts. */
+const ID_PREFIX = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
+
 export class Connection {
+  /** Unique within the process's life: on the decision line and on every access-log line of the connection. */
+  readonly id = `${ID_PREFIX}-${(++opened).toString(36)}`;
   clientAddress: string;
   clientPort: number;
   /** Aborted when the client goes away: stops its lookup (and the waiting for it). */
@@ -173,6 +180,7 @@ export class Connection {
     const f = this.fields;
     return {
       time: this.env.now().toISOString(),
+      connectionId: this.id,
       listener: this.env.listener,
       route: f.route,
       source: `${this.clientAddress}:${this.clientPort}`,

@@ -12,6 +12,8 @@ export type { ConnectionReason } from '../reasons.js';
 
 export interface DecisionRecord {
   readonly time: string;
+  /** Also on the connection's access-log lines. */
+  readonly connectionId: string;
   readonly listener: string;
   readonly route: string | undefined;
   readonly source: string;
@@ -43,6 +45,7 @@ type TextField = { [K in keyof DecisionRecord]-?: NonNullable<DecisionRecord[K]>
  */
 export const DECISION_FIELD_LIMITS: Readonly<Record<TextField, number>> = {
   time: 64,
+  connectionId: 64,
   listener: 64,
   route: 253,
   source: 64,
@@ -64,6 +67,7 @@ export function boundDecisionRecord(record: DecisionRecord): DecisionRecord {
   const ms = (n: number | undefined): number | undefined => (typeof n === 'number' && Number.isFinite(n) ? n : undefined);
   return {
     time: text('time', record.time),
+    connectionId: text('connectionId', record.connectionId),
     listener: text('listener', record.listener),
     route: text('route', record.route),
     source: text('source', record.source),

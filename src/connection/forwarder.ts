@@ -19,6 +19,8 @@ export interface ConnectionContext {
   readonly clientPort: number;
   readonly localAddress: string;
   readonly localPort: number;
+  /** Unique within the process's life (also on the connection's decision log line): joins the access log's request lines to it. */
+  readonly connectionId: string;
   readonly hello: ClientHelloInfo;
   /** The verified identity; undefined when forwarded unauthenticated (policy optional). */
   readonly identity:

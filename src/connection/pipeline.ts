@@ -73,6 +73,7 @@ export async function runPipeline(c: Connection, raw: Socket, env: PipelineEnv):
     clientPort: c.clientPort,
     localAddress: raw.localAddress ?? '0.0.0.0',
     localPort: raw.localPort ?? 0,
+    connectionId: c.id,
     hello: hello.value,
   };
   if (socket.destroyed || (!verdict.ok && verdict.reason === 'client-closed')) return void c.decide('refused', 'client-closed', 'client went away during verification');

@@ -1,4 +1,5 @@
 /** Publishing an upstream failure (the client got 502, or its TCP connection was closed) with the connection's identity. */
+import type { Upstream } from '../config/types.js';
 import type { ConnectionContext } from '../connection/forwarder.js';
 import { upstreamErrorChannel, type UpstreamErrorEvent } from './channels.js';
 
@@ -13,17 +14,17 @@ export function errorText(err: unknown): string {
   return `${err.name}: ${err.message}${withCode}`.replaceAll(/[\r\n]+/g, ' ').slice(0, MAX_ERROR_TEXT);
 }
 
-/** The event for a failure of `context`'s upstream. */
-export function upstreamErrorEvent(context: ConnectionContext, err: unknown): UpstreamErrorEvent {
+/** The event for a failure of `upstream` (one of `context`'s route's; the route's first when not known). */
+export function upstreamErrorEvent(context: ConnectionContext, err: unknown, upstream?: Upstream): UpstreamErrorEvent {
   return {
     listener: context.listener.name,
-    upstream: context.route.upstream.url,
+    upstream: (upstream ?? context.route.upstreams.targets[0])?.url ?? '',
     identity: context.identity?.name,
     source: context.clientAddress,
     error: errorText(err),
   };
 }
 
-export function publishUpstreamError(context: ConnectionContext, err: unknown): void {
-  if (upstreamErrorChannel.hasSubscribers) upstreamErrorChannel.publish(upstreamErrorEvent(context, err));
+export function publishUpstreamError(context: ConnectionContext, err: unknown, upstream?: Upstream): void {
+  if (upstreamErrorChannel.hasSubscribers) upstreamErrorChannel.publish(upstreamErrorEvent(context, err, upstream));
 }

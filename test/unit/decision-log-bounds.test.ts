@@ -4,6 +4,7 @@ import { boundList, boundText, truncationMarker } from '../../src/connection/log
 
 const RECORD: DecisionRecord = {
   time: '2026-12-01T13:00:00.000Z',
+  connectionId: 'ab12cd-1',
   listener: 'mqtt',
   route: 'default',
   source: '127.0.0.1:40000',

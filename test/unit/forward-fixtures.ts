@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import * as net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Allowlist } from '../../src/allowlist/allowlist.js';
-import { IDENTITY_SOURCE_NAMES, type HttpListenerConfig, type HttpModeConfig, type ListenerBase, type ProxyHeaderConfig, type TcpListenerConfig, type Upstream } from '../../src/config/types.js';
+import { IDENTITY_SOURCE_NAMES, type HttpListenerConfig, type HttpModeConfig, type ListenerBase, type ProxyHeaderConfig, type TcpListenerConfig, type Upstream, type UpstreamPoolConfig } from '../../src/config/types.js';
 import type { ConnectionContext } from '../../src/connection/forwarder.js';
 import type { ParsedCertificate } from '../../src/dane/certificate.js';
 
@@ -24,6 +24,10 @@ export const HTTP_DEFAULTS: HttpModeConfig = {
   upstreamConnections: 16,
   upstreamMaxPerClient: 8,
   upstreamQueueTimeoutMs: 5000,
+  alpn: ['h2', 'http/1.1'],
+  http2: { maxConcurrentStreams: 100, maxResetsPerSecond: 100, maxHeaderListBytes: 16384 },
+  requestRatePerIdentity: undefined,
+  accessLog: { enabled: true, sampleRate: 1, includeQuery: false },
 };
 
 export const NO_PROXY_HEADER: ProxyHeaderConfig = { version: 'none', tlvTypes: { name: 0xe4, certHash: 0xe5, tlsa: 0xe6 }, crc32c: false };
@@ -31,8 +35,13 @@ export const NO_PROXY_HEADER: ProxyHeaderConfig = { version: 'none', tlvTypes: {
 export function upstreamOf(url: string): Upstream {
   const u = new URL(url);
   const protocol = u.protocol.slice(0, -1);
-  if (protocol !== 'http' && protocol !== 'https' && protocol !== 'tcp' && protocol !== 'tls') throw new Error(`not an upstream URL: ${url}`);
-  return { protocol, host: u.hostname, port: Number(u.port), url, tls: undefined };
+  if (protocol !== 'http' && protocol !== 'https' && protocol !== 'h2c' && protocol !== 'tcp' && protocol !== 'tls') throw new Error(`not an upstream URL: ${url}`);
+  return { protocol, host: u.hostname, port: Number(u.port), url, name: u.host, http2: protocol === 'h2c', tls: undefined };
+}
+
+/** A route's upstream pool of `urls` (round-robin, no health checks, no retries unless given). */
+export function poolOf(urls: readonly string[], options: Partial<UpstreamPoolConfig> = {}): UpstreamPoolConfig {
+  return { targets: urls.map(upstreamOf), balance: 'round-robin', passiveHealth: undefined, healthCheck: undefined, retries: 0, ...options };
 }
 
 function base(name: string): Omit<ListenerBase, 'mode' | 'routes' | 'policy'> {
@@ -56,14 +65,14 @@ function base(name: string): Omit<ListenerBase, 'mode' | 'routes' | 'policy'> {
 
 const route = (upstream: string) => ({
   serverNames: [],
-  upstream: upstreamOf(upstream),
+  upstreams: poolOf([upstream]),
   allowlist: Allowlist.fromList(['*._device.forward.test'], 'test'),
   allowlistSource: 'test',
   identity: { sources: [...IDENTITY_SOURCE_NAMES], strict: false },
 });
 
 export function httpListener(name: string, upstream: string, options: { http?: Partial<HttpModeConfig>; policy?: 'required' | 'optional' } = {}): HttpListenerConfig {
-  return { ...base(name), mode: 'http', policy: options.policy ?? 'required', http: { ...HTTP_DEFAULTS, ...options.http }, routes: [route(upstream)] };
+  return { ...base(name), mode: 'http', policy: options.policy ?? 'required', http: { ...HTTP_DEFAULTS, ...options.http }, routes: [{ ...route(upstream), rules: [] }] };
 }
 
 export function tcpListener(name: string, upstream: string, proxyHeader: ProxyHeaderConfig = NO_PROXY_HEADER): TcpListenerConfig {
@@ -83,6 +92,7 @@ export function contextFor(listener: HttpListenerConfig | TcpListenerConfig, soc
     clientPort: socket.remotePort ?? 0,
     localAddress: socket.localAddress ?? '127.0.0.1',
     localPort: socket.localPort ?? 0,
+    connectionId: `test-${socket.remotePort ?? 0}`,
     hello: { serverName: 'api.forward.test' } as ConnectionContext['hello'],
     identity: identity === undefined ? undefined : { name: identity, leaf, tlsa: [3, 1, 1] },
     status: identity === undefined ? 'no-certificate' : 'authenticated',

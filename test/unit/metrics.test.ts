@@ -40,6 +40,7 @@ async function samples(registry: Registry): Promise<Map<string, number>> {
 
 const decision = (over: Partial<DecisionRecord>): DecisionRecord => ({
   time: '2024-01-01T00:00:00.000Z',
+  connectionId: 'ab12cd-1',
   listener: 'api',
   route: 'default',
   source: '192.0.2.1:4000',
