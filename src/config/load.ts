@@ -31,18 +31,23 @@ import { bindOverlap, type BindAddress } from './bind-overlap.js';
 import { logFileProblem } from './log-destination.js';
 import { readBoundedFile } from './bounded-file.js';
 import {
+  BALANCE_POLICIES,
   IDENTITY_SOURCE_NAMES,
   TLS_ENGINES,
+  type ActiveHealthConfig,
   type DancegateConfig,
   type HttpModeConfig,
+  type HttpRouteConfig,
   type LimitsConfig,
   type ListenerConfig,
+  type PathRuleConfig,
   type ProxyHeaderConfig,
   type ResolverConfig,
   type RouteConfig,
   type ServerCertificate,
   type TcpRouteConfig,
   type Upstream,
+  type UpstreamPoolConfig,
   type UpstreamTls,
 } from './types.js';
 
@@ -82,7 +87,22 @@ export const HTTP_DEFAULTS = {
   upstreamConnections: 256,
   upstreamMaxPerClient: 64,
   upstreamQueueTimeoutMs: 5_000,
+  alpn: ['h2', 'http/1.1'],
+  http2: { maxConcurrentStreams: 100, maxResetsPerSecond: 100, maxHeaderListBytes: 16_384 },
+  requestRatePerIdentity: undefined,
+  accessLog: { enabled: true, sampleRate: 1, includeQuery: false },
+} as const satisfies Omit<HttpModeConfig, 'tlsaHeader'>;
+
+/** A route's upstream pool; passiveHealth is what `passiveHealth` omitted (or `{}`) gives, `false` switches it off. */
+export const UPSTREAM_POOL_DEFAULTS = {
+  balance: 'round-robin',
+  passiveHealth: { failures: 5, ejectMs: 10_000, maxEjectMs: 300_000 },
+  healthCheck: { path: '/', intervalMs: 5_000, timeoutMs: 2_000, healthyThreshold: 2, unhealthyThreshold: 3 },
+  retries: 1,
 } as const;
+
+/** Bounds of a route's upstreams and rules. */
+export const ROUTE_LIMITS = { upstreams: 32, upstreamName: 64, rules: 256, ruleMethods: 16, ruleAllow: 1024, path: 1024 } as const;
 
 export const PROXY_V2_TLV_DEFAULTS = { nameTlv: 0xe4, certHashTlv: 0xe5, tlsaTlv: 0xe6 } as const;
 
@@ -90,6 +110,12 @@ export const PROXY_V2_TLV_DEFAULTS = { nameTlv: 0xe4, certHashTlv: 0xe5, tlsaTlv
 // Schema (shape and ranges only; meaning is checked in resolve*()).
 
 const positiveMs = (max: number) => z.number().int().min(1).max(max);
+const count = (min: number, max: number) => z.number().int().min(min).max(max);
+/** A token bucket of the HTTP request rate. */
+const RateSchema = z.strictObject({
+  ratePerSecond: z.number().positive().max(1_000_000),
+  burst: count(1, 1_000_000),
+});
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Names an identity header may not take: framing, routing, hop-by-hop and credentials (taking one would open request smuggling). */
 const RESERVED_HEADERS = new Set([
@@ -185,6 +211,29 @@ const HttpSchema = z.strictObject({
   upstreamConnections: z.number().int().min(1).max(65_536).default(HTTP_DEFAULTS.upstreamConnections),
   upstreamMaxPerClient: z.number().int().min(1).max(65_536).default(HTTP_DEFAULTS.upstreamMaxPerClient),
   upstreamQueueTimeoutMs: positiveMs(600_000).default(HTTP_DEFAULTS.upstreamQueueTimeoutMs),
+  alpn: z
+    .array(z.enum(['h2', 'http/1.1']))
+    .min(1, 'expected at least one of h2, http/1.1')
+    .max(2, 'expected h2, http/1.1 or both')
+    .default([...HTTP_DEFAULTS.alpn]),
+  http2: z
+    .strictObject({
+      maxConcurrentStreams: count(1, 1_000).default(HTTP_DEFAULTS.http2.maxConcurrentStreams),
+      maxResetsPerSecond: count(1, 10_000).default(HTTP_DEFAULTS.http2.maxResetsPerSecond),
+      maxHeaderListBytes: count(1_024, 1_048_576).default(HTTP_DEFAULTS.http2.maxHeaderListBytes),
+    })
+    .prefault({}),
+  requestRatePerIdentity: z.union([z.literal(false), RateSchema]).default(false),
+  accessLog: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        enabled: z.boolean().default(HTTP_DEFAULTS.accessLog.enabled),
+        sampleRate: z.number().min(0).max(1).default(HTTP_DEFAULTS.accessLog.sampleRate),
+        includeQuery: z.boolean().default(HTTP_DEFAULTS.accessLog.includeQuery),
+      }),
+    ])
+    .default({ ...HTTP_DEFAULTS.accessLog }),
 });
 
 const UpstreamTlsSchema = z.strictObject({
@@ -194,10 +243,56 @@ const UpstreamTlsSchema = z.strictObject({
   serverName: nonEmpty.optional(),
 });
 
+/** An upstream's name: the metric label and the access log's `upstream`. */
+const UPSTREAM_NAME = /^[A-Za-z0-9_.:[\]-]{1,64}$/;
+const UPSTREAM_NAME_MESSAGE = 'expected a name of letters, digits, "_", ".", ":", "[", "]" or "-" (at most 64)';
+
+const UpstreamEntrySchema = z.union([nonEmpty, z.strictObject({ url: nonEmpty, name: z.string().regex(UPSTREAM_NAME, UPSTREAM_NAME_MESSAGE).optional() })]);
+
+const P = UPSTREAM_POOL_DEFAULTS;
+const HealthMs = count(100, 3_600_000);
+
+const PathRuleSchema = z.strictObject({
+  path: nonEmpty,
+  methods: z
+    .array(nonEmpty)
+    .min(1, 'expected at least one method (leave methods out for every method)')
+    .max(ROUTE_LIMITS.ruleMethods, `expected at most ${ROUTE_LIMITS.ruleMethods} methods`)
+    .optional(),
+  allow: z.array(nonEmpty).max(ROUTE_LIMITS.ruleAllow, `expected at most ${ROUTE_LIMITS.ruleAllow} names`),
+  allowUnauthenticated: z.boolean().default(false),
+});
+
 const RouteSchema = z.strictObject({
   serverNames: z.array(nonEmpty).default([]),
-  upstream: nonEmpty,
+  upstream: nonEmpty.optional(),
+  upstreams: z.array(UpstreamEntrySchema).min(1, 'expected at least one upstream').max(ROUTE_LIMITS.upstreams, `expected at most ${ROUTE_LIMITS.upstreams} upstreams`).optional(),
+  upstreamHttp2: z.boolean().optional(),
   upstreamTls: UpstreamTlsSchema.optional(),
+  balance: z.enum(BALANCE_POLICIES).default(P.balance),
+  passiveHealth: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        failures: count(1, 1_000).default(P.passiveHealth.failures),
+        ejectMs: HealthMs.default(P.passiveHealth.ejectMs),
+        maxEjectMs: HealthMs.default(P.passiveHealth.maxEjectMs),
+      }),
+    ])
+    .default({ ...P.passiveHealth }),
+  healthCheck: z
+    .strictObject({
+      // Default by mode (http in http mode, tcp in tcp mode), applied in resolveHealthCheck.
+      type: z.enum(['http', 'tcp']).optional(),
+      path: z.string().optional(),
+      intervalMs: HealthMs.default(P.healthCheck.intervalMs),
+      timeoutMs: count(1, 3_600_000).default(P.healthCheck.timeoutMs),
+      healthyThreshold: count(1, 100).default(P.healthCheck.healthyThreshold),
+      unhealthyThreshold: count(1, 100).default(P.healthCheck.unhealthyThreshold),
+    })
+    .optional(),
+  retries: count(0, 10).default(P.retries),
+  rules: z.array(PathRuleSchema).max(ROUTE_LIMITS.rules, `expected at most ${ROUTE_LIMITS.rules} rules`).optional(),
   allow: z.array(nonEmpty).optional(),
   allowFile: nonEmpty.optional(),
   identitySources: z.array(z.enum(IDENTITY_SOURCE_NAMES)).min(1, 'expected at least one of certificate-extension, clienthello-extension, san').optional(),
@@ -244,7 +339,6 @@ const ListenerSchema = z.strictObject({
   routes: z.array(RouteSchema).min(1, 'expected at least one route'),
 });
 
-const count = (min: number, max: number) => z.number().int().min(min).max(max);
 const G = RESOLVER_GATE_DEFAULTS;
 const A = ADMISSION_DEFAULTS;
 
@@ -529,39 +623,70 @@ async function resolveResolver(raw: RawConfig['resolver'], files: FileReader, pr
   };
 }
 
-function resolveUpstream(text: string, mode: 'http' | 'tcp', keyPath: string, problems: Problems): Omit<Upstream, 'tls'> | undefined {
-  const allowed = mode === 'http' ? ['http', 'https'] : ['tcp', 'tls'];
+/** 'a', 'a or b', 'a, b or c'. */
+function orList(items: readonly string[]): string {
+  return items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} or ${items[items.length - 1] ?? ''}`;
+}
+
+/** Upstream URL schemes by listener mode (h2c: cleartext HTTP/2 with prior knowledge). */
+const UPSTREAM_SCHEMES = { http: ['http', 'https', 'h2c'], tcp: ['tcp', 'tls'] } as const;
+const DEFAULT_UPSTREAM_PORTS: Readonly<Record<string, number>> = { http: 80, https: 443, h2c: 80 };
+const HOST_LABEL = /^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
+
+/** Why `host` (from a URL, IPv6 without brackets) is not an IP address or DNS host name, or undefined. */
+function upstreamHostProblem(host: string): string | undefined {
+  if (net.isIP(host) !== 0) return undefined;
+  const name = host.endsWith('.') ? host.slice(0, -1) : host;
+  const labels = name.split('.');
+  if (name.length === 0 || name.length > 253 || !labels.every((l) => HOST_LABEL.test(l))) return `'${host}' is not an IP address or host name`;
+  // getaddrinfo reads '10.1' or '1.2.3' as IPv4 shorthand: say what was meant instead of connecting somewhere else.
+  if (/^\d+$/.test(labels[labels.length - 1] ?? '')) return `'${host}' looks like an IPv4 address but is not one (write all four parts)`;
+  return undefined;
+}
+
+/** An upstream's default name: host:port, [v6]:port, the host in lower case. */
+export function defaultUpstreamName(host: string, port: number): string {
+  return `${net.isIPv6(host) ? `[${host}]` : host.toLowerCase()}:${port}`;
+}
+
+function resolveUpstream(text: string, mode: 'http' | 'tcp', keyPath: string, problems: Problems): Omit<Upstream, 'tls' | 'name' | 'http2'> | undefined {
+  const allowed: readonly string[] = UPSTREAM_SCHEMES[mode];
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    problems.add(keyPath, `expected a URL such as ${allowed.map((p) => `${p}://127.0.0.1:8080`).join(' or ')}, got '${text}'`);
+    problems.add(keyPath, `expected a URL such as ${orList(allowed.map((p) => `${p}://127.0.0.1:8080`))}, got '${text}'`);
     return undefined;
   }
   const protocol = url.protocol.replace(/:$/, '');
   if (!allowed.includes(protocol)) {
-    problems.add(keyPath, `a ${mode}-mode listener forwards to ${allowed.join(':// or ')}:// upstreams, not ${protocol}://`);
+    problems.add(keyPath, `a ${mode}-mode listener forwards to ${orList(allowed.map((p) => `${p}://`))} upstreams, not ${protocol}://`);
     return undefined;
   }
   if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash || url.username || url.password) {
     problems.add(keyPath, 'expected scheme://host:port only (no path, query or credentials)');
     return undefined;
   }
-  const defaultPort = { http: 80, https: 443, tcp: undefined, tls: undefined }[protocol as 'http' | 'https' | 'tcp' | 'tls'];
-  const port = url.port === '' ? defaultPort : Number(url.port);
+  const port = url.port === '' ? DEFAULT_UPSTREAM_PORTS[protocol] : Number(url.port);
   if (port === undefined) {
     problems.add(keyPath, `a ${protocol}:// upstream needs a port`);
     return undefined;
   }
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const badHost = upstreamHostProblem(host);
+  if (badHost !== undefined) {
+    problems.add(keyPath, badHost);
+    return undefined;
+  }
   return { protocol: protocol as Upstream['protocol'], host, port, url: text };
 }
 
-async function resolveUpstreamTls(raw: RawRoute['upstreamTls'], upstream: Omit<Upstream, 'tls'>, keyPath: string, files: FileReader, problems: Problems): Promise<UpstreamTls | undefined> {
-  const encrypted = upstream.protocol === 'https' || upstream.protocol === 'tls';
+/** The TLS settings every https:// and tls:// upstream of a route uses (read once). */
+async function resolveUpstreamTls(raw: RawRoute['upstreamTls'], protocols: ReadonlySet<string>, keyPath: string, files: FileReader, problems: Problems): Promise<UpstreamTls | undefined> {
+  const encrypted = protocols.has('https') || protocols.has('tls');
   if (raw === undefined) return encrypted ? { caPem: undefined, certPem: undefined, keyPem: undefined, serverName: undefined } : undefined;
   if (!encrypted) {
-    problems.add(keyPath, `upstreamTls applies to https:// and tls:// upstreams, not ${upstream.protocol}://`);
+    problems.add(keyPath, `upstreamTls applies to https:// and tls:// upstreams, not ${orList([...protocols].map((p) => `${p}://`))}`);
     return undefined;
   }
   if ((raw.certFile === undefined) !== (raw.keyFile === undefined)) {
@@ -577,15 +702,206 @@ async function resolveUpstreamTls(raw: RawRoute['upstreamTls'], upstream: Omit<U
   return { caPem: ca?.pem, certPem: cert?.pem, keyPem: key, serverName: raw.serverName };
 }
 
-/** A route as both modes need it, and the PROXY header settings (only a TCP-mode route keeps them). */
+/** One configured upstream before resolution, with the key paths its problems are reported at. */
+interface UpstreamEntry {
+  readonly url: string;
+  readonly name: string | undefined;
+  readonly urlPath: string;
+  readonly namePath: string;
+}
+
+function upstreamEntries(raw: RawRoute, keyPath: string, problems: Problems): UpstreamEntry[] | undefined {
+  if (raw.upstream !== undefined && raw.upstreams !== undefined) {
+    problems.add(keyPath, 'give upstream or upstreams, not both');
+    return undefined;
+  }
+  if (raw.upstream !== undefined) return [{ url: raw.upstream, name: undefined, urlPath: `${keyPath}.upstream`, namePath: `${keyPath}.upstream` }];
+  if (raw.upstreams === undefined) {
+    problems.add(keyPath, `expected upstream (one URL) or upstreams (a list of 1 to ${ROUTE_LIMITS.upstreams})`);
+    return undefined;
+  }
+  return raw.upstreams.map((e, i) => {
+    const where = `${keyPath}.upstreams[${i}]`;
+    return typeof e === 'string' ? { url: e, name: undefined, urlPath: where, namePath: where } : { url: e.url, name: e.name, urlPath: `${where}.url`, namePath: `${where}.name` };
+  });
+}
+
+/** A route's upstream pool: URLs, names, HTTP/2 and TLS per upstream, balance, passive and active health, retries. */
+async function resolveUpstreams(raw: RawRoute, mode: 'http' | 'tcp', keyPath: string, files: FileReader, problems: Problems): Promise<UpstreamPoolConfig | undefined> {
+  const entries = upstreamEntries(raw, keyPath, problems);
+  let ok = entries !== undefined;
+  const resolved: Array<Omit<Upstream, 'tls'>> = [];
+  const names = new Map<string, number>();
+  for (const [i, entry] of (entries ?? []).entries()) {
+    const upstream = resolveUpstream(entry.url, mode, entry.urlPath, problems);
+    if (upstream === undefined) {
+      ok = false;
+      continue;
+    }
+    const name = entry.name ?? defaultUpstreamName(upstream.host, upstream.port);
+    if (!UPSTREAM_NAME.test(name)) {
+      problems.add(entry.namePath, `the default name '${name}' (host:port) is longer than ${ROUTE_LIMITS.upstreamName} characters; give this upstream a name`);
+      ok = false;
+    }
+    const other = names.get(name);
+    if (other !== undefined) {
+      const hint = entry.name === undefined ? ' (a name defaults to host:port; give each upstream its own name)' : '';
+      problems.add(entry.namePath, `'${name}' is already the name of upstreams[${other}]${hint}`);
+      ok = false;
+    } else names.set(name, i);
+    const http2 = upstream.protocol === 'h2c' || (upstream.protocol === 'https' && raw.upstreamHttp2 === true);
+    resolved.push({ ...upstream, name, http2 });
+  }
+  const protocols = new Set(resolved.map((u) => u.protocol));
+  if (raw.upstreamHttp2 !== undefined && mode === 'tcp') {
+    problems.add(`${keyPath}.upstreamHttp2`, 'applies to http mode only (a tcp-mode route forwards bytes)');
+  } else if (raw.upstreamHttp2 === true && ok && !protocols.has('https')) {
+    problems.add(`${keyPath}.upstreamHttp2`, 'applies to https:// upstreams and this route has none (an h2c:// upstream always speaks HTTP/2)');
+  }
+  const tls = ok ? await resolveUpstreamTls(raw.upstreamTls, protocols, `${keyPath}.upstreamTls`, files, problems) : undefined;
+  let passiveHealth: UpstreamPoolConfig['passiveHealth'];
+  if (raw.passiveHealth !== false) {
+    passiveHealth = raw.passiveHealth;
+    if (passiveHealth.maxEjectMs < passiveHealth.ejectMs) problems.add(`${keyPath}.passiveHealth.maxEjectMs`, `must be at least ejectMs (${passiveHealth.ejectMs})`);
+  }
+  const healthCheck = resolveHealthCheck(raw.healthCheck, mode, `${keyPath}.healthCheck`, problems);
+  if (!ok) return undefined;
+  const encrypted = (u: Omit<Upstream, 'tls'>): boolean => u.protocol === 'https' || u.protocol === 'tls';
+  return {
+    targets: resolved.map((u) => ({ ...u, tls: encrypted(u) ? tls : undefined })),
+    balance: raw.balance,
+    passiveHealth,
+    healthCheck,
+    retries: raw.retries,
+  };
+}
+
+/** Why `path` cannot be an active check's request target, or undefined. */
+export function healthPathProblem(path: string): string | undefined {
+  if (!path.startsWith('/')) return "expected a path starting with '/', such as /healthz";
+  if (path.length > ROUTE_LIMITS.path) return `is longer than ${ROUTE_LIMITS.path} characters`;
+  const bad = firstUnsafeCharacter(path);
+  if (bad !== undefined) return `contains a space, control or non-ASCII character at position ${bad}; percent-encode it`;
+  if (path.includes('#')) return "contains '#': a fragment is never sent to a server";
+  return undefined;
+}
+
+/** The index of the first character outside printable ASCII (space, controls, DEL, non-ASCII), or undefined. */
+function firstUnsafeCharacter(text: string): number | undefined {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x21 || code > 0x7e) return i;
+  }
+  return undefined;
+}
+
+function resolveHealthCheck(raw: RawRoute['healthCheck'], mode: 'http' | 'tcp', keyPath: string, problems: Problems): ActiveHealthConfig | undefined {
+  if (raw === undefined) return undefined;
+  const type = raw.type ?? mode;
+  if (type === 'http' && mode === 'tcp') problems.add(`${keyPath}.type`, 'a tcp-mode route has no HTTP to check: use type: tcp (a connect, with the TLS handshake for tls:// upstreams)');
+  if (type === 'tcp' && raw.path !== undefined) problems.add(`${keyPath}.path`, 'applies to type: http only');
+  const path = raw.path ?? UPSTREAM_POOL_DEFAULTS.healthCheck.path;
+  const badPath = type === 'http' ? healthPathProblem(path) : undefined;
+  if (badPath !== undefined) problems.add(`${keyPath}.path`, `${JSON.stringify(path)} ${badPath}`);
+  if (raw.timeoutMs >= raw.intervalMs) problems.add(`${keyPath}.timeoutMs`, `must be less than intervalMs (${raw.intervalMs})`);
+  return {
+    type,
+    path,
+    intervalMs: raw.intervalMs,
+    timeoutMs: raw.timeoutMs,
+    healthyThreshold: raw.healthyThreshold,
+    unhealthyThreshold: raw.unhealthyThreshold,
+  };
+}
+
+const NEVER_MATCHES = 'requests with it are refused as bad-request, so this rule could never match';
+
+/**
+ * Why `path` is not a rule path ('*', '/exact' or '/prefix/*'), or
+ * undefined. Rules match the percent-decoded path without its query, and
+ * requests whose path is ambiguous (dot segments, '//', ';', '\', encoded
+ * slashes) are refused before any rule: a rule path is written decoded, and
+ * one a request could never have is refused here rather than silently never
+ * matching (a deny rule that never matches would leave its path open).
+ */
+export function rulePathProblem(path: string): string | undefined {
+  if (path === '*') return undefined;
+  if (path.length > ROUTE_LIMITS.path) return `is longer than ${ROUTE_LIMITS.path} characters`;
+  const bad = firstUnsafeCharacter(path);
+  if (bad !== undefined) return `contains a space, control or non-ASCII character at position ${bad}`;
+  if (!path.startsWith('/')) return "expected '*', '/exact' or '/prefix/*'";
+  if (path.includes('?')) return "contains '?': rules match the path without its query";
+  if (path.includes('#')) return "contains '#': a fragment is never sent to a server";
+  if (path.includes('%')) return "contains '%': rules match the percent-decoded path, so write it decoded";
+  const body = path.endsWith('/*') ? path.slice(0, -1) : path;
+  if (body.includes('*')) return "'*' may only be the whole path ('*') or the last segment ('/prefix/*')";
+  if (body.includes('\\')) return `contains '\\': ${NEVER_MATCHES}`;
+  if (body.includes(';')) return `contains ';': ${NEVER_MATCHES}`;
+  if (body.includes('//')) return `contains an empty segment ('//'): ${NEVER_MATCHES}`;
+  if (body.split('/').some((s) => s === '.' || s === '..')) return `contains a dot segment ('.' or '..'): ${NEVER_MATCHES}`;
+  return undefined;
+}
+
+/** RFC 9110 token characters. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * A rule's identity pattern in canonical form (lower case, no trailing
+ * dot): an exact name, '*.suffix' (any name strictly below, as in the
+ * allowlist) or a first label with exactly one '*' ('ops-*.example.com').
+ */
+export function canonicalizeRuleName(pattern: string): { ok: true; pattern: string } | { ok: false; reason: string } {
+  const star = pattern.indexOf('*');
+  if (star === -1 || pattern === '*' || pattern.startsWith('*.')) return canonicalizePattern(pattern);
+  const dot = pattern.indexOf('.');
+  if (pattern.indexOf('*', star + 1) !== -1 || (dot !== -1 && star > dot)) {
+    return { ok: false, reason: "'*' may appear once, in the first label only ('*.example.com', 'ops-*.example.com')" };
+  }
+  // Canonicalised with a letter in the star's place: lower-casing ASCII keeps every index, so the star goes back where it was.
+  const name = canonicalizeClientName(`${pattern.slice(0, star)}x${pattern.slice(star + 1)}`);
+  if (!name.ok) return name;
+  return { ok: true, pattern: `${name.name.slice(0, star)}*${name.name.slice(star + 1)}` };
+}
+
+function resolveRules(raw: RawRoute['rules'], mode: 'http' | 'tcp', keyPath: string, problems: Problems): PathRuleConfig[] {
+  if (raw === undefined) return [];
+  if (mode === 'tcp') {
+    problems.add(`${keyPath}.rules`, 'per-path rules are for http-mode listeners (a tcp-mode route has no paths)');
+    return [];
+  }
+  return raw.map((rule, i) => {
+    const where = `${keyPath}.rules[${i}]`;
+    const badPath = rulePathProblem(rule.path);
+    if (badPath !== undefined) problems.add(`${where}.path`, `${JSON.stringify(rule.path)} ${badPath}`);
+    const methods = rule.methods?.filter((m, j) => {
+      let bad: string | undefined;
+      if (m.length > 32 || !TOKEN.test(m)) bad = 'is not an HTTP method (RFC 9110 token characters, at most 32)';
+      else if (m !== m.toUpperCase()) bad = `must be upper case (methods are case-sensitive: ${m.toUpperCase()})`;
+      else if (rule.methods?.indexOf(m) !== j) bad = 'is listed twice';
+      if (bad !== undefined) problems.add(`${where}.methods[${j}]`, `${JSON.stringify(m)} ${bad}`);
+      return bad === undefined;
+    });
+    const allow: string[] = [];
+    rule.allow.forEach((p, j) => {
+      const c = canonicalizeRuleName(p);
+      if (!c.ok) problems.add(`${where}.allow[${j}]`, `${JSON.stringify(p)} is not a name pattern: ${c.reason}`);
+      else if (!allow.includes(c.pattern)) allow.push(c.pattern);
+    });
+    return { path: rule.path, methods, allow, allowUnauthenticated: rule.allowUnauthenticated };
+  });
+}
+
+/** A route as both modes need it, its per-path rules (HTTP) and PROXY header settings (TCP). */
 interface ResolvedRoute {
   readonly route: RouteConfig;
+  readonly rules: readonly PathRuleConfig[];
   readonly proxyHeader: ProxyHeaderConfig;
 }
 
 async function resolveRoute(raw: RawRoute, listener: RawListener, keyPath: string, files: FileReader, problems: Problems): Promise<ResolvedRoute | undefined> {
   const serverNames = canonicalServerNames(raw.serverNames, `${keyPath}.serverNames`, problems);
-  const upstream = resolveUpstream(raw.upstream, listener.mode, `${keyPath}.upstream`, problems);
+  const upstreams = await resolveUpstreams(raw, listener.mode, keyPath, files, problems);
+  const rules = resolveRules(raw.rules, listener.mode, keyPath, problems);
   let allowlist: Allowlist | undefined;
   let allowlistSource = `${keyPath}.allow`;
   if ((raw.allow === undefined) === (raw.allowFile === undefined)) {
@@ -624,8 +940,7 @@ async function resolveRoute(raw: RawRoute, listener: RawListener, keyPath: strin
   if (listener.tls.engine === 'node' && identitySources.length === 1 && identitySources[0] === 'certificate-extension') {
     problems.add(`${keyPath}.identitySources`, 'certificate-extension alone needs the native TLS engine (tls.engine: native or auto): node:tls never asks for the name');
   }
-  if (upstream === undefined || allowlist === undefined) return undefined;
-  const tls = await resolveUpstreamTls(raw.upstreamTls, upstream, `${keyPath}.upstreamTls`, files, problems);
+  if (upstreams === undefined || allowlist === undefined) return undefined;
   const proxyHeader: ProxyHeaderConfig = {
     version: raw.proxyHeader,
     tlvTypes: { name: v2.nameTlv, certHash: v2.certHashTlv, tlsa: v2.tlsaTlv },
@@ -633,7 +948,7 @@ async function resolveRoute(raw: RawRoute, listener: RawListener, keyPath: strin
   };
   // A strict route (draft -13) with an empty allowlist or unknown sources was reported above; its order is the fixed precedence.
   const identity = { sources: raw.strict ? (['certificate-extension'] as const) : identitySources, strict: raw.strict };
-  return { route: { serverNames, upstream: { ...upstream, tls }, allowlist, allowlistSource, identity }, proxyHeader };
+  return { route: { serverNames, upstreams, allowlist, allowlistSource, identity }, rules, proxyHeader };
 }
 
 async function resolveCertificates(raw: RawListener['tls']['certificates'], keyPath: string, files: FileReader, problems: Problems, minVersion: string): Promise<ServerCertificate[]> {
@@ -675,6 +990,10 @@ function resolveHttp(raw: RawListener['http']): HttpModeConfig {
     upstreamConnections: h.upstreamConnections,
     upstreamMaxPerClient: h.upstreamMaxPerClient,
     upstreamQueueTimeoutMs: h.upstreamQueueTimeoutMs,
+    alpn: h.alpn,
+    http2: h.http2,
+    requestRatePerIdentity: h.requestRatePerIdentity === false ? undefined : h.requestRatePerIdentity,
+    accessLog: h.accessLog === false ? { ...HTTP_DEFAULTS.accessLog, enabled: false } : h.accessLog,
   };
 }
 
@@ -695,6 +1014,9 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
     problems.add(`${keyPath}.http.headersTimeoutMs`, `must not exceed requestTimeoutMs (${http.requestTimeoutMs})`);
   }
   for (const [key, message] of identityHeaderCollisions(http)) problems.add(`${keyPath}.http.${key}`, message);
+  http.alpn.forEach((p, i) => {
+    if (http.alpn.indexOf(p) !== i) problems.add(`${keyPath}.http.alpn[${i}]`, `'${p}' is listed twice`);
+  });
   let inbound: ListenerConfig['inboundProxyProtocol'];
   if (raw.proxyProtocol) {
     raw.proxyProtocol.trustedCidrs.forEach((cidr, i) => {
@@ -739,7 +1061,10 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
     inboundProxyProtocol: inbound,
   };
   // The config typed by mode: `http` only in HTTP mode, PROXY header settings only on TCP routes.
-  if (raw.mode === 'http') return { ...base, mode: 'http', policy: raw.policy, http, routes: routes.map((r) => r.route) };
+  if (raw.mode === 'http') {
+    const httpRoutes: HttpRouteConfig[] = routes.map((r) => ({ ...r.route, rules: r.rules }));
+    return { ...base, mode: 'http', policy: raw.policy, http, routes: httpRoutes };
+  }
   // A tcp listener with policy 'optional' was reported above.
   const tcpRoutes: TcpRouteConfig[] = routes.map((r) => ({ ...r.route, proxyHeader: r.proxyHeader }));
   return { ...base, mode: 'tcp', policy: 'required', routes: tcpRoutes };

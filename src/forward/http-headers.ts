@@ -145,35 +145,53 @@ export function responseHeadersForClient(headers: Record<string, string | string
   return out;
 }
 
-/**
- * Strip hop-by-hop headers and every incoming identity header, then set
- * ours. Framing (Content-Length, Transfer-Encoding) is the forwarder's
- * business and left as Node parsed it.
- */
-export function rewriteIdentityHeaders(headers: IncomingHttpHeaders, identity: ForwardedIdentity, config: HttpModeConfig): { readonly teTrailers: boolean } {
-  const transferEncoding = headers['transfer-encoding'];
-  const hop = stripHopByHop(headers);
-  if (transferEncoding !== undefined) headers['transfer-encoding'] = transferEncoding;
+/** Removes every incoming copy of an identity header (ours as configured, ALWAYS_STRIPPED, the prefixes); built once per listener. */
+export type IdentityStripper = (headers: Record<string, string | string[] | undefined>) => void;
+
+export function identityStripper(config: HttpModeConfig): IdentityStripper {
   const strip = new Set<string>(ALWAYS_STRIPPED.map(headerKey));
   strip.add(headerKey(config.identityHeader));
   strip.add(headerKey(config.statusHeader));
   if (config.tlsaHeader) strip.add(headerKey(config.tlsaHeader));
-  for (const key of Object.keys(headers)) {
-    const name = headerKey(key);
-    if (strip.has(name) || ALWAYS_STRIPPED_PREFIXES.some((prefix) => name.startsWith(prefix))) delete headers[key];
-  }
+  return (headers) => {
+    for (const key of Object.keys(headers)) {
+      const name = headerKey(key);
+      if (strip.has(name) || ALWAYS_STRIPPED_PREFIXES.some((prefix) => name.startsWith(prefix))) delete headers[key];
+    }
+  };
+}
+
+/** The identity headers we set (lowercase names, header-safe values): the same for every request of a connection. */
+export function identityHeaderValues(identity: ForwardedIdentity, config: HttpModeConfig): ReadonlyArray<readonly [string, string]> {
+  const out: Array<readonly [string, string]> = [];
   const set = (name: string, value: string): void => {
-    headers[name.toLowerCase()] = headerSafe(value);
+    out.push([name.toLowerCase(), headerSafe(value)]);
   };
   set('x-forwarded-for', identity.clientAddress);
   set('x-forwarded-proto', 'https');
   if (identity.name !== undefined) set(config.identityHeader, identity.name);
   set(config.statusHeader, identity.status);
-  if (identity.name === undefined) return hop;
+  if (identity.name === undefined) return out;
   if (config.forwardClientCert && identity.certificateDer) set('client-cert', `:${identity.certificateDer.toString('base64')}:`);
   if (config.forwardXfcc && identity.certificateSha256Hex) {
     set('x-forwarded-client-cert', `Hash=${identity.certificateSha256Hex};Subject=${quoted(identity.certificateSubject ?? '')};DNS=${identity.name}`);
   }
   if (config.tlsaHeader && identity.tlsa) set(config.tlsaHeader, identity.tlsa.join(' '));
+  return out;
+}
+
+/**
+ * Strip hop-by-hop headers and every incoming identity header, then set
+ * ours. Framing (Content-Length, Transfer-Encoding) is the forwarder's
+ * business and left as Node parsed it. (The forwarder uses the two parts,
+ * identityStripper and identityHeaderValues, built once per listener and
+ * per connection.)
+ */
+export function rewriteIdentityHeaders(headers: IncomingHttpHeaders, identity: ForwardedIdentity, config: HttpModeConfig): { readonly teTrailers: boolean } {
+  const transferEncoding = headers['transfer-encoding'];
+  const hop = stripHopByHop(headers);
+  if (transferEncoding !== undefined) headers['transfer-encoding'] = transferEncoding;
+  identityStripper(config)(headers);
+  for (const [name, value] of identityHeaderValues(identity, config)) headers[name] = value;
   return hop;
 }

@@ -1,21 +1,23 @@
 /**
- * TCP mode: a full-duplex pipe from the verified TLS connection to the
- * upstream (plain TCP or re-originated TLS), with backpressure and
+ * TCP mode: a full-duplex pipe from the verified TLS connection to one of
+ * its route's upstreams (plain TCP or re-originated TLS), chosen by the
+ * route's UpstreamSet with connect failover, with backpressure and
  * half-close, preceded by an optional PROXY v1/v2 header written in one
- * write before any payload. The connect time, a failure to reach the
- * upstream (with the connection's identity) and the bytes relayed are
- * published on the upstream channels (see channels.ts).
+ * write before any payload. The connect time, each attempt, a failure to
+ * reach any upstream (with the connection's identity) and the bytes relayed
+ * are published on the upstream channels (see channels.ts).
  */
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import type { ProxyHeaderConfig, RouteConfig, TcpListenerConfig } from '../config/types.js';
+import type { ProxyHeaderConfig, RouteConfig, TcpListenerConfig, Upstream } from '../config/types.js';
 import type { ConnectionContext, Forwarder } from '../connection/forwarder.js';
 import type { SecureSocket } from '../tls/secure-socket.js';
 import { ByteMeter, type MeterOptions } from './byte-meter.js';
 import { upstreamConnectChannel } from './channels.js';
 import { publishUpstreamError } from './upstream-failure.js';
+import { UpstreamSet } from './upstream-set.js';
 import { encodeProxyV1, encodeProxyV2, PP2_CLIENT, type ProxyAddresses, type ProxyTlv } from '../protocol/proxy-protocol.js';
 
 /** How long an upstream may take to accept (and, for tls://, finish its handshake). */
@@ -74,7 +76,13 @@ export function buildProxyHeader(socket: SecureSocket, context: ConnectionContex
   });
 }
 
-/** The forwarder of a TCP-mode listener: each decided connection is piped to its route's upstream. */
+/** What a TCP forwarder can be given beyond its listener (tests shorten the connect deadline). */
+export interface TcpForwarderOptions extends MeterOptions {
+  /** How long one upstream may take to accept (and finish its TLS handshake); default UPSTREAM_CONNECT_TIMEOUT_MS. */
+  readonly connectTimeoutMs?: number;
+}
+
+/** The forwarder of a TCP-mode listener: each decided connection is piped to one of its route's upstreams. */
 export class TcpForwarder implements Forwarder {
   readonly alpn = undefined;
   readonly forwardsUnauthenticated = false;
@@ -82,14 +90,19 @@ export class TcpForwarder implements Forwarder {
   readonly answersRefusals = false;
   /** The PROXY header settings of each route of this listener (the pipeline's context names the route). */
   private readonly proxyHeaders: ReadonlyMap<RouteConfig, ProxyHeaderConfig>;
+  /** Each route's upstreams, made on the route's first connection (its active checks start then). */
+  private readonly sets = new Map<RouteConfig, UpstreamSet>();
   private readonly meter: ByteMeter;
+  private readonly connectTimeoutMs: number;
+  private closed = false;
 
   constructor(
     private readonly listener: TcpListenerConfig,
-    options: MeterOptions = {},
+    options: TcpForwarderOptions = {},
   ) {
     this.proxyHeaders = new Map(listener.routes.map((route) => [route, route.proxyHeader]));
     this.meter = new ByteMeter(listener.name, options.bytesIntervalMs);
+    this.connectTimeoutMs = options.connectTimeoutMs ?? UPSTREAM_CONNECT_TIMEOUT_MS;
   }
 
   accept(client: SecureSocket, context: ConnectionContext): void {
@@ -101,7 +114,7 @@ export class TcpForwarder implements Forwarder {
       return;
     }
     this.meter.track(client);
-    relay(client, context, proxyHeader);
+    relay(client, context, proxyHeader, this.setFor(context.route), this.connectTimeoutMs);
   }
 
   /** A TCP client learns nothing more than the closed connection. */
@@ -113,15 +126,82 @@ export class TcpForwarder implements Forwarder {
   drain(): void {}
 
   close(): void {
+    this.closed = true;
+    for (const set of this.sets.values()) set.close();
     this.meter.close();
+  }
+
+  /** The route's upstream set (a closed forwarder's still picks, but runs no checks). */
+  private setFor(route: RouteConfig): UpstreamSet {
+    let set = this.sets.get(route);
+    if (set === undefined) {
+      set = new UpstreamSet(this.listener.name, route.upstreams);
+      if (!this.closed) set.start();
+      this.sets.set(route, set);
+    }
+    return set;
   }
 }
 
-/** Pipe one decided connection to its upstream. */
-function relay(client: SecureSocket, context: ConnectionContext, proxyHeader: ProxyHeaderConfig): void {
+/** An upstream connection that is ready for bytes: the TCP socket, and the TLS socket over it for tls://. */
+interface Connected {
+  readonly tcp: net.Socket;
+  readonly stream: net.Socket;
+}
+
+/**
+ * Connect to one upstream: TCP, the PROXY header written as soon as TCP is
+ * up (before any TLS, as HAProxy's send-proxy does and FreeRADIUS's RadSec
+ * listener expects), then the TLS handshake for tls://. `done` is called
+ * once: with the sockets, or with the error and both sockets destroyed.
+ */
+function connectUpstream(up: Upstream, header: Buffer | undefined, timeoutMs: number, done: (result: Connected | Error) => void): void {
+  const tcp = net.connect({ host: up.host, port: up.port, allowHalfOpen: true });
+  tcp.setNoDelay(true);
+  let stream: net.Socket = tcp;
+  let finished = false;
+  const finish = (result: Connected | Error): void => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(deadline);
+    if (result instanceof Error) {
+      stream.destroy();
+      tcp.destroy();
+    }
+    done(result);
+  };
+  // Each socket keeps this listener: after the outcome it is a no-op, and a late error of a destroyed socket has a listener.
+  const failed = (err: Error): void => finish(err);
+  const deadline = setTimeout(() => finish(new Error(`no connection within ${timeoutMs} ms`)), timeoutMs);
+  deadline.unref();
+  tcp.on('error', failed);
+  tcp.once('connect', () => {
+    if (header) tcp.write(header);
+    if (up.protocol !== 'tls') return finish({ tcp, stream: tcp });
+    const secured = tls.connect({
+      socket: tcp,
+      servername: up.tls?.serverName ?? (net.isIP(up.host) ? undefined : up.host),
+      ca: up.tls?.caPem,
+      cert: up.tls?.certPem,
+      key: up.tls?.keyPem,
+    });
+    stream = secured;
+    secured.on('error', failed);
+    secured.once('secureConnect', () => finish({ tcp, stream: secured }));
+  });
+}
+
+/**
+ * Pipe one decided connection to an upstream of its route, with connect
+ * failover: an upstream that cannot be reached (TCP, or its TLS handshake)
+ * counts as connect-failed and another one is tried, up to `retries` more;
+ * when none is left, one upstream error (the last) and the client is
+ * closed. A session counts in flight on its upstream (least-requests)
+ * until it closes; its attempt is judged when it connects, so a session
+ * that later breaks is not an upstream failure.
+ */
+function relay(client: SecureSocket, context: ConnectionContext, proxyHeader: ProxyHeaderConfig, set: UpstreamSet, connectTimeoutMs: number): void {
   const listener = context.listener.name;
-  const started = performance.now();
-  const up = context.route.upstream;
   let header: Buffer | undefined;
   try {
     header = buildProxyHeader(client, context, proxyHeader);
@@ -130,52 +210,60 @@ function relay(client: SecureSocket, context: ConnectionContext, proxyHeader: Pr
     client.destroy();
     return;
   }
-  // The PROXY header goes first on the TCP connection, before any TLS (as HAProxy's send-proxy
-  // does and FreeRADIUS's RadSec listener expects); then the upstream TLS handshake, if any.
-  const tcp = net.connect({ host: up.host, port: up.port, allowHalfOpen: true });
-  let upstream: net.Socket = tcp;
-  let connected = false;
-  // Connect (and upstream TLS handshake) deadline; afterwards the client side's idle timeout governs.
-  const deadline = setTimeout(() => {
-    if (!connected) upstream.destroy(new Error(`no connection within ${UPSTREAM_CONNECT_TIMEOUT_MS} ms`));
-  }, UPSTREAM_CONNECT_TIMEOUT_MS);
-  deadline.unref();
-  const ready = (): void => {
-    connected = true;
-    clearTimeout(deadline);
-    upstreamConnectChannel.publish({ listener, seconds: (performance.now() - started) / 1000 });
-    client.pipe(upstream);
-    upstream.pipe(client);
-    client.resume();
-  };
-  tcp.once('connect', () => {
-    if (header) tcp.write(header);
-    if (up.protocol !== 'tls') return ready();
-    const secured = tls.connect({
-      socket: tcp,
-      servername: up.tls?.serverName ?? (net.isIP(up.host) ? undefined : up.host),
-      ca: up.tls?.caPem,
-      cert: up.tls?.certPem,
-      key: up.tls?.keyPem,
-    });
-    upstream = secured;
-    wire(secured);
-    secured.once('secureConnect', ready);
-  });
-  const wire = (socket: net.Socket): void => {
-    socket.on('error', (err) => {
-      // Before the pipe is up, the upstream failed the connection (once: the client is destroyed right after,
-      // so the other socket of a TLS upstream does not report it again). After, a reset is the session's end.
-      if (!connected && !client.destroyed) publishUpstreamError(context, err);
+  // Until a pipe is up the client is paused; its error only means it is gone (checked before each attempt).
+  client.on('error', () => client.destroy());
+  const retries = context.route.upstreams.retries;
+  const tried = new Set<string>();
+  const next = (last: { readonly err: Error; readonly upstream: Upstream } | undefined): void => {
+    // The client left while we were connecting: there is nobody to fail over for.
+    if (client.destroyed) return;
+    const choice = tried.size <= retries ? set.pick(tried) : undefined;
+    if (choice === undefined) {
+      publishUpstreamError(context, last?.err ?? new Error('no upstream left to try'), last?.upstream);
       client.destroy();
+      return;
+    }
+    tried.add(choice.upstream.name);
+    const started = performance.now();
+    connectUpstream(choice.upstream, header, connectTimeoutMs, (result) => {
+      if (result instanceof Error) {
+        choice.end('connect-failed');
+        next({ err: result, upstream: choice.upstream });
+        return;
+      }
+      const release = choice.settle('ok');
+      if (client.destroyed) {
+        result.stream.destroy();
+        result.tcp.destroy();
+        release();
+        return;
+      }
+      upstreamConnectChannel.publish({ listener, seconds: (performance.now() - started) / 1000 });
+      pipe(client, result, release);
     });
-    client.on('error', () => socket.destroy());
+  };
+  next(undefined);
+}
+
+/** The session: both directions with backpressure and half-close; `release` when either side closes. */
+function pipe(client: SecureSocket, { tcp, stream }: Connected, release: () => void): void {
+  const sockets = stream === tcp ? [tcp] : [tcp, stream];
+  for (const socket of sockets) {
+    // After the pipe is up, a reset is the session's end, not an upstream failure.
+    socket.on('error', () => client.destroy());
     socket.on('close', () => {
+      release();
       if (!client.destroyed && client.writableEnded !== true) client.end();
       setTimeout(() => client.destroy(), 5000).unref();
     });
-    client.on('close', () => socket.destroy());
-    socket.setNoDelay(true);
-  };
-  wire(tcp);
+  }
+  client.on('error', () => stream.destroy());
+  client.on('close', () => {
+    release();
+    stream.destroy();
+    tcp.destroy();
+  });
+  client.pipe(stream);
+  stream.pipe(client);
+  client.resume();
 }

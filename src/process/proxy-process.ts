@@ -15,6 +15,7 @@ import type { Check } from './resolver-check.js';
 import { startProxy, type ListenerAddress, type RunningProxy } from './running-proxy.js';
 import { describeProxy } from './status.js';
 import { logUpstreamErrors } from './upstream-log.js';
+import { logHttpRequests } from './access-log.js';
 
 export interface ProxyProcess {
   readonly proxy: RunningProxy;
@@ -26,7 +27,7 @@ export interface ProxyProcess {
   metricsText(): Promise<{ contentType: string; body: string }>;
   /** This process's metrics as prom-client JSON (what a worker hands the primary). */
   metricsJson(): Promise<MetricFamily[]>;
-  /** Drain up to the configured deadline, stop logging upstream failures; resolves with the exit code (0 clean, 1 cut). */
+  /** Drain up to the configured deadline, stop logging upstream failures and requests; resolves with the exit code (0 clean, 1 cut). */
   drain(why: string): Promise<number>;
 }
 
@@ -51,7 +52,12 @@ export async function startProxyProcess(config: DancegateConfig, options: ProxyP
     openConnections: () => live.proxy?.openConnections ?? 0,
     generation: () => live.proxy?.generation ?? 0,
   });
-  const stopUpstreamLog = logUpstreamErrors(logger);
+  const stopUpstreamErrorLog = logUpstreamErrors(logger);
+  const stopAccessLog = logHttpRequests(logger);
+  const stopForwarderLogs = (): void => {
+    stopUpstreamErrorLog();
+    stopAccessLog();
+  };
   let proxy: RunningProxy;
   try {
     proxy = await startProxy(config, { log: loggerSink(logger), generation: options.generation ?? 1 });
@@ -59,7 +65,7 @@ export async function startProxyProcess(config: DancegateConfig, options: ProxyP
     metrics.tlsEngines(proxy.listeners);
     logEngineFallbacks(logger, proxy.listeners);
   } catch (err) {
-    stopUpstreamLog();
+    stopForwarderLogs();
     throw err;
   }
   live.proxy = proxy;
@@ -88,7 +94,7 @@ export async function startProxyProcess(config: DancegateConfig, options: ProxyP
       draining = true;
       logger.info({ event: 'shutdown', signal: why, openConnections: proxy.openConnections, deadlineMs: proxy.config.shutdown.drainTimeoutMs }, 'draining');
       const clean = await proxy.drain(proxy.config.shutdown.drainTimeoutMs);
-      stopUpstreamLog();
+      stopForwarderLogs();
       logger.info({ event: 'shutdown', clean }, clean ? 'drained cleanly' : 'drain deadline passed; remaining connections were closed');
       return clean ? 0 : 1;
     },

@@ -2,9 +2,12 @@
 import type { RouteConfig } from '../config/types.js';
 import type { RunningProxy } from './running-proxy.js';
 
-const describeRoute = (r: RouteConfig, proxyHeader: string): Record<string, unknown> => ({
+const describeRoute = (r: RouteConfig, proxyHeader: string, rules: number): Record<string, unknown> => ({
   serverNames: r.serverNames.length > 0 ? r.serverNames : ['(default)'],
-  upstream: r.upstream.url,
+  upstreams: r.upstreams.targets.map((u) => ({ name: u.name, url: u.url })),
+  balance: r.upstreams.balance,
+  retries: r.upstreams.retries,
+  rules,
   allowlist: r.allowlistSource,
   allowPatterns: r.allowlist.patterns.length,
   identitySources: r.identity.sources,
@@ -33,7 +36,7 @@ export function describeProxy(proxy: RunningProxy, version: string, startedAt: s
         policy: lc?.policy,
         tlsEngine: l.tlsEngine,
         ...(l.tlsEngineFallback === undefined ? {} : { tlsEngineFallback: l.tlsEngineFallback }),
-        routes: lc === undefined ? [] : lc.mode === 'tcp' ? lc.routes.map((r) => describeRoute(r, r.proxyHeader.version)) : lc.routes.map((r) => describeRoute(r, 'none')),
+        routes: lc === undefined ? [] : lc.mode === 'tcp' ? lc.routes.map((r) => describeRoute(r, r.proxyHeader.version, 0)) : lc.routes.map((r) => describeRoute(r, 'none', r.rules.length)),
       };
     }),
   };

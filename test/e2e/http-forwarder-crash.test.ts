@@ -16,6 +16,7 @@ import type { ParsedCertificate } from '../../src/dane/certificate.js';
 import { HttpForwarder } from '../../src/forward/http-forward.js';
 import type { ConnectionContext } from '../../src/connection/forwarder.js';
 import { parseResponses, startRecordingBackend, type Backend } from '../lab/http-raw-kit.js';
+import { poolOf } from '../unit/forward-fixtures.js';
 
 const NAME = 'broken._device.crash.test';
 
@@ -44,10 +45,15 @@ describe('an exception from header building fails one request, never the process
       upstreamConnections: 256,
       upstreamMaxPerClient: 64,
       upstreamQueueTimeoutMs: 5000,
+      alpn: ['http/1.1'],
+      http2: { maxConcurrentStreams: 100, maxResetsPerSecond: 100, maxHeaderListBytes: 16384 },
+      requestRatePerIdentity: undefined,
+      accessLog: { enabled: false, sampleRate: 1, includeQuery: false },
     };
     const route = {
       serverNames: [],
-      upstream: { protocol: 'http', host: '127.0.0.1', port: backend.port, url: `http://127.0.0.1:${backend.port}`, tls: undefined },
+      upstreams: poolOf([`http://127.0.0.1:${backend.port}`]),
+      rules: [],
     } as unknown as RouteConfig;
     const listener = { name: 'crash', mode: 'http', policy: 'required', idleTimeoutMs: 5000, http: config, routes: [route] } as unknown as HttpListenerConfig;
     forwarder = new HttpForwarder(listener);
@@ -69,6 +75,7 @@ describe('an exception from header building fails one request, never the process
         clientPort: socket.remotePort ?? 0,
         localAddress: '127.0.0.1',
         localPort: 0,
+        connectionId: 'crash-1',
         hello: {},
         identity: { name: NAME, leaf: leafFor(++n), tlsa: [3, 1, 1] },
         status: 'authenticated',

@@ -233,7 +233,10 @@ describe('one process', () => {
         routes: [
           {
             serverNames: ['(default)'],
-            upstream: `http://127.0.0.1:${fx.backendPort}`,
+            upstreams: [{ name: `127.0.0.1:${fx.backendPort}`, url: `http://127.0.0.1:${fx.backendPort}` }],
+            balance: 'round-robin',
+            retries: 1,
+            rules: 0,
             allowlist: 'listeners[0].routes[0].allow',
             allowPatterns: 1,
             proxyHeader: 'none',
@@ -251,7 +254,10 @@ describe('one process', () => {
         routes: [
           {
             serverNames: ['(default)'],
-            upstream: `tcp://127.0.0.1:${fx.echoPort}`,
+            upstreams: [{ name: `127.0.0.1:${fx.echoPort}`, url: `tcp://127.0.0.1:${fx.echoPort}` }],
+            balance: 'round-robin',
+            retries: 1,
+            rules: 0,
             allowlist: 'listeners[1].routes[0].allow',
             allowPatterns: 1,
             proxyHeader: 'none',

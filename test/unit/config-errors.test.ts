@@ -130,7 +130,7 @@ describe('DER certificate and key files', () => {
       .replace("allow: ['*._device.example.test']", "allow: ['*._device.example.test']\n        upstreamTls: { caFile: ca.der }");
     const config = await parseConfigText(text, source());
     expect(config.listeners[0]?.pkixRoots.map((c) => c.sha256Hex)).toEqual([createHash('sha256').update(ca.der).digest('hex')]);
-    expect(fingerprint(config.listeners[0]?.routes[0]?.upstream.tls?.caPem ?? '')).toBe(fingerprint(ca.certPem));
+    expect(fingerprint(config.listeners[0]?.routes[0]?.upstreams.targets[0]?.tls?.caPem ?? '')).toBe(fingerprint(ca.certPem));
   });
 
   it.each([

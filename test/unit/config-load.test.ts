@@ -96,15 +96,26 @@ describe('a valid configuration', () => {
         upstreamConnections: 256,
         upstreamMaxPerClient: 64,
         upstreamQueueTimeoutMs: 5000,
+        alpn: ['h2', 'http/1.1'],
+        http2: { maxConcurrentStreams: 100, maxResetsPerSecond: 100, maxHeaderListBytes: 16384 },
+        requestRatePerIdentity: undefined,
+        accessLog: { enabled: true, sampleRate: 1, includeQuery: false },
       },
     });
     expect(listener?.certificates[0]).toMatchObject({ serverNames: [], certFile: join(dir, 'server.pem') });
     const route = listener?.routes[0];
     expect(route).toMatchObject({
       serverNames: [],
-      upstream: { protocol: 'http', host: '127.0.0.1', port: 8080, url: 'http://127.0.0.1:8080', tls: undefined },
       allowlistSource: 'listeners[0].routes[0].allow',
     });
+    expect(route?.upstreams).toEqual({
+      targets: [{ protocol: 'http', host: '127.0.0.1', port: 8080, url: 'http://127.0.0.1:8080', name: '127.0.0.1:8080', http2: false, tls: undefined }],
+      balance: 'round-robin',
+      passiveHealth: { failures: 5, ejectMs: 10000, maxEjectMs: 300000 },
+      healthCheck: undefined,
+      retries: 1,
+    });
+    expect(route !== undefined && 'rules' in route ? route.rules : undefined).toEqual([]);
     // Typed by mode: PROXY header settings are for TCP routes only.
     expect(route !== undefined && 'proxyHeader' in route).toBe(false);
     expect(route?.allowlist.allows('x._device.example.test')).toBe(true);
@@ -172,12 +183,14 @@ listeners:
     expect(l?.certificates.map((c) => c.serverNames)).toEqual([['api.example.test', '*.radsec.example.test'], []]);
     expect(l?.routes[0]).toMatchObject({
       serverNames: ['api.example.test'],
-      upstream: { protocol: 'tls', host: 'radius.internal', port: 2083, tls: { serverName: 'radius.internal' } },
+      upstreams: { targets: [{ protocol: 'tls', host: 'radius.internal', port: 2083, name: 'radius.internal:2083', http2: false, tls: { serverName: 'radius.internal' } }] },
       allowlistSource: join(dir, 'allow.txt'),
       proxyHeader: { version: 'v2', tlvTypes: { name: 0xe0, certHash: 0xe1, tlsa: 0xf0 }, crc32c: true },
     });
-    expect(l?.routes[0]?.upstream.tls?.certPem).toContain('BEGIN CERTIFICATE');
-    expect(l?.routes[1]).toMatchObject({ upstream: { protocol: 'tcp', port: 1812, tls: undefined }, proxyHeader: { version: 'v1' } });
+    expect(l?.routes[0]?.upstreams.targets[0]?.tls?.certPem).toContain('BEGIN CERTIFICATE');
+    expect(l?.routes[1]).toMatchObject({ upstreams: { targets: [{ protocol: 'tcp', port: 1812, name: '127.0.0.1:1812', tls: undefined }] }, proxyHeader: { version: 'v1' } });
+    // Typed by mode: per-path rules are for HTTP routes only.
+    expect(l?.routes[0] !== undefined && 'rules' in l.routes[0]).toBe(false);
   });
 
   it('limits: defaults, and switching parts off', async () => {
@@ -279,13 +292,13 @@ describe('mistakes are reported with their key path', () => {
     [
       'an upstream of the wrong kind for the mode',
       replace('http://127.0.0.1:8080', 'tcp://127.0.0.1:8080'),
-      ['listeners[0].routes[0].upstream: a http-mode listener forwards to http:// or https:// upstreams, not tcp://'],
+      ['listeners[0].routes[0].upstream: a http-mode listener forwards to http://, https:// or h2c:// upstreams, not tcp://'],
     ],
     ['an upstream with a path', replace('http://127.0.0.1:8080', 'http://127.0.0.1:8080/api'), ['listeners[0].routes[0].upstream: expected scheme://host:port only (no path, query or credentials)']],
     [
       'an upstream that is not a URL',
       replace('http://127.0.0.1:8080', '127.0.0.1:8080'),
-      ["listeners[0].routes[0].upstream: expected a URL such as http://127.0.0.1:8080 or https://127.0.0.1:8080, got '127.0.0.1:8080'"],
+      ["listeners[0].routes[0].upstream: expected a URL such as http://127.0.0.1:8080, https://127.0.0.1:8080 or h2c://127.0.0.1:8080, got '127.0.0.1:8080'"],
     ],
     [
       'both allow and allowFile',
@@ -445,7 +458,22 @@ describe("the README's configuration reference", () => {
     const config = await parseConfigText(yaml ?? '', source());
     expect(config.listeners.map((l) => [l.name, l.mode, l.port, l.routes.length])).toEqual([['api', 'http', 443, 1]]);
     expect(config.resolver.servers.map((s) => s.transport)).toEqual(['udp', 'tls']);
+    const [api] = config.listeners;
+    if (api?.mode !== 'http') throw new Error('expected the http listener');
+    // The upstream pool and the HTTP/2, rate and access-log keys it shows resolve as commented (defaults where it says so).
+    expect(api.routes[0]?.upstreams.targets.map((u) => [u.name, u.http2, u.tls?.serverName])).toEqual([
+      ['10.0.0.7:8443', false, 'backend.internal'],
+      ['backend-b', false, 'backend.internal'],
+    ]);
+    expect(api.routes[0]?.upstreams).toMatchObject({ balance: 'round-robin', passiveHealth: { failures: 5, ejectMs: 10000, maxEjectMs: 300000 }, retries: 1 });
+    expect(api.routes[0]?.rules.map((r) => r.path)).toEqual(['/admin/*', '*']);
+    const defaults = await parseConfigText(MINIMAL, source());
+    const http = (c: typeof config) => {
+      const l = c.listeners[0];
+      return l?.mode === 'http' ? { alpn: l.http.alpn, http2: l.http.http2, requestRatePerIdentity: l.http.requestRatePerIdentity, accessLog: l.http.accessLog } : undefined;
+    };
+    expect(http(config)).toEqual(http(defaults));
     // Its limits section says it shows the defaults: it must equal what an empty one gives.
-    expect(config.limits).toEqual((await parseConfigText(MINIMAL, source())).limits);
+    expect(config.limits).toEqual(defaults.limits);
   });
 });

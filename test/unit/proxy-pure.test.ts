@@ -76,6 +76,10 @@ describe('rewriteIdentityHeaders', () => {
     upstreamConnections: 256,
     upstreamMaxPerClient: 64,
     upstreamQueueTimeoutMs: 5000,
+    alpn: ['h2', 'http/1.1'],
+    http2: { maxConcurrentStreams: 100, maxResetsPerSecond: 100, maxHeaderListBytes: 16384 },
+    requestRatePerIdentity: undefined,
+    accessLog: { enabled: true, sampleRate: 1, includeQuery: false },
   };
   const identity: ForwardedIdentity = {
     name: 'sensor1._device.example.test',
@@ -134,6 +138,10 @@ describe('rewriteIdentityHeaders against smuggling', () => {
     upstreamConnections: 256,
     upstreamMaxPerClient: 64,
     upstreamQueueTimeoutMs: 5000,
+    alpn: ['h2', 'http/1.1'],
+    http2: { maxConcurrentStreams: 100, maxResetsPerSecond: 100, maxHeaderListBytes: 16384 },
+    requestRatePerIdentity: undefined,
+    accessLog: { enabled: true, sampleRate: 1, includeQuery: false },
   };
   const unauthenticated: ForwardedIdentity = {
     name: undefined,

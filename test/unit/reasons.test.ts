@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { alertFor, REASONS, REFUSAL_REASONS, TLS_ALERTS, type RefusalReason } from '../../src/reasons.js';
+import { alertFor, REASONS, REFUSAL_REASONS, REQUEST_REFUSALS, TLS_ALERTS, type RefusalReason } from '../../src/reasons.js';
 
 const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 const HEADER = ['Reason', 'HTTP', 'Temporary', 'Penalty box', 'Alert before handshake', 'Meaning'];
@@ -18,13 +18,13 @@ const cells = (line: string): string[] =>
     .split('|')
     .map((cell) => cell.trim());
 
-/** The table's rows under "### Refusal reasons", as cells. */
-function readmeTable(): string[][] {
-  const section = README.split('\n### Refusal reasons\n')[1];
-  if (section === undefined) throw new Error('README.md has no "### Refusal reasons" section');
+/** The table's rows under `heading` ("### Refusal reasons" by default), as cells. */
+function readmeTable(heading = 'Refusal reasons', header = HEADER): string[][] {
+  const section = README.split(`\n### ${heading}\n`)[1];
+  if (section === undefined) throw new Error(`README.md has no "### ${heading}" section`);
   const lines = section.split('\n');
   const start = lines.findIndex((line) => line.startsWith('|'));
-  expect(cells(lines[start] ?? '')).toEqual(HEADER);
+  expect(cells(lines[start] ?? '')).toEqual(header);
   const rows: string[][] = [];
   for (const line of lines.slice(start + 2)) {
     if (!line.startsWith('|')) break;
@@ -43,6 +43,11 @@ describe('README: the Refusal reasons table', () => {
       return [code(r), String(info.http), yesNo(info.temporary), yesNo(info.penalized), info.alert === undefined ? '—' : code(info.alert), info.meaning];
     });
     expect(readmeTable()).toEqual(expected);
+  });
+
+  it('the Request refusal reasons table equals REQUEST_REFUSALS, row by row', () => {
+    const expected = Object.entries(REQUEST_REFUSALS).map(([reason, info]) => [code(reason), String(info.status), info.meaning]);
+    expect(readmeTable('Request refusal reasons', ['Reason', 'HTTP', 'Meaning'])).toEqual(expected);
   });
 
   it('the old hand-written reason lists are gone', () => {

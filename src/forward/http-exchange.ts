@@ -1,0 +1,308 @@
+/**
+ * One HTTP request on an admitted connection, HTTP/1.1 or HTTP/2 alike:
+ * the request checks (target, Host/:authority, framing), the route's
+ * per-path rules on the verified identity, the identity's request rate,
+ * then the upstream headers (hop-by-hop and every incoming identity header
+ * stripped, ours set) and the forwarding: the route's UpstreamGate, then
+ * one upstream after another (UpstreamSet) while nothing has reached the
+ * client and the request may be sent again. Every request ends in one
+ * access event (httpRequestChannel). No exception leaves a handler.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { performance } from 'node:perf_hooks';
+import { PassThrough, type Readable } from 'node:stream';
+import type { HttpListenerConfig, HttpRouteConfig } from '../config/types.js';
+import type { ConnectionContext } from '../connection/forwarder.js';
+import type { RequestRefusal } from '../reasons.js';
+import { accessPath, sampled } from './access-log.js';
+import { httpRequestChannel } from './channels.js';
+import { identityHeaderValues, stripHopByHop, type IdentityStripper } from './http-headers.js';
+import { checkRequest, refused, type RequestShape } from './http-request-check.js';
+import { authorize, type CompiledRules } from './path-rules.js';
+import type { RequestRateLimiter } from './request-rate.js';
+import type { RouteUpstreams } from './route-upstreams.js';
+import { publishUpstreamError } from './upstream-failure.js';
+import { isTimeout, neverReached, relayAttempt, type AttemptResult, type ResponseSink } from './upstream-exchange.js';
+
+export type ServerRequest = IncomingMessage | Http2ServerRequest;
+export type ServerReply = ServerResponse | Http2ServerResponse;
+export type WireProtocol = 'h1' | 'h2';
+
+/** Retry-After when the upstream pool is busy. */
+const BUSY_RETRY_AFTER_SECONDS = 1;
+/** Methods whose request may be sent again after the upstream broke before answering (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/** Refusals after which an HTTP/1.1 connection stays open: the client did nothing wrong with the connection itself. */
+const KEEPS_CONNECTION = new Set<RequestRefusal>(['path-not-allowed', 'request-rate-limited', 'upstream-busy']);
+
+/** What the handler needs from its forwarder (built once per listener). */
+export interface ExchangeEnv {
+  readonly listener: HttpListenerConfig;
+  readonly strip: IdentityStripper;
+  upstreamsFor(route: HttpRouteConfig): RouteUpstreams;
+  /** undefined: the route has no rules. */
+  rulesFor(route: HttpRouteConfig): CompiledRules | undefined;
+  readonly rate: RequestRateLimiter | undefined;
+  /** A request that failed inside the forwarder (the process goes on). */
+  logError(stage: string, err: unknown): void;
+}
+
+/** What one request's access event needs, filled in as it goes. */
+interface Outcome {
+  refusal: RequestRefusal | undefined;
+  upstream: string | undefined;
+  upstreamMs: number | undefined;
+  bytesIn: number;
+  readonly counted: { bytesOut: number };
+}
+
+/** The identity headers of a connection, built on its first request. */
+const identityValues = new WeakMap<ConnectionContext, ReadonlyArray<readonly [string, string]>>();
+
+function identityOf(context: ConnectionContext, env: ExchangeEnv): ReadonlyArray<readonly [string, string]> {
+  let values = identityValues.get(context);
+  if (values === undefined) {
+    const config = env.listener.http;
+    values = identityHeaderValues(
+      {
+        name: context.identity?.name,
+        status: context.status,
+        certificateDer: context.identity?.leaf.der,
+        // Only XFCC needs the digest and the subject; the subject costs a full certificate parse.
+        certificateSha256Hex: config.forwardXfcc ? context.identity?.leaf.sha256Hex : undefined,
+        certificateSubject: config.forwardXfcc ? context.identity?.leaf.subject : undefined,
+        tlsa: context.identity?.tlsa,
+        clientAddress: context.clientAddress,
+      },
+      config,
+    );
+    identityValues.set(context, values);
+  }
+  return values;
+}
+
+function shapeOf(req: ServerRequest, protocol: WireProtocol): RequestShape {
+  const headers = req.headers;
+  if (protocol === 'h2') {
+    const h2 = req as Http2ServerRequest;
+    const authority = headers[':authority'];
+    return {
+      protocol,
+      target: req.url ?? '',
+      authority: typeof authority === 'string' ? authority : headers.host,
+      hostCount: 0,
+      transferEncoding: undefined,
+      contentLength: headers['content-length'],
+      endedWithHeaders: h2.stream.endAfterHeaders,
+    };
+  }
+  let hosts = 0;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.length === 4 && raw[i]?.toLowerCase() === 'host') hosts++;
+  return {
+    protocol,
+    target: req.url ?? '',
+    authority: hosts > 0 ? (headers.host ?? '') : undefined,
+    hostCount: hosts,
+    transferEncoding: headers['transfer-encoding'],
+    contentLength: headers['content-length'],
+    endedWithHeaders: false,
+  };
+}
+
+/**
+ * A plain answer of ours; on HTTP/1.1 it closes the connection unless the refusal leaves it usable. Once a
+ * response has started: a reset. Returns the body bytes written.
+ */
+export function answer(res: ServerReply, protocol: WireProtocol, status: number, body: string, extra: Record<string, string> = {}, keepConnection = false): number {
+  try {
+    if (res.headersSent) {
+      res.destroy();
+      return 0;
+    }
+    const headers: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8', ...extra };
+    // HTTP/2 has no Connection header (node:http2 throws on it); a session is ended by GOAWAY instead.
+    if (protocol === 'h1' && !keepConnection) headers.connection = 'close';
+    // Both response types take (status, headers) and end(body); their union's overloads do not unify.
+    (res as ResponseSink & { end(body: string): unknown }).writeHead(status, headers);
+    (res as ResponseSink & { end(body: string): unknown }).end(body);
+    return Buffer.byteLength(body);
+  } catch {
+    res.destroy();
+    return 0;
+  }
+}
+
+/** Serve one request; never throws. */
+export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerReply, context: ConnectionContext, protocol: WireProtocol): void {
+  const t0 = performance.now();
+  const outcome: Outcome = { refusal: undefined, upstream: undefined, upstreamMs: undefined, bytesIn: 0, counted: { bytesOut: 0 } };
+  if (httpRequestChannel.hasSubscribers) res.once('close', () => publishAccess(env, req, res, context, protocol, outcome, t0));
+  const refuse = (refusal: RequestRefusal, status: number, body: string, extra?: Record<string, string>): void => {
+    outcome.refusal = refusal;
+    // A connection with a request body still coming is not kept: we would have to read it all first.
+    const bodiless = req.readableEnded || (req.headers['transfer-encoding'] === undefined && (req.headers['content-length'] ?? '0') === '0');
+    if (!req.readableEnded) req.resume();
+    outcome.counted.bytesOut += answer(res, protocol, status, body, extra, KEEPS_CONNECTION.has(refusal) && bodiless);
+  };
+  try {
+    const route = context.route as HttpRouteConfig;
+    const check = checkRequest(shapeOf(req, protocol), env.listener.routes, route);
+    if (!check.ok) return refuse(check.refusal, check.status, check.body);
+    const method = req.method ?? 'GET';
+    const target = req.url ?? '/';
+    const rules = env.rulesFor(route);
+    if (rules !== undefined) {
+      const verdict = authorize(rules, method, target, context.identity?.name);
+      if (!verdict.allowed) {
+        const r = refused(verdict.reason, verdict.reason === 'bad-request' ? `Bad Request: ${verdict.detail}\n` : `Forbidden: ${verdict.detail}\n`);
+        return refuse(r.refusal, r.status, r.body);
+      }
+    }
+    if (env.rate !== undefined) {
+      const taken = env.rate.take(context.identity ? `id:${context.identity.name}` : `addr:${context.clientAddress}`);
+      if (!taken.ok) {
+        const r = refused('request-rate-limited', 'Too Many Requests: the request rate of this identity is over its limit\n');
+        return refuse(r.refusal, r.status, r.body, { 'retry-after': String(taken.retryAfterSeconds) });
+      }
+    }
+    const headers = upstreamHeaders(env, req, context, protocol, check.contentLength);
+    let body: Readable | undefined;
+    if (check.hasBody) {
+      if (check.contentLength !== undefined) {
+        body = req;
+        const declared = Number(check.contentLength);
+        req.once('end', () => (outcome.bytesIn = declared));
+      } else {
+        // Unknown length (chunked, or an HTTP/2 stream): count what passes.
+        const counter = new PassThrough();
+        counter.on('data', (chunk: Buffer) => (outcome.bytesIn += chunk.length));
+        body = req.pipe(counter);
+        req.once('error', (err) => counter.destroy(err));
+      }
+    } else if (!req.readableEnded) req.resume();
+    forward(env, req, res, context, protocol, { method, target, headers, body, hasBody: check.hasBody }, outcome).catch((err: unknown) => {
+      env.logError('forward', err);
+      outcome.refusal = 'internal-error';
+      outcome.counted.bytesOut += answer(res, protocol, 502, 'Bad Gateway: the request could not be forwarded\n');
+    });
+  } catch (err) {
+    // e.g. a certificate whose details cannot be read for XFCC: this request fails, never the process.
+    env.logError('headers', err);
+    outcome.refusal = 'internal-error';
+    outcome.counted.bytesOut += answer(res, protocol, 502, 'Bad Gateway: the request could not be forwarded\n');
+  }
+}
+
+/** The headers the upstream gets: the client's without pseudo-headers, hop-by-hop or identity headers; ours; the framing we chose. */
+export function upstreamHeaders(env: ExchangeEnv, req: ServerRequest, context: ConnectionContext, protocol: WireProtocol, contentLength: string | undefined, upgrade = false): Record<string, string | string[]> {
+  const headers: Record<string, string | string[] | undefined> = {};
+  const incoming = req.headers;
+  for (const key in incoming) if (key.charCodeAt(0) !== 58 /* ':' */) headers[key] = incoming[key];
+  const { teTrailers } = stripHopByHop(headers);
+  env.strip(headers);
+  // Framing and the 100-continue dance are ours (Node already answered 100 Continue).
+  delete headers['content-length'];
+  delete headers.expect;
+  for (const [name, value] of identityOf(context, env)) headers[name] = value;
+  // TE: trailers is the one TE a proxy passes on (gRPC backends need it); never on an upgrade.
+  if (teTrailers && !upgrade) headers.te = 'trailers';
+  if (contentLength !== undefined) headers['content-length'] = contentLength;
+  // An HTTP/2 client names the host in :authority (checked against the route); HTTP/1.1 upstreams need Host.
+  if (protocol === 'h2') {
+    const authority = incoming[':authority'];
+    if (typeof authority === 'string') headers.host = authority;
+  }
+  const out: Record<string, string | string[]> = {};
+  for (const key in headers) {
+    const value = headers[key];
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
+}
+
+interface Outgoing {
+  readonly method: string;
+  readonly target: string;
+  readonly headers: Record<string, string | string[]>;
+  readonly body: Readable | undefined;
+  readonly hasBody: boolean;
+}
+
+async function forward(env: ExchangeEnv, req: ServerRequest, res: ServerReply, context: ConnectionContext, protocol: WireProtocol, out: Outgoing, outcome: Outcome): Promise<void> {
+  const route = context.route as HttpRouteConfig;
+  const upstreams = env.upstreamsFor(route);
+  const aborter = new AbortController();
+  const onClose = (): void => {
+    if (!res.writableFinished) aborter.abort();
+  };
+  res.once('close', onClose);
+  const slot = await upstreams.gate.acquire(context.identity ? `id:${context.identity.name}` : `addr:${context.clientAddress}`, aborter.signal);
+  if (!slot.ok) {
+    res.off('close', onClose);
+    if (slot.reason === 'aborted') return;
+    outcome.refusal = 'upstream-busy';
+    outcome.counted.bytesOut += answer(res, protocol, 503, `Service Unavailable: the upstream is busy (${slot.reason})\n`, { 'retry-after': String(BUSY_RETRY_AFTER_SECONDS) }, true);
+    return;
+  }
+  try {
+    const tried = new Set<string>();
+    const retries = route.upstreams.retries;
+    for (let attempt = 0; ; attempt++) {
+      const choice = upstreams.set.pick(tried);
+      if (choice === undefined) break;
+      const upstream = choice.upstream;
+      tried.add(upstream.name);
+      outcome.upstream = upstream.name;
+      const result: AttemptResult = await relayAttempt(upstreams.dispatcherFor(upstream), { method: out.method, path: out.target, headers: out.headers, body: out.body, signal: aborter.signal }, res as ResponseSink, outcome.counted);
+      if (result.kind === 'aborted') {
+        choice.end('ok');
+        return;
+      }
+      outcome.upstreamMs = result.upstreamMs;
+      if (result.kind === 'answered') {
+        choice.end('ok');
+        return;
+      }
+      const unreached = neverReached(result.error);
+      choice.end(unreached ? 'connect-failed' : 'failed');
+      publishUpstreamError(context, result.error, upstream);
+      if (result.started) {
+        res.destroy();
+        return;
+      }
+      // Sent again only when nothing of it is lost: no body (a body stream cannot be replayed), and either it
+      // never left (the connection never opened) or it may be repeated (idempotent) and the upstream did not
+      // just take too long.
+      const again = attempt < retries && !out.hasBody && (unreached || (IDEMPOTENT.has(out.method) && !isTimeout(result.error)));
+      if (!again) break;
+    }
+    outcome.refusal = 'upstream-unavailable';
+    outcome.counted.bytesOut += answer(res, protocol, 502, 'Bad Gateway: the upstream is unavailable\n');
+  } finally {
+    slot.release();
+    res.off('close', onClose);
+  }
+}
+
+function publishAccess(env: ExchangeEnv, req: ServerRequest, res: ServerReply, context: ConnectionContext, protocol: WireProtocol, outcome: Outcome, t0: number): void {
+  const config = env.listener.http.accessLog;
+  httpRequestChannel.publish({
+    listener: env.listener.name,
+    connectionId: context.connectionId,
+    identity: context.identity?.name,
+    protocol,
+    method: req.method ?? '',
+    path: accessPath(req.url ?? '', config.includeQuery),
+    // nginx's 499: the client went away before it had an answer.
+    status: res.headersSent ? res.statusCode : 499,
+    bytesIn: outcome.bytesIn,
+    bytesOut: outcome.counted.bytesOut,
+    upstream: outcome.upstream,
+    upstreamMs: outcome.upstreamMs === undefined ? undefined : Math.round(outcome.upstreamMs * 1000) / 1000,
+    totalMs: Math.round((performance.now() - t0) * 1000) / 1000,
+    refusal: outcome.refusal,
+    log: config.enabled && sampled(config),
+  });
+}

@@ -1,0 +1,145 @@
+/**
+ * One attempt of one request at one upstream, relayed straight into the
+ * client's response (node:http or node:http2 compat): undici's dispatch
+ * handler writes the status and headers (hop-by-hop dropped), streams the
+ * body with back-pressure both ways, and passes trailers on (gRPC's
+ * grpc-status). It resolves with what happened, so that the caller can try
+ * another upstream when nothing reached the client yet.
+ */
+import type { OutgoingHttpHeaders } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { responseHeadersForClient } from './http-headers.js';
+import type { TargetDispatcher } from './route-upstreams.js';
+
+/** The response a relay writes into: node:http's ServerResponse and node:http2's Http2ServerResponse both are this. */
+export interface ResponseSink {
+  readonly headersSent: boolean;
+  readonly writableEnded: boolean;
+  writeHead(status: number, headers: OutgoingHttpHeaders): unknown;
+  write(chunk: Buffer): boolean;
+  end(): unknown;
+  addTrailers(headers: OutgoingHttpHeaders): void;
+  once(event: 'drain', listener: () => void): unknown;
+  destroy(err?: Error): unknown;
+}
+
+export interface AttemptRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Record<string, string | string[]>;
+  /** The client's body as its parser delivers it; undefined = none. */
+  readonly body: Readable | undefined;
+  /** Aborted when the client goes away. */
+  readonly signal: AbortSignal;
+}
+
+export type AttemptResult =
+  /** The upstream answered and its response was relayed (or the client left while it was). */
+  | { readonly kind: 'answered'; readonly status: number; readonly upstreamMs: number }
+  /** The attempt failed; `started`: part of a response already reached the client (nothing can be retried). */
+  | { readonly kind: 'failed'; readonly error: Error; readonly started: boolean; readonly upstreamMs: number | undefined }
+  | { readonly kind: 'aborted' };
+
+/** Trailer fields that may never be relayed (RFC 9110 §6.5.1: framing, routing, and what a proxy owns). */
+const NOT_TRAILERS = new Set(['content-length', 'transfer-encoding', 'host', 'content-type', 'te', 'trailer', 'authorization', 'set-cookie']);
+
+function trailersForClient(trailers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders | undefined {
+  let out: OutgoingHttpHeaders | undefined;
+  for (const [key, value] of Object.entries(responseHeadersForClient(trailers))) {
+    if (NOT_TRAILERS.has(key) || key.startsWith(':')) continue;
+    (out ??= {})[key] = value;
+  }
+  return out;
+}
+
+/** Relays one attempt; `counted.bytesOut` grows by the body bytes sent to the client. */
+export function relayAttempt(target: TargetDispatcher, request: AttemptRequest, res: ResponseSink, counted: { bytesOut: number }): Promise<AttemptResult> {
+  return new Promise<AttemptResult>((resolve) => {
+    const started = performance.now();
+    let upstreamMs: number | undefined;
+    let status = 0;
+    let settled = false;
+    let controller: Dispatcher.DispatchController | undefined;
+    const onAbort = (): void => controller?.abort(new Error('the client went away'));
+    const settle = (result: AttemptResult): void => {
+      if (settled) return;
+      settled = true;
+      request.signal.removeEventListener('abort', onAbort);
+      resolve(result);
+    };
+    if (request.signal.aborted) return settle({ kind: 'aborted' });
+    request.signal.addEventListener('abort', onAbort, { once: true });
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart(c) {
+        controller = c;
+        if (request.signal.aborted) c.abort(new Error('the client went away'));
+      },
+      onResponseStart(c, statusCode, headers) {
+        // Informational answers (103 Early Hints) are not relayed: the final one follows.
+        if (statusCode < 200) return;
+        status = statusCode;
+        upstreamMs = performance.now() - started;
+        try {
+          res.writeHead(statusCode, responseHeadersForClient(headers));
+        } catch (err) {
+          // A header the client's protocol cannot carry (node:http2 refuses some): the upstream's fault.
+          c.abort(err instanceof Error ? err : new Error(String(err)));
+        }
+      },
+      onResponseData(c, chunk) {
+        counted.bytesOut += chunk.length;
+        if (!res.write(chunk)) {
+          c.pause();
+          res.once('drain', () => c.resume());
+        }
+      },
+      onResponseEnd(_c, trailers) {
+        const forward = trailersForClient(trailers);
+        if (forward !== undefined) res.addTrailers(forward);
+        res.end();
+        settle({ kind: 'answered', status, upstreamMs: upstreamMs ?? performance.now() - started });
+      },
+      onResponseError(_c, error) {
+        if (request.signal.aborted) return settle(upstreamMs === undefined ? { kind: 'aborted' } : { kind: 'answered', status, upstreamMs });
+        settle({ kind: 'failed', error, started: res.headersSent, upstreamMs });
+      },
+    };
+    // `servername` is a dispatch option undici's Request honours but its typings omit.
+    const options: Dispatcher.DispatchOptions & { readonly servername: string } = {
+      path: request.path,
+      method: request.method as Dispatcher.HttpMethod,
+      headers: request.headers,
+      body: request.body ?? null,
+      servername: target.servername,
+    };
+    try {
+      target.dispatcher.dispatch(options, handler);
+    } catch (err) {
+      settle({ kind: 'failed', error: err instanceof Error ? err : new Error(String(err)), started: false, upstreamMs: undefined });
+    }
+  });
+}
+
+/** Error codes of a connection that never opened (the request was never sent). */
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/** Whether `error` says the upstream was never reached (refused, unreachable, connect timeout, TLS failure before the request). */
+export function neverReached(error: Error): boolean {
+  const code = (error as Error & { code?: unknown }).code;
+  if (typeof code !== 'string') return false;
+  return CONNECT_CODES.has(code) || code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_') || code.includes('CERT') || code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' || code === 'SELF_SIGNED_CERT_IN_CHAIN';
+}
+
+/** Whether `error` is undici's report of the upstream's doing (closed, timed out, refused, misframed). */
+export function isUpstreamError(error: Error): boolean {
+  const code = (error as Error & { code?: unknown }).code;
+  return typeof code === 'string' && (code.startsWith('UND_ERR') || neverReached(error) || code === 'ECONNRESET' || code === 'EPIPE');
+}
+
+/** A request timeout from undici (headers or body): the upstream is slow, not gone; never retried. */
+export function isTimeout(error: Error): boolean {
+  const code = (error as Error & { code?: unknown }).code;
+  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+}
