@@ -54,7 +54,9 @@ export const probeUpstream: HealthProbe = (u, check, signal) =>
     const finish = (ok: boolean, text: string): void => {
       if (settled) return;
       settled = true;
-      for (const cleanup of cleanups.splice(0)) {
+      // Last made, first torn down: a TLS socket goes before the TCP socket under it (Node 20 crashes when the
+      // TCP socket is destroyed first in the tick of secureConnect).
+      for (const cleanup of cleanups.splice(0).reverse()) {
         try {
           cleanup();
         } catch {

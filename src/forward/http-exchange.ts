@@ -17,11 +17,12 @@ import type { ConnectionContext } from '../connection/forwarder.js';
 import type { RequestRefusal } from '../reasons.js';
 import { accessPath, sampled } from './access-log.js';
 import { httpRequestChannel } from './channels.js';
-import { identityHeaderValues, stripHopByHop, type IdentityStripper } from './http-headers.js';
+import { identityHeaderValues, upstreamHeaderList } from './http-headers.js';
 import { checkRequest, refused, type RequestShape } from './http-request-check.js';
 import { authorize, type CompiledRules } from './path-rules.js';
 import type { RequestRateLimiter } from './request-rate.js';
 import type { RouteUpstreams } from './route-upstreams.js';
+import type { GateResult } from './upstream-gate.js';
 import { publishUpstreamError } from './upstream-failure.js';
 import { isTimeout, neverReached, relayAttempt, type AttemptResult, type ResponseSink } from './upstream-exchange.js';
 
@@ -39,7 +40,8 @@ const KEEPS_CONNECTION = new Set<RequestRefusal>(['path-not-allowed', 'request-r
 /** What the handler needs from its forwarder (built once per listener). */
 export interface ExchangeEnv {
   readonly listener: HttpListenerConfig;
-  readonly strip: IdentityStripper;
+  /** Whether a folded header name is an identity header (ours or any proxy's): never passed on from a client. */
+  readonly isStripped: (name: string) => boolean;
   upstreamsFor(route: HttpRouteConfig): RouteUpstreams;
   /** undefined: the route has no rules. */
   rulesFor(route: HttpRouteConfig): CompiledRules | undefined;
@@ -97,18 +99,25 @@ function shapeOf(req: ServerRequest, protocol: WireProtocol): RequestShape {
       endedWithHeaders: h2.stream.endAfterHeaders,
     };
   }
+  // From the raw list: node:http builds req.headers only when asked, and nothing else here needs it.
   let hosts = 0;
+  let host: string | undefined;
+  let transferEncoding: string | undefined;
+  let contentLength: string | undefined;
   const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.length === 4 && raw[i]?.toLowerCase() === 'host') hosts++;
-  return {
-    protocol,
-    target: req.url ?? '',
-    authority: hosts > 0 ? (headers.host ?? '') : undefined,
-    hostCount: hosts,
-    transferEncoding: headers['transfer-encoding'],
-    contentLength: headers['content-length'],
-    endedWithHeaders: false,
-  };
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const length = name.length;
+    if (length !== 4 && length !== 14 && length !== 17) continue;
+    const lower = name.toLowerCase();
+    if (lower === 'host') {
+      hosts++;
+      host ??= raw[i + 1];
+    } else if (lower === 'content-length') contentLength ??= raw[i + 1];
+    // Several Transfer-Encoding fields are one list (as node:http joins them).
+    else if (lower === 'transfer-encoding') transferEncoding = transferEncoding === undefined ? raw[i + 1] : `${transferEncoding}, ${raw[i + 1]}`;
+  }
+  return { protocol, target: req.url ?? '', authority: host, hostCount: hosts, transferEncoding, contentLength, endedWithHeaders: false };
 }
 
 /**
@@ -139,16 +148,24 @@ export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerR
   const t0 = performance.now();
   const outcome: Outcome = { refusal: undefined, upstream: undefined, upstreamMs: undefined, bytesIn: 0, counted: { bytesOut: 0 } };
   if (httpRequestChannel.hasSubscribers) res.once('close', () => publishAccess(env, req, res, context, protocol, outcome, t0));
+  let shape: RequestShape;
+  try {
+    shape = shapeOf(req, protocol);
+  } catch (err) {
+    env.logError('headers', err);
+    answer(res, protocol, 502, 'Bad Gateway: the request could not be forwarded\n');
+    return;
+  }
   const refuse = (refusal: RequestRefusal, status: number, body: string, extra?: Record<string, string>): void => {
     outcome.refusal = refusal;
     // A connection with a request body still coming is not kept: we would have to read it all first.
-    const bodiless = req.readableEnded || (req.headers['transfer-encoding'] === undefined && (req.headers['content-length'] ?? '0') === '0');
+    const bodiless = req.readableEnded || (protocol === 'h1' && shape.transferEncoding === undefined && (shape.contentLength ?? '0') === '0');
     if (!req.readableEnded) req.resume();
     outcome.counted.bytesOut += answer(res, protocol, status, body, extra, KEEPS_CONNECTION.has(refusal) && bodiless);
   };
   try {
     const route = context.route as HttpRouteConfig;
-    const check = checkRequest(shapeOf(req, protocol), env.listener.routes, route);
+    const check = checkRequest(shape, env.listener.routes, route);
     if (!check.ok) return refuse(check.refusal, check.status, check.body);
     const method = req.method ?? 'GET';
     const target = req.url ?? '/';
@@ -167,7 +184,7 @@ export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerR
         return refuse(r.refusal, r.status, r.body, { 'retry-after': String(taken.retryAfterSeconds) });
       }
     }
-    const headers = upstreamHeaders(env, req, context, protocol, check.contentLength);
+    const headers = upstreamHeaders(env, req, context, check.contentLength);
     let body: Readable | undefined;
     if (check.hasBody) {
       if (check.contentLength !== undefined) {
@@ -182,7 +199,7 @@ export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerR
         req.once('error', (err) => counter.destroy(err));
       }
     } else if (!req.readableEnded) req.resume();
-    forward(env, req, res, context, protocol, { method, target, headers, body, hasBody: check.hasBody }, outcome).catch((err: unknown) => {
+    forward(env, res, context, protocol, { method, target, headers, body, hasBody: check.hasBody }, outcome).catch((err: unknown) => {
       env.logError('forward', err);
       outcome.refusal = 'internal-error';
       outcome.counted.bytesOut += answer(res, protocol, 502, 'Bad Gateway: the request could not be forwarded\n');
@@ -195,50 +212,30 @@ export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerR
   }
 }
 
-/** The headers the upstream gets: the client's without pseudo-headers, hop-by-hop or identity headers; ours; the framing we chose. */
-export function upstreamHeaders(env: ExchangeEnv, req: ServerRequest, context: ConnectionContext, protocol: WireProtocol, contentLength: string | undefined, upgrade = false): Record<string, string | string[]> {
-  const headers: Record<string, string | string[] | undefined> = {};
-  const incoming = req.headers;
-  for (const key in incoming) if (key.charCodeAt(0) !== 58 /* ':' */) headers[key] = incoming[key];
-  const { teTrailers } = stripHopByHop(headers);
-  env.strip(headers);
-  // Framing and the 100-continue dance are ours (Node already answered 100 Continue).
-  delete headers['content-length'];
-  delete headers.expect;
-  for (const [name, value] of identityOf(context, env)) headers[name] = value;
-  // TE: trailers is the one TE a proxy passes on (gRPC backends need it); never on an upgrade.
-  if (teTrailers && !upgrade) headers.te = 'trailers';
-  if (contentLength !== undefined) headers['content-length'] = contentLength;
-  // An HTTP/2 client names the host in :authority (checked against the route); HTTP/1.1 upstreams need Host.
-  if (protocol === 'h2') {
-    const authority = incoming[':authority'];
-    if (typeof authority === 'string') headers.host = authority;
-  }
-  const out: Record<string, string | string[]> = {};
-  for (const key in headers) {
-    const value = headers[key];
-    if (value !== undefined) out[key] = value;
-  }
-  return out;
+/** The headers the upstream gets (see upstreamHeaderList): the client's, cleaned; ours; the framing we chose. */
+export function upstreamHeaders(env: ExchangeEnv, req: ServerRequest, context: ConnectionContext, contentLength: string | undefined, upgrade = false): string[] {
+  return upstreamHeaderList(req.rawHeaders, env.isStripped, identityOf(context, env), { contentLength, upgrade });
 }
 
 interface Outgoing {
   readonly method: string;
   readonly target: string;
-  readonly headers: Record<string, string | string[]>;
+  readonly headers: string[];
   readonly body: Readable | undefined;
   readonly hasBody: boolean;
 }
 
-async function forward(env: ExchangeEnv, req: ServerRequest, res: ServerReply, context: ConnectionContext, protocol: WireProtocol, out: Outgoing, outcome: Outcome): Promise<void> {
+async function forward(env: ExchangeEnv, res: ServerReply, context: ConnectionContext, protocol: WireProtocol, out: Outgoing, outcome: Outcome): Promise<void> {
   const route = context.route as HttpRouteConfig;
   const upstreams = env.upstreamsFor(route);
-  const aborter = new AbortController();
+  const clientKey = context.identity ? `id:${context.identity.name}` : `addr:${context.clientAddress}`;
+  let gone = false;
   const onClose = (): void => {
-    if (!res.writableFinished) aborter.abort();
+    if (!res.writableFinished) gone = true;
   };
   res.once('close', onClose);
-  const slot = await upstreams.gate.acquire(context.identity ? `id:${context.identity.name}` : `addr:${context.clientAddress}`, aborter.signal);
+  // The common case takes a free slot at once; only a request that has to wait gets a timer and an AbortSignal.
+  const slot = upstreams.gate.tryAcquire(clientKey) ?? (await waitForSlot(upstreams, clientKey, res));
   if (!slot.ok) {
     res.off('close', onClose);
     if (slot.reason === 'aborted') return;
@@ -249,13 +246,14 @@ async function forward(env: ExchangeEnv, req: ServerRequest, res: ServerReply, c
   try {
     const tried = new Set<string>();
     const retries = route.upstreams.retries;
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 0; !gone; attempt++) {
       const choice = upstreams.set.pick(tried);
       if (choice === undefined) break;
       const upstream = choice.upstream;
       tried.add(upstream.name);
       outcome.upstream = upstream.name;
-      const result: AttemptResult = await relayAttempt(upstreams.dispatcherFor(upstream), { method: out.method, path: out.target, headers: out.headers, body: out.body, signal: aborter.signal }, res as ResponseSink, outcome.counted);
+      const request = { method: out.method, path: out.target, headers: out.headers, body: out.body };
+      const result: AttemptResult = await relayAttempt(upstreams.dispatcherFor(upstream), request, res as ResponseSink, outcome.counted);
       if (result.kind === 'aborted') {
         choice.end('ok');
         return;
@@ -278,10 +276,25 @@ async function forward(env: ExchangeEnv, req: ServerRequest, res: ServerReply, c
       const again = attempt < retries && !out.hasBody && (unreached || (IDEMPOTENT.has(out.method) && !isTimeout(result.error)));
       if (!again) break;
     }
+    if (gone) return;
     outcome.refusal = 'upstream-unavailable';
     outcome.counted.bytesOut += answer(res, protocol, 502, 'Bad Gateway: the upstream is unavailable\n');
   } finally {
     slot.release();
+    res.off('close', onClose);
+  }
+}
+
+/** Wait in the route's gate for a slot; the client going away takes the request out of the queue. */
+async function waitForSlot(upstreams: RouteUpstreams, clientKey: string, res: ServerReply): Promise<GateResult> {
+  const aborter = new AbortController();
+  const onClose = (): void => {
+    if (!res.writableFinished) aborter.abort();
+  };
+  res.once('close', onClose);
+  try {
+    return await upstreams.gate.acquire(clientKey, aborter.signal);
+  } finally {
     res.off('close', onClose);
   }
 }

@@ -21,7 +21,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { SecureSocket } from '../tls/secure-socket.js';
 import type { HttpListenerConfig, HttpModeConfig, HttpRouteConfig } from '../config/types.js';
-import { identityStripper } from './http-headers.js';
+import { identityHeaderTest } from './http-headers.js';
 import type { ConnectionContext, Forwarder } from '../connection/forwarder.js';
 import { REASONS, type RefusalReason } from '../reasons.js';
 import { ByteMeter, type MeterOptions } from './byte-meter.js';
@@ -90,7 +90,7 @@ export class HttpForwarder implements Forwarder {
     for (const route of listener.routes) this.rules.set(route, route.rules.length > 0 ? compileRules(route.rules) : undefined);
     this.env = {
       listener,
-      strip: identityStripper(config),
+      isStripped: identityHeaderTest(config),
       upstreamsFor: (route) => this.upstreamsFor(route),
       rulesFor: (route) => this.rules.get(route),
       rate: config.requestRatePerIdentity === undefined ? undefined : new RequestRateLimiter(config.requestRatePerIdentity),

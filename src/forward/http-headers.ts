@@ -126,6 +126,14 @@ export function stripHopByHop(headers: Record<string, string | string[] | undefi
   return { teTrailers };
 }
 
+/** Whether a response's headers have nothing to take out (the common case: then they are passed on as they are). */
+function cleanResponse(headers: Record<string, string | string[] | undefined>): boolean {
+  for (const key in headers) {
+    if (headers[key] === undefined || isHopByHop(key) || (key.includes('_') && NEVER_NAMEABLE.has(headerKey(key)))) return false;
+  }
+  return true;
+}
+
 /**
  * The headers of an upstream response as the client may see them: no
  * hop-by-hop header, nothing its Connection names except Content-Length,
@@ -134,6 +142,7 @@ export function stripHopByHop(headers: Record<string, string | string[] | undefi
  */
 export function responseHeadersForClient(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
   const chunked = headers['transfer-encoding'] !== undefined;
+  if (!chunked && headers.connection === undefined && cleanResponse(headers)) return headers as Record<string, string | string[]>;
   const copy: Record<string, string | string[] | undefined> = { ...headers };
   stripHopByHop(copy);
   const out: Record<string, string | string[]> = {};
@@ -149,16 +158,68 @@ export function responseHeadersForClient(headers: Record<string, string | string
 export type IdentityStripper = (headers: Record<string, string | string[] | undefined>) => void;
 
 export function identityStripper(config: HttpModeConfig): IdentityStripper {
+  const stripped = identityHeaderTest(config);
+  return (headers) => {
+    for (const key of Object.keys(headers)) if (stripped(headerKey(key))) delete headers[key];
+  };
+}
+
+/** Where the upstream request's framing comes from: what the client's parser read, never a header we pass on. */
+export interface UpstreamFraming {
+  readonly contentLength: string | undefined;
+  /** An upgrade never gets TE: trailers. */
+  readonly upgrade: boolean;
+}
+
+/**
+ * The upstream request's headers in one pass over the client's raw header
+ * list (node:http's and node:http2's rawHeaders), as a flat [name, value, …]
+ * list for undici: pseudo-headers, hop-by-hop headers, whatever Connection
+ * names (but framing and Host), '_' spellings of framing and Host, every
+ * incoming identity header (`strip`), Content-Length and Expect are left
+ * out; then ours (`identity`, built once per connection), TE: trailers when
+ * the client's TE listed it, our Content-Length, and on HTTP/2 Host from
+ * :authority. Same rules as stripHopByHop + identityStripper, without
+ * building objects.
+ */
+export function upstreamHeaderList(raw: readonly string[], isStripped: (name: string) => boolean, identity: ReadonlyArray<readonly [string, string]>, framing: UpstreamFraming): string[] {
+  let named: Set<string> | undefined;
+  let teTrailers = false;
+  let authority: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (name === 'connection') {
+      for (const token of connectionTokens(raw[i + 1])) if (!NEVER_NAMEABLE.has(token)) (named ??= new Set()).add(token);
+    } else if (name === 'te') {
+      if (connectionTokens(raw[i + 1]).some((t) => t === 'trailers' || t.startsWith('trailers;'))) teTrailers = true;
+    } else if (name === ':authority') authority = raw[i + 1];
+  }
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const rawName = raw[i] as string;
+    if (rawName.charCodeAt(0) === 58 /* ':' pseudo-header */) continue;
+    const lower = rawName.toLowerCase();
+    const name = lower.includes('_') ? lower.replaceAll('_', '-') : lower;
+    if (HOP_BY_HOP.has(name) || name.startsWith('proxy-') || named?.has(name) === true) continue;
+    if (name === 'content-length' || name === 'expect' || (name === 'host' && authority !== undefined)) continue;
+    if (lower !== name && NEVER_NAMEABLE.has(name)) continue;
+    if (isStripped(name)) continue;
+    out.push(lower, raw[i + 1] as string);
+  }
+  for (const [name, value] of identity) out.push(name, value);
+  if (teTrailers && !framing.upgrade) out.push('te', 'trailers');
+  if (framing.contentLength !== undefined) out.push('content-length', framing.contentLength);
+  if (authority !== undefined) out.push('host', authority);
+  return out;
+}
+
+/** Whether a folded header name (lowercase, '_' as '-') is an identity header of ours or of any proxy: built once per listener. */
+export function identityHeaderTest(config: HttpModeConfig): (name: string) => boolean {
   const strip = new Set<string>(ALWAYS_STRIPPED.map(headerKey));
   strip.add(headerKey(config.identityHeader));
   strip.add(headerKey(config.statusHeader));
   if (config.tlsaHeader) strip.add(headerKey(config.tlsaHeader));
-  return (headers) => {
-    for (const key of Object.keys(headers)) {
-      const name = headerKey(key);
-      if (strip.has(name) || ALWAYS_STRIPPED_PREFIXES.some((prefix) => name.startsWith(prefix))) delete headers[key];
-    }
-  };
+  return (name) => strip.has(name) || ALWAYS_STRIPPED_PREFIXES.some((prefix) => name.startsWith(prefix));
 }
 
 /** The identity headers we set (lowercase names, header-safe values): the same for every request of a connection. */

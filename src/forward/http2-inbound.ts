@@ -150,6 +150,8 @@ export class Http2Inbound {
   /** Streams we reset ourselves (timeouts, refused sessions): not the client's resets. */
   private readonly closedByUs = new WeakSet<http2.ServerHttp2Stream>();
   private readonly startedAt = new WeakMap<http2.ServerHttp2Stream, number>();
+  /** Each stream's session (a stream destroyed before it was handled has no .session any more). */
+  private readonly streams = new WeakMap<http2.ServerHttp2Stream, SessionState>();
   /** The connection being handed to the server: its 'session' event comes synchronously, inside emit('connection'). */
   private accepting: { context: ConnectionContext | undefined; refusal: Refusal | undefined; state?: SessionState } | undefined;
   private draining = false;
@@ -169,8 +171,6 @@ export class Http2Inbound {
       peerMaxConcurrentStreams: limits.maxConcurrentStreams,
     });
     this.server.on('session', (session: http2.ServerHttp2Session) => this.onSession(session));
-    // Registered before 'request' (whose first listener installs the compat layer's own 'stream' listener): this one runs first.
-    this.server.on('stream', (stream: http2.ServerHttp2Stream) => this.onStream(stream));
     this.server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => this.onRequest(req, res));
     // The compat layer would answer these itself (405, 417): ours go through the same checks and events.
     this.server.on('connect', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => this.onRequest(req, res));
@@ -198,7 +198,8 @@ export class Http2Inbound {
   /** GOAWAY (NO_ERROR) to every session: each closes once its open streams end; new connections get it at once. */
   drain(): void {
     this.draining = true;
-    for (const state of this.sessions.values()) if (!state.session.closed && !state.session.destroyed) state.session.close();
+    // A refused session ends on its own within REFUSE_CLOSE_MS; a GOAWAY now would keep its answer from it.
+    for (const state of this.sessions.values()) if (state.refusal === undefined && !state.session.closed && !state.session.destroyed) state.session.close();
   }
 
   close(): void {
@@ -254,6 +255,8 @@ export class Http2Inbound {
     accepting.state = state;
     this.sessions.set(session, state);
     session.on('error', (err: Error) => this.onSessionError(state, err));
+    // Ahead of node:http2's own listener, which hands the stream to the compat layer (and so to onRequest).
+    session.prependListener('stream', (stream: http2.ServerHttp2Stream) => this.onStream(state, stream));
     session.once('close', () => {
       this.clearTimers(state);
       this.sessions.delete(session);
@@ -261,12 +264,14 @@ export class Http2Inbound {
     if (state.refusal === undefined) this.armIdle(state);
   }
 
-  private onStream(stream: http2.ServerHttp2Stream): void {
+  private onStream(state: SessionState, stream: http2.ServerHttp2Stream): void {
     // A stream error after its session is gone (or a write to a reset stream) is no one's exception.
     stream.on('error', () => undefined);
-    const state = this.sessions.get(stream.session as http2.ServerHttp2Session);
-    if (state === undefined) {
-      this.resetStream(stream, NGHTTP2_INTERNAL_ERROR);
+    this.streams.set(stream, state);
+    if (stream.destroyed) {
+      // Opened and reset in one read (rapid reset; on a JavaScript stream node:http2 emits streams after the
+      // whole read): never handled, counted all the same. Its 'close' may already be past.
+      if (stream.rstCode !== undefined && stream.rstCode !== NGHTTP2_NO_ERROR) this.countReset(state, 'reset');
       return;
     }
     this.startedAt.set(stream, performance.now());
@@ -284,23 +289,24 @@ export class Http2Inbound {
 
   private onRequest(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void {
     const stream = req.stream;
-    const state = this.sessions.get(stream.session as http2.ServerHttp2Session);
-    if (state === undefined) return;
-    if (state.refusal !== undefined) {
-      this.answerRefused(state, stream, res, state.refusal);
-      return;
-    }
-    const context = state.context as ConnectionContext;
-    const refusal = inboundRefusal(req.method, req.rawHeaders);
-    if (refusal !== undefined) {
-      this.answerOwn(state, req, res, refusal, context);
-      return;
-    }
     try {
+      const state = this.streams.get(stream);
+      // Gone before it could be handled (reset, or its session ended): no upstream work for it.
+      if (state === undefined || stream.destroyed) return;
+      if (state.refusal !== undefined) {
+        this.answerRefused(state, stream, res, state.refusal);
+        return;
+      }
+      const context = state.context as ConnectionContext;
+      const refusal = inboundRefusal(req.method, req.rawHeaders);
+      if (refusal !== undefined) {
+        this.answerOwn(state, req, res, refusal, context);
+        return;
+      }
       this.handler(req, res, context);
     } catch (err) {
-      // The handler must not throw; if it does, this request fails alone.
-      logInboundError(this.listener.name, 'handler', err);
+      // The handler must not throw (nor must we); if it does, this request fails alone.
+      logInboundError(this.listener.name, 'request', err);
       if (!res.headersSent && !stream.destroyed) this.respond(res, 502, 'Bad Gateway\n', {});
       else this.resetStream(stream, NGHTTP2_INTERNAL_ERROR);
     }
@@ -317,7 +323,8 @@ export class Http2Inbound {
       identity: context.identity?.name,
       protocol: 'h2',
       method: req.method,
-      path: accessPath(req.url, access.includeQuery),
+      // CONNECT has no :path (its target is the :authority).
+      path: accessPath(req.headers[':path'] ?? req.headers[':authority'] ?? '', access.includeQuery),
       status: refusal.status,
       bytesIn: 0,
       bytesOut: Buffer.byteLength(refusal.body),
@@ -357,7 +364,8 @@ export class Http2Inbound {
   }
 
   private countReset(state: SessionState, what: 'reset' | 'refused'): void {
-    if (state.abusive || !state.resets.add(performance.now())) return;
+    // A session ending (its socket closed) resets its open streams itself: not the client's doing.
+    if (state.abusive || state.session.destroyed || !state.resets.add(performance.now())) return;
     this.endForAbuse(state, 'reset-rate', `more than ${this.listener.http.http2.maxResetsPerSecond} streams reset by the client or refused within one second (last: ${what})`);
   }
 

@@ -21,18 +21,19 @@ export interface ResponseSink {
   write(chunk: Buffer): boolean;
   end(): unknown;
   addTrailers(headers: OutgoingHttpHeaders): void;
-  once(event: 'drain', listener: () => void): unknown;
+  readonly writableFinished: boolean;
+  once(event: 'drain' | 'close', listener: () => void): unknown;
+  off(event: 'close', listener: () => void): unknown;
   destroy(err?: Error): unknown;
 }
 
 export interface AttemptRequest {
   readonly method: string;
   readonly path: string;
-  readonly headers: Record<string, string | string[]>;
+  /** Flat [name, value, …]. */
+  readonly headers: string[];
   /** The client's body as its parser delivers it; undefined = none. */
   readonly body: Readable | undefined;
-  /** Aborted when the client goes away. */
-  readonly signal: AbortSignal;
 }
 
 export type AttemptResult =
@@ -54,27 +55,34 @@ function trailersForClient(trailers: Record<string, string | string[] | undefine
   return out;
 }
 
-/** Relays one attempt; `counted.bytesOut` grows by the body bytes sent to the client. */
+/**
+ * Relays one attempt; `counted.bytesOut` grows by the body bytes sent to the client. The client going away
+ * (its response closed before it finished) aborts the attempt: no AbortSignal, one listener on the response.
+ */
 export function relayAttempt(target: TargetDispatcher, request: AttemptRequest, res: ResponseSink, counted: { bytesOut: number }): Promise<AttemptResult> {
   return new Promise<AttemptResult>((resolve) => {
     const started = performance.now();
     let upstreamMs: number | undefined;
     let status = 0;
     let settled = false;
+    let gone = false;
     let controller: Dispatcher.DispatchController | undefined;
-    const onAbort = (): void => controller?.abort(new Error('the client went away'));
+    const onClose = (): void => {
+      if (res.writableFinished) return;
+      gone = true;
+      controller?.abort(new Error('the client went away'));
+    };
     const settle = (result: AttemptResult): void => {
       if (settled) return;
       settled = true;
-      request.signal.removeEventListener('abort', onAbort);
+      res.off('close', onClose);
       resolve(result);
     };
-    if (request.signal.aborted) return settle({ kind: 'aborted' });
-    request.signal.addEventListener('abort', onAbort, { once: true });
+    res.once('close', onClose);
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart(c) {
         controller = c;
-        if (request.signal.aborted) c.abort(new Error('the client went away'));
+        if (gone) c.abort(new Error('the client went away'));
       },
       onResponseStart(c, statusCode, headers) {
         // Informational answers (103 Early Hints) are not relayed: the final one follows.
@@ -102,7 +110,7 @@ export function relayAttempt(target: TargetDispatcher, request: AttemptRequest, 
         settle({ kind: 'answered', status, upstreamMs: upstreamMs ?? performance.now() - started });
       },
       onResponseError(_c, error) {
-        if (request.signal.aborted) return settle(upstreamMs === undefined ? { kind: 'aborted' } : { kind: 'answered', status, upstreamMs });
+        if (gone) return settle(upstreamMs === undefined ? { kind: 'aborted' } : { kind: 'answered', status, upstreamMs });
         settle({ kind: 'failed', error, started: res.headersSent, upstreamMs });
       },
     };

@@ -52,6 +52,31 @@ export class UpstreamGate {
     return this.slots.waitingFor(POOL);
   }
 
+  /**
+   * The slot for `key` at once, when one is free, nobody waits and `key` is under its share; otherwise
+   * undefined (then acquire(), which may wait). No promise, no timer: the common case of a request.
+   */
+  tryAcquire(key: string): GateResult | undefined {
+    if (this.active >= this.options.maxInFlight || this.waiting > 0) return undefined;
+    const client = this.perClient.tryAcquire(key);
+    if (!client.ok) return undefined;
+    let held: SlotTicket | undefined;
+    const ticket = this.slots.enter(POOL, (granted) => (held = granted));
+    if (held === undefined) {
+      // Cannot happen (a free slot and no waiter), but never leave a waiter behind.
+      ticket.release();
+      client.release();
+      return undefined;
+    }
+    return {
+      ok: true,
+      release: () => {
+        client.release();
+        ticket.release();
+      },
+    };
+  }
+
   /** Ask for an upstream slot for `key`; resolves once granted or refused. Call `release` exactly once when done. */
   acquire(key: string, signal?: AbortSignal): Promise<GateResult> {
     const client = this.perClient.tryAcquire(key);

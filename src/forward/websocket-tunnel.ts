@@ -64,7 +64,7 @@ export function handleUpgrade(env: ExchangeEnv, req: http.IncomingMessage, socke
       const taken = env.rate.take(context.identity ? `id:${context.identity.name}` : `addr:${context.clientAddress}`);
       if (!taken.ok) return refuse(socket, 'request-rate-limited', 'Too Many Requests: the request rate of this identity is over its limit\n', `Retry-After: ${taken.retryAfterSeconds}\r\n`);
     }
-    const headers = upstreamHeaders(env, req, context, 'h1', undefined, true);
+    const headers = upstreamHeaders(env, req, context, undefined, true);
     tunnel(env, req, socket, head, context, headers).catch((err: unknown) => {
       env.logError('upgrade', err);
       socket.destroy();
@@ -75,7 +75,7 @@ export function handleUpgrade(env: ExchangeEnv, req: http.IncomingMessage, socke
   }
 }
 
-async function tunnel(env: ExchangeEnv, req: http.IncomingMessage, socket: Duplex, head: Buffer, context: ConnectionContext, headers: Record<string, string | string[]>): Promise<void> {
+async function tunnel(env: ExchangeEnv, req: http.IncomingMessage, socket: Duplex, head: Buffer, context: ConnectionContext, headers: string[]): Promise<void> {
   const upstreams = env.upstreamsFor(context.route as HttpRouteConfig);
   const aborter = new AbortController();
   const onClose = (): void => aborter.abort();

@@ -194,6 +194,16 @@ export class NativeTlsSocket extends Duplex {
     else this.raw.write(result.out, (err) => callback(err ?? null));
   }
 
+  /**
+   * Corked writes (node:http corks a response's head and body) go out as one
+   * plaintext buffer: one SSL_write, one raw write, instead of a TLS record and a
+   * syscall each.
+   */
+  override _writev(chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>, callback: (error?: Error | null) => void): void {
+    const only = chunks.length === 1 ? chunks[0] : undefined;
+    this._write(only !== undefined ? only.chunk : Buffer.concat(chunks.map((c) => c.chunk)), 'binary', callback);
+  }
+
   override _final(callback: (error?: Error | null) => void): void {
     if (this.state === 'handshake' || this.state === 'verify' || this.state === 'busy') {
       // Ended before the handshake is done (a client with nothing, or nothing more, to send): a FIN now

@@ -230,6 +230,8 @@ function request(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpH
 
 interface Raw {
   readonly socket: tls.TLSSocket;
+  /** The TCP socket under it (to reset the connection). */
+  readonly tcp: net.Socket;
   readonly log: FrameLog;
   /** Resolves once the server's SETTINGS came (and, unless told not to, our ACK went). */
   readonly settled: Promise<void>;
@@ -238,14 +240,17 @@ interface Raw {
 
 /** A TLS client with ALPN h2 that writes raw frames; the preface and an empty SETTINGS are sent at once. */
 async function rawClient(port: number, options: { ackSettings?: boolean } = {}): Promise<Raw> {
-  const socket = tls.connect({ host: '127.0.0.1', port, servername: SERVER_NAME, ca: ca.certPem, ALPNProtocols: ['h2'] });
+  const tcp = net.connect({ host: '127.0.0.1', port });
+  tcp.on('error', () => undefined);
+  const socket = tls.connect({ socket: tcp, servername: SERVER_NAME, ca: ca.certPem, ALPNProtocols: ['h2'] });
   cleanups.push(() => socket.destroy());
+  cleanups.push(() => tcp.destroy());
   await once(socket, 'secureConnect');
   expect(socket.alpnProtocol).toBe('h2');
   const log = recordFrames(socket, options);
   socket.write(clientStart());
   const settled = until(() => log.frames.some((f) => f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) === 0), 5000, 'server SETTINGS');
-  return { socket, log, settled, write: (...frames) => socket.write(Buffer.concat(frames)) };
+  return { socket, tcp, log, settled, write: (...frames) => socket.write(Buffer.concat(frames)) };
 }
 
 const GET = (path: string, extra: ReadonlyArray<readonly [string, string]> = []): Buffer => headerBlock(getFields(path, SERVER_NAME, extra));
@@ -279,7 +284,12 @@ describe('pure parts', () => {
   });
 
   it('refusalHeaders drops connection-specific and pseudo headers and sets the body headers', () => {
-    expect(refusalHeaders({ 'Retry-After': '5', Connection: 'close', 'Transfer-Encoding': 'chunked', 'Content-Length': '999', ':status': '200', Upgrade: 'h2c', 'Keep-Alive': '1', 'Proxy-Connection': 'x' }, 'Forbidden\n')).toEqual({
+    expect(
+      refusalHeaders(
+        { 'Retry-After': '5', Connection: 'close', 'Transfer-Encoding': 'chunked', 'Content-Length': '999', ':status': '200', Upgrade: 'h2c', 'Keep-Alive': '1', 'Proxy-Connection': 'x' },
+        'Forbidden\n',
+      ),
+    ).toEqual({
       'retry-after': '5',
       'content-type': 'text/plain; charset=utf-8',
       'content-length': '10',
@@ -341,7 +351,7 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
       raw.socket.write(batch);
       await sleep(1);
     }
-    await until(() => raw.log.closed, 5000, 'connection closed');
+    await until(() => raw.log.closed && h.abuse().length > 0, 5000, 'connection closed, abuse reported');
     expect(raw.log.goaway()).toBeDefined();
     expect(h.seen).toEqual([]);
     expect(h.abuse().map((e) => [e.kind, e.connectionId])).toEqual([['continuation-flood', expect.stringMatching(/^test-/)]]);
@@ -355,7 +365,7 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
     const raw = await rawClient(h.port);
     await raw.settled;
     raw.write(headersFrame(1, GET('/flood'), { endHeaders: false }), ...Array.from({ length: 5000 }, () => continuationFrame(1, Buffer.alloc(0))));
-    await until(() => raw.log.closed, 5000, 'connection closed');
+    await until(() => raw.log.closed && h.abuse().length > 0, 5000, 'connection closed, abuse reported');
     expect(h.seen).toEqual([]);
     expect(h.abuse().map((e) => e.kind)).toEqual(['continuation-flood']);
   });
@@ -375,8 +385,11 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
     const events = h.abuse();
     expect(events.map((e) => [e.kind, e.identity])).toEqual([['reset-rate', IDENTITY]]);
     expect(events[0]?.detail).toBe(`more than ${limit} streams reset by the client or refused within one second (last: reset)`);
-    // The session ended long before the client's last stream: most were never processed.
-    expect(h.seen.length).toBeGreaterThan(limit);
+    // The session ended long before the client's last stream: most were never processed. node:tls hands streams to
+    // node:http2 one TLS record at a time, each emitted before the next is read; on a JavaScript stream (the native
+    // engine) node:http2 emits them after the whole read, by when they are reset: none reaches the handler.
+    if (engine === 'node') expect(h.seen.length).toBeGreaterThan(limit);
+    else expect(h.seen.length).toBe(0);
     expect(h.seen.length).toBeLessThan(total);
   });
 
@@ -385,8 +398,10 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
     const raw = await rawClient(h.port);
     await raw.settled;
     for (let i = 0; i < 20; i++) raw.write(headersFrame(1 + 2 * i, GET(`/r${i}`), { endStream: true }), rstStreamFrame(1 + 2 * i, H2_ERROR.CANCEL));
-    await until(() => h.seen.length === 20, 5000, '20 requests');
-    await sleep(100);
+    // (On the native engine a stream reset in the read that opened it never reaches the handler: see above.)
+    if (engine === 'node') await until(() => h.seen.length === 20, 5000, '20 requests');
+    raw.write(headersFrame(41, GET('/after'), { endStream: true }));
+    await until(() => h.seen.some((s) => s.url === '/after'), 5000, 'a request after the resets');
     expect(raw.log.goaway()).toBeUndefined();
     expect(raw.log.closed).toBe(false);
     expect(h.abuse()).toEqual([]);
@@ -413,9 +428,12 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
     await raw.settled;
     await until(() => raw.log.frames.some((f) => f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) !== 0), 5000, 'our SETTINGS acknowledged');
     for (let i = 0; i < 6; i++) raw.write(headersFrame(1 + 2 * i, GET(`/c${i}`), { endStream: false }));
-    await until(() => raw.log.closed, 5000, 'connection closed');
-    expect(raw.log.goaway()).toBeDefined();
-    expect(h.seen.map((s) => s.streamId)).toEqual([1, 3, 5]);
+    await until(() => raw.log.closed && h.abuse().length > 0, 5000, 'connection closed, abuse reported');
+    // Node destroys the session on nghttp2's error: its streams are reset (INTERNAL_ERROR); a GOAWAY may not get out first on TLS.
+    expect(raw.log.resets().get(1)).toBe(H2_ERROR.INTERNAL_ERROR);
+    // node:tls hands the first three to the handler before nghttp2 reads the fourth; on a JavaScript stream (the native
+    // engine) node:http2 emits streams only after the whole read, by when the session is gone: none is handled.
+    expect(h.seen.map((s) => s.streamId)).toEqual(engine === 'node' ? [1, 3, 5] : []);
     expect(h.abuse().map((e) => e.kind)).toEqual(['protocol-error']);
   });
 
@@ -442,15 +460,70 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
   });
 
   it.each([
-    [':path twice', [[':method', 'GET'], [':path', '/a'], [':path', '/b'], [':scheme', 'https'], [':authority', SERVER_NAME]]],
+    [
+      ':path twice',
+      [
+        [':method', 'GET'],
+        [':path', '/a'],
+        [':path', '/b'],
+        [':scheme', 'https'],
+        [':authority', SERVER_NAME],
+      ],
+    ],
     ['unknown :foo', [...getFields('/x', SERVER_NAME), [':foo', 'x']]],
-    ['pseudo-header after a regular one', [[':method', 'GET'], ['x-a', 'b'], [':path', '/a'], [':scheme', 'https'], [':authority', SERVER_NAME]]],
-    ['no :path', [[':method', 'GET'], [':scheme', 'https'], [':authority', SERVER_NAME]]],
-    ['empty :path', [[':method', 'GET'], [':path', ''], [':scheme', 'https'], [':authority', SERVER_NAME]]],
+    [
+      'pseudo-header after a regular one',
+      [
+        [':method', 'GET'],
+        ['x-a', 'b'],
+        [':path', '/a'],
+        [':scheme', 'https'],
+        [':authority', SERVER_NAME],
+      ],
+    ],
+    [
+      'no :path',
+      [
+        [':method', 'GET'],
+        [':scheme', 'https'],
+        [':authority', SERVER_NAME],
+      ],
+    ],
+    [
+      'empty :path',
+      [
+        [':method', 'GET'],
+        [':path', ''],
+        [':scheme', 'https'],
+        [':authority', SERVER_NAME],
+      ],
+    ],
     [':status in a request', [...getFields('/x', SERVER_NAME), [':status', '200']]],
-    ['no :authority and no Host', [[':method', 'GET'], [':path', '/x'], [':scheme', 'https']]],
-    ['two Host headers', getFields('/x', SERVER_NAME, [['host', SERVER_NAME], ['host', 'other.test']])],
-    ['extended CONNECT (:protocol, not enabled)', [[':method', 'CONNECT'], [':protocol', 'websocket'], [':path', '/x'], [':scheme', 'https'], [':authority', SERVER_NAME]]],
+    [
+      'no :authority and no Host',
+      [
+        [':method', 'GET'],
+        [':path', '/x'],
+        [':scheme', 'https'],
+      ],
+    ],
+    [
+      'two Host headers',
+      getFields('/x', SERVER_NAME, [
+        ['host', SERVER_NAME],
+        ['host', 'other.test'],
+      ]),
+    ],
+    [
+      'extended CONNECT (:protocol, not enabled)',
+      [
+        [':method', 'CONNECT'],
+        [':protocol', 'websocket'],
+        [':path', '/x'],
+        [':scheme', 'https'],
+        [':authority', SERVER_NAME],
+      ],
+    ],
   ] as const)('%s: RST_STREAM PROTOCOL_ERROR, never the handler', async (_label, fields) => {
     const h = await startHarness(engine);
     const raw = await rawClient(h.port);
@@ -525,7 +598,7 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
     const raw = await rawClient(h.port);
     await raw.settled;
     raw.write(...Array.from({ length: MAX_INVALID_FRAMES + 5 }, (_, i) => headersFrame(1 + 2 * i, GET('/x', [['connection', 'close']]), { endStream: true })));
-    await until(() => raw.log.closed, 5000, 'connection closed');
+    await until(() => raw.log.closed && h.abuse().length > 0, 5000, 'connection closed, abuse reported');
     expect(raw.log.goaway()).toBeDefined();
     expect(h.abuse().map((e) => e.kind)).toEqual(['invalid-frames']);
     expect(h.seen).toEqual([]);
@@ -543,7 +616,7 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
     const one = make();
     raw.write(...Array.from({ length: 20_000 }, () => one));
     raw.socket.resume();
-    await until(() => raw.log.closed, 10_000, 'connection closed');
+    await until(() => raw.log.closed && h.abuse().length > 0, 10_000, 'connection closed, abuse reported');
     expect(h.abuse().map((e) => e.kind)).toEqual(['flood']);
   });
 
@@ -593,7 +666,7 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
     h.inbound.drain();
     expect(await goaway).toBe(http2.constants.NGHTTP2_NO_ERROR);
     await sleep(50);
-    expect(client.closed || client.destroyed).toBe(false);
+    expect(client.destroyed).toBe(false);
     const res = h.held[0] as http2.Http2ServerResponse;
     res.writeHead(200);
     res.end('finished after the drain');
@@ -633,12 +706,23 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
     await until(() => raw.log.closed, 3000, 'connection closed');
     expect(statusOf((raw.log.headersOf(1) as { payload: Buffer }).payload)).toBe(403);
     expect(raw.log.frames.filter((f) => f.type === FRAME.HEADERS).map((f) => f.streamId)).toEqual([1]);
-    expect([...raw.log.resets()].filter(([id]) => id !== 1)).toEqual([
-      [3, H2_ERROR.REFUSED_STREAM],
-      [5, H2_ERROR.REFUSED_STREAM],
-    ]);
-    expect(raw.log.goaway()?.errorCode).toBe(H2_ERROR.NO_ERROR);
+    const goaway = raw.log.goaway();
+    expect(goaway?.errorCode).toBe(H2_ERROR.NO_ERROR);
+    // Unprocessed, as the client can tell: past GOAWAY's last stream id (nghttp2 ignores them), or reset REFUSED_STREAM
+    // (node:http2 on a JavaScript stream emits all three before the GOAWAY goes out).
+    for (const id of [3, 5]) expect(id > (goaway?.lastStreamId ?? 0) || raw.log.resets().get(id) === H2_ERROR.REFUSED_STREAM).toBe(true);
+    expect([...raw.log.resets().values()].every((code) => code === H2_ERROR.REFUSED_STREAM)).toBe(true);
     expect(h.seen).toEqual([]);
+  });
+
+  it('refuse(): a drain does not take the answer from a refused session', async () => {
+    const h = await startHarness(engine, { refuse: { status: 403, body: 'no\n', headers: {} } });
+    const raw = await rawClient(h.port);
+    await raw.settled;
+    h.inbound.drain();
+    raw.write(headersFrame(1, GET('/a'), { endStream: true }));
+    await until(() => raw.log.closed, 3000, 'connection closed');
+    expect(statusOf((raw.log.headersOf(1) as { payload: Buffer }).payload)).toBe(403);
   });
 
   it('refuse(): a client that sends no request is closed after about a second', async () => {
@@ -651,6 +735,21 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
     expect(h.inbound.sessionCount).toBe(0);
   });
 
+  it('HTTP/1.1 bytes instead of the HTTP/2 preface: the session ends, nothing is handled', async () => {
+    const h = await startHarness(engine);
+    const tcp = net.connect({ host: '127.0.0.1', port: h.port });
+    tcp.on('error', () => undefined);
+    const socket = tls.connect({ socket: tcp, servername: SERVER_NAME, ca: ca.certPem, ALPNProtocols: ['h2'] });
+    cleanups.push(() => socket.destroy());
+    socket.on('error', () => undefined);
+    await once(socket, 'secureConnect');
+    socket.write(`GET / HTTP/1.1\r\nHost: ${SERVER_NAME}\r\n\r\n`);
+    const log = recordFrames(socket);
+    await until(() => log.closed && h.abuse().length > 0, 5000, 'connection closed, abuse reported');
+    expect(h.seen).toEqual([]);
+    expect(h.abuse().map((e) => e.kind)).toEqual(['protocol-error']);
+  });
+
   it('a client that vanishes mid-stream (TCP reset) raises nothing; the handler sees its response closed', async () => {
     const h = await startHarness(engine, { handler: 'hold' });
     const raw = await rawClient(h.port);
@@ -659,7 +758,7 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
     await until(() => h.held.length === 1, 5000, 'request in flight');
     const res = h.held[0] as http2.Http2ServerResponse;
     const closed = once(res, 'close');
-    raw.socket.resetAndDestroy();
+    raw.tcp.resetAndDestroy();
     await closed;
     await until(() => h.inbound.sessionCount === 0, 5000, 'session gone');
     expect(h.abuse()).toEqual([]);

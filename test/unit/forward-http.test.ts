@@ -22,8 +22,9 @@ const NAME = 'slow._device.forward.test';
 
 describe('createForwarder', () => {
   it.each([
-    ['http, policy required', httpListener('f1', 'http://127.0.0.1:1'), HttpForwarder, ['http/1.1'], false],
-    ['http, policy optional', httpListener('f2', 'http://127.0.0.1:1', { policy: 'optional' }), HttpForwarder, ['http/1.1'], true],
+    ['http, policy required', httpListener('f1', 'http://127.0.0.1:1'), HttpForwarder, ['h2', 'http/1.1'], false],
+    ['http, policy optional', httpListener('f2', 'http://127.0.0.1:1', { policy: 'optional' }), HttpForwarder, ['h2', 'http/1.1'], true],
+    ['http, alpn http/1.1 only', httpListener('f4', 'http://127.0.0.1:1', { http: { alpn: ['http/1.1'] } }), HttpForwarder, ['http/1.1'], false],
     ['tcp', tcpListener('f3', 'tcp://127.0.0.1:1'), TcpForwarder, undefined, false],
   ] as const)('%s', (_label, listener, kind, alpn, forwardsUnauthenticated) => {
     const forwarder = createForwarder(listener);

@@ -119,7 +119,9 @@ afterAll(async () => {
   for (const s of silentSockets) s.destroy();
   for (const s of servers) {
     if (s instanceof http.Server || s instanceof https.Server) s.closeAllConnections();
-    await new Promise((resolve) => (s as net.Server).close(resolve));
+    const t0 = Date.now();
+    await Promise.race([new Promise((resolve) => (s as net.Server).close(resolve)), new Promise((r) => setTimeout(r, 2000))]);
+    console.log('CLOSE', s.constructor.name, Date.now() - t0);
   }
 });
 
