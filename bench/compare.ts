@@ -443,7 +443,8 @@ backend b
     // Per-address limits off: every load generator here is one address. `engine` is the listener's
     // tls.engine; 'baseline' is an older build's configuration, without the keys it does not know
     // (maxTlsHandshakesPerIp, tls.engine, http.alpn, http.accessLog). HTTP listeners offer h2 and http/1.1
-    // (ab offers no ALPN, so it gets HTTP/1.1) and keep no access log, as nginx here, unless `accessLogFile`.
+    // (ab offers no ALPN, so it gets HTTP/1.1) and keep no access log, as nginx here, unless `accessLogFile`; the cap on
+    // one client's upstream requests is off too (h2load's one identity keeps H2_CLIENTS x H2_STREAMS in flight).
     type Engine = 'native' | 'node' | 'baseline';
     interface DancegateOptions {
       readonly withoutDane?: boolean;
@@ -453,7 +454,7 @@ backend b
     const dancegateConfig = (port: number, cacheTtl: number, mode: 'http' | 'tcp', workers: number | 'auto', engine: Engine, options: DancegateOptions = {}): string => {
       const baseline = engine === 'baseline';
       const { withoutDane = false, accessLogFile } = options;
-      const http = mode === 'http' && !baseline ? `    http: { alpn: [h2, http/1.1], accessLog: ${accessLogFile === undefined ? 'false' : '{ enabled: true }'} }\n` : '';
+      const http = mode === 'http' && !baseline ? `    http: { alpn: [h2, http/1.1], upstreamMaxPerClient: 65536, accessLog: ${accessLogFile === undefined ? 'false' : '{ enabled: true }'} }\n` : '';
       return `workers: ${workers}
 admin: false
 log: { level: ${accessLogFile === undefined ? 'warn' : `info, destination: ${JSON.stringify(accessLogFile)}`} }
@@ -618,7 +619,7 @@ ${withoutDane ? '    policy: optional\n' : ''}${http}    tls: { certificates: [{
       for (const [name, r] of results) {
         const s = summary(r);
         h1.set(name, s);
-        say(`req/s  ${name.padEnd(72)} ${s.rps.toFixed(0).padStart(6)}  (runs ${s.runs})  p50 ${s.p50} ms  p99 ${s.p99} ms  server CPU ${s.cpuUs.toFixed(0)} us per request`);
+        say(`req/s  ${name.padEnd(78)} ${s.rps.toFixed(0).padStart(6)}  (runs ${s.runs})  p50 ${s.p50} ms  p99 ${s.p99} ms  server CPU ${s.cpuUs.toFixed(0)} us per request`);
       }
       const nginxH1 = h1.get(nginxName);
       const forwarder = h1.get(nodeProxyName);
@@ -653,7 +654,7 @@ ${withoutDane ? '    policy: optional\n' : ''}${http}    tls: { certificates: [{
       for (const [name, r] of results) {
         const s = summary(r);
         h2.set(name, s);
-        say(`h2 req/s  ${name.padEnd(72)} ${s.rps.toFixed(0).padStart(6)}  (runs ${s.runs})  p50 ${s.p50.toFixed(1)} ms  p99 ${s.p99.toFixed(1)} ms  server CPU ${s.cpuUs.toFixed(0)} us per request`);
+        say(`h2 req/s  ${name.padEnd(78)} ${s.rps.toFixed(0).padStart(6)}  (runs ${s.runs})  p50 ${s.p50.toFixed(1)} ms  p99 ${s.p99.toFixed(1)} ms  server CPU ${s.cpuUs.toFixed(0)} us per request`);
       }
       const nginxH2 = h2.get(nginx2);
       for (const name of [dane2, daneNode2]) {

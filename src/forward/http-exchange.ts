@@ -11,7 +11,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { performance } from 'node:perf_hooks';
-import { PassThrough, type Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import type { HttpListenerConfig, HttpRouteConfig } from '../config/types.js';
 import type { ConnectionContext } from '../connection/forwarder.js';
 import type { RequestRefusal } from '../reasons.js';
@@ -24,12 +24,14 @@ import type { RequestRateLimiter } from './request-rate.js';
 import type { RouteUpstreams } from './route-upstreams.js';
 import type { GateResult } from './upstream-gate.js';
 import { publishUpstreamError } from './upstream-failure.js';
-import { isTimeout, neverReached, relayAttempt, type AttemptResult, type ResponseSink } from './upstream-exchange.js';
+import { isTimeout, neverReached, relayAttempt, type AttemptResult, type RelayCounts, type ResponseSink } from './upstream-exchange.js';
 
 export type ServerRequest = IncomingMessage | Http2ServerRequest;
 export type ServerReply = ServerResponse | Http2ServerResponse;
 export type WireProtocol = 'h1' | 'h2';
 
+/** The body of every path-not-allowed 403. */
+export const PATH_NOT_ALLOWED_BODY = 'Forbidden: this identity may not use this path and method (path-not-allowed)\n';
 /** Retry-After when the upstream pool is busy. */
 const BUSY_RETRY_AFTER_SECONDS = 1;
 /** Methods whose request may be sent again after the upstream broke before answering (RFC 9110 §9.2.2). */
@@ -54,9 +56,8 @@ export interface ExchangeEnv {
 interface Outcome {
   refusal: RequestRefusal | undefined;
   upstream: string | undefined;
-  upstreamMs: number | undefined;
   bytesIn: number;
-  readonly counted: { bytesOut: number };
+  readonly counted: RelayCounts;
 }
 
 /** The identity headers of a connection, built on its first request. */
@@ -146,7 +147,7 @@ export function answer(res: ServerReply, protocol: WireProtocol, status: number,
 /** Serve one request; never throws. */
 export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerReply, context: ConnectionContext, protocol: WireProtocol): void {
   const t0 = performance.now();
-  const outcome: Outcome = { refusal: undefined, upstream: undefined, upstreamMs: undefined, bytesIn: 0, counted: { bytesOut: 0 } };
+  const outcome: Outcome = { refusal: undefined, upstream: undefined, bytesIn: 0, counted: { bytesOut: 0 } };
   if (httpRequestChannel.hasSubscribers) res.once('close', () => publishAccess(env, req, res, context, protocol, outcome, t0));
   let shape: RequestShape;
   try {
@@ -173,7 +174,8 @@ export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerR
     if (rules !== undefined) {
       const verdict = authorize(rules, method, target, context.identity?.name);
       if (!verdict.allowed) {
-        const r = refused(verdict.reason, verdict.reason === 'bad-request' ? `Bad Request: ${verdict.detail}\n` : `Forbidden: ${verdict.detail}\n`);
+        // The 400 says what is ambiguous in the client's own path; a 403 never shows how the rules are laid out.
+        const r = refused(verdict.reason, verdict.reason === 'bad-request' ? `Bad Request: ${verdict.detail}\n` : PATH_NOT_ALLOWED_BODY);
         return refuse(r.refusal, r.status, r.body);
       }
     }
@@ -193,8 +195,13 @@ export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerR
         req.once('end', () => (outcome.bytesIn = declared));
       } else {
         // Unknown length (chunked, or an HTTP/2 stream): count what passes.
-        const counter = new PassThrough();
-        counter.on('data', (chunk: Buffer) => (outcome.bytesIn += chunk.length));
+        // (A Transform, never a 'data' listener: that would drain the body before undici reads it.)
+        const counter = new Transform({
+          transform(chunk: Buffer, _encoding, done) {
+            outcome.bytesIn += chunk.length;
+            done(null, chunk);
+          },
+        });
         body = req.pipe(counter);
         req.once('error', (err) => counter.destroy(err));
       }
@@ -258,7 +265,6 @@ async function forward(env: ExchangeEnv, res: ServerReply, context: ConnectionCo
         choice.end('ok');
         return;
       }
-      outcome.upstreamMs = result.upstreamMs;
       if (result.kind === 'answered') {
         choice.end('ok');
         return;
@@ -313,7 +319,7 @@ function publishAccess(env: ExchangeEnv, req: ServerRequest, res: ServerReply, c
     bytesIn: outcome.bytesIn,
     bytesOut: outcome.counted.bytesOut,
     upstream: outcome.upstream,
-    upstreamMs: outcome.upstreamMs === undefined ? undefined : Math.round(outcome.upstreamMs * 1000) / 1000,
+    upstreamMs: outcome.counted.upstreamMs === undefined ? undefined : Math.round(outcome.counted.upstreamMs * 1000) / 1000,
     totalMs: Math.round((performance.now() - t0) * 1000) / 1000,
     refusal: outcome.refusal,
     log: config.enabled && sampled(config),

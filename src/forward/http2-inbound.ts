@@ -216,6 +216,11 @@ export class Http2Inbound {
   }
 
   private start(socket: SecureSocket, context: ConnectionContext | undefined, refusal: Refusal | undefined): SessionState | undefined {
+    // A server TLSSocket made without a tls.Server (the pipeline's) keeps secureConnecting true after its handshake
+    // (only tls.Server clears it), and node:http2 would wait for a 'secureConnect' that never comes: the handshake
+    // is done when a socket is handed here.
+    const tlsState = socket as { secureConnecting?: boolean };
+    if (tlsState.secureConnecting === true) tlsState.secureConnecting = false;
     const accepting: NonNullable<typeof this.accepting> = { context, refusal };
     this.accepting = accepting;
     try {

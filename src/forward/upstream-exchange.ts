@@ -55,17 +55,26 @@ function trailersForClient(trailers: Record<string, string | string[] | undefine
   return out;
 }
 
+/** What a relay counts as it goes (read when the client's response closes). */
+export interface RelayCounts {
+  bytesOut: number;
+  /** Time to the upstream's response headers, ms, of the attempt that got them. */
+  upstreamMs?: number;
+}
+
 /**
  * Relays one attempt; `counted.bytesOut` grows by the body bytes sent to the client. The client going away
  * (its response closed before it finished) aborts the attempt: no AbortSignal, one listener on the response.
  */
-export function relayAttempt(target: TargetDispatcher, request: AttemptRequest, res: ResponseSink, counted: { bytesOut: number }): Promise<AttemptResult> {
+export function relayAttempt(target: TargetDispatcher, request: AttemptRequest, res: ResponseSink, counted: RelayCounts): Promise<AttemptResult> {
   return new Promise<AttemptResult>((resolve) => {
     const started = performance.now();
     let upstreamMs: number | undefined;
     let status = 0;
     let settled = false;
     let gone = false;
+    /** grpc-status and its companions, moved from a Trailers-Only answer's headers to the trailers. */
+    let held: Record<string, string | string[]> | undefined;
     let controller: Dispatcher.DispatchController | undefined;
     const onClose = (): void => {
       if (res.writableFinished) return;
@@ -89,8 +98,19 @@ export function relayAttempt(target: TargetDispatcher, request: AttemptRequest, 
         if (statusCode < 200) return;
         status = statusCode;
         upstreamMs = performance.now() - started;
+        // Set now: the client's response may close (and be logged) before the attempt's promise settles.
+        counted.upstreamMs = upstreamMs;
         try {
-          res.writeHead(statusCode, responseHeadersForClient(headers));
+          let head = responseHeadersForClient(headers);
+          // A gRPC "Trailers-Only" answer (a status and no message) carries grpc-status in its only HEADERS frame,
+          // ended with it. We cannot end the client's stream with that frame (the end comes as a separate event):
+          // the status goes out as trailers, the form every gRPC client also reads.
+          if (head['grpc-status'] !== undefined) {
+            const { 'grpc-status': code, 'grpc-message': message, 'grpc-status-details-bin': details, ...rest } = head;
+            held = { 'grpc-status': code, ...(message !== undefined && { 'grpc-message': message }), ...(details !== undefined && { 'grpc-status-details-bin': details }) };
+            head = rest;
+          }
+          res.writeHead(statusCode, head);
         } catch (err) {
           // A header the client's protocol cannot carry (node:http2 refuses some): the upstream's fault.
           c.abort(err instanceof Error ? err : new Error(String(err)));
@@ -103,8 +123,13 @@ export function relayAttempt(target: TargetDispatcher, request: AttemptRequest, 
           res.once('drain', () => c.resume());
         }
       },
-      onResponseEnd(_c, trailers) {
-        const forward = trailersForClient(trailers);
+      onResponseEnd(c, trailers) {
+        // undici 7's HTTP/2 client hands its trailers over as node:http2's object, which the new handler API
+        // then parses as a raw [name, value] list, into {}: gRPC's grpc-status would be lost. The object itself
+        // is still on the controller.
+        const raw = c.rawTrailers;
+        const given = raw !== null && raw !== undefined && !Array.isArray(raw) && typeof raw === 'object' ? (raw as Record<string, string | string[] | undefined>) : trailers;
+        const forward = trailersForClient(held === undefined ? given : { ...held, ...given });
         if (forward !== undefined) res.addTrailers(forward);
         res.end();
         settle({ kind: 'answered', status, upstreamMs: upstreamMs ?? performance.now() - started });

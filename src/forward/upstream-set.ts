@@ -347,10 +347,13 @@ export class UpstreamSet {
 
   private scheduleCheck(t: Target, check: ActiveHealthConfig): void {
     if (this.closed) return;
-    t.probeTimer = this.timers.set(() => {
-      t.probeTimer = undefined;
-      this.runCheck(t, check);
-    }, jittered(check.intervalMs, this.random()));
+    t.probeTimer = this.timers.set(
+      () => {
+        t.probeTimer = undefined;
+        this.runCheck(t, check);
+      },
+      jittered(check.intervalMs, this.random()),
+    );
   }
 
   /** One check: never two at once for one upstream; a probe that outlives timeoutMs is aborted and counts as failed. */

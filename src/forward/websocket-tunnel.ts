@@ -12,7 +12,7 @@ import type { HttpRouteConfig } from '../config/types.js';
 import type { ConnectionContext } from '../connection/forwarder.js';
 import { REQUEST_REFUSALS, type RequestRefusal } from '../reasons.js';
 import { responseHeadersForClient } from './http-headers.js';
-import { upstreamHeaders, type ExchangeEnv } from './http-exchange.js';
+import { PATH_NOT_ALLOWED_BODY, upstreamHeaders, type ExchangeEnv } from './http-exchange.js';
 import { checkRequest } from './http-request-check.js';
 import { authorize } from './path-rules.js';
 import { publishUpstreamError } from './upstream-failure.js';
@@ -58,7 +58,7 @@ export function handleUpgrade(env: ExchangeEnv, req: http.IncomingMessage, socke
     const rules = env.rulesFor(route);
     if (rules !== undefined) {
       const verdict = authorize(rules, req.method ?? 'GET', req.url ?? '/', context.identity?.name);
-      if (!verdict.allowed) return refuse(socket, verdict.reason, `${verdict.reason === 'bad-request' ? 'Bad Request' : 'Forbidden'}: ${verdict.detail}\n`);
+      if (!verdict.allowed) return refuse(socket, verdict.reason, verdict.reason === 'bad-request' ? `Bad Request: ${verdict.detail}\n` : PATH_NOT_ALLOWED_BODY);
     }
     if (env.rate !== undefined) {
       const taken = env.rate.take(context.identity ? `id:${context.identity.name}` : `addr:${context.clientAddress}`);

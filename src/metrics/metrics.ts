@@ -8,13 +8,28 @@
  * never a client name or address. One set per process.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, register } from 'prom-client';
-import { REFUSAL_REASONS, type RefusalReason } from '../reasons.js';
+import { REFUSAL_REASONS, REQUEST_REFUSALS, type RefusalReason, type RequestRefusal } from '../reasons.js';
 import type { DecisionRecord } from '../connection/decision-log.js';
 import { decisionChannel } from '../connection/channels.js';
 import type { CacheStatus } from '../lookup/cache.js';
 import type { LookupOutcomeKind } from '../lookup/tlsa-answer.js';
 import { lookupChannel, resolveChannel, type LookupEvent, type ResolveEvent } from '../lookup/channels.js';
-import { upstreamBytesChannel, upstreamConnectChannel, upstreamErrorChannel, type UpstreamBytesEvent, type UpstreamConnectEvent, type UpstreamErrorEvent } from '../forward/channels.js';
+import {
+  http2AbuseChannel,
+  httpRequestChannel,
+  upstreamAttemptChannel,
+  upstreamBytesChannel,
+  upstreamConnectChannel,
+  upstreamErrorChannel,
+  upstreamHealthChannel,
+  type Http2AbuseEvent,
+  type HttpRequestEvent,
+  type UpstreamAttemptEvent,
+  type UpstreamBytesEvent,
+  type UpstreamConnectEvent,
+  type UpstreamErrorEvent,
+  type UpstreamHealthEvent,
+} from '../forward/channels.js';
 
 /** What the gauges read when scraped: the current generation's state. */
 export interface LiveState {
@@ -24,8 +39,18 @@ export interface LiveState {
   generation(): number;
 }
 
-/** A configured listener: its name, and its policy when known (optional listeners also forward refused clients). */
-export type KnownListener = string | { readonly name: string; readonly policy?: string };
+/**
+ * A configured listener: its name, and when known its policy (optional listeners also forward refused
+ * clients), its mode (HTTP listeners get the request series) and its routes' upstream names (a ListenerConfig is one).
+ */
+export type KnownListener =
+  | string
+  | {
+      readonly name: string;
+      readonly policy?: string;
+      readonly mode?: string;
+      readonly routes?: readonly { readonly upstreams?: { readonly targets: readonly { readonly name: string }[] } }[];
+    };
 
 export interface ProxyMetricsOptions {
   /** Where the metrics live; default prom-client's global registry (what the cluster primary aggregates). */
@@ -41,6 +66,18 @@ export const CACHE_RESULTS = ['hit', 'miss', 'coalesced'] as const satisfies rea
 export const RELOAD_RESULTS = ['success', 'failure'] as const;
 export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
 export const DIRECTIONS = ['from_client', 'to_client'] as const;
+export const ATTEMPT_OUTCOMES = ['ok', 'connect-failed', 'failed'] as const satisfies readonly UpstreamAttemptEvent['outcome'][];
+export const HEALTH_CAUSES = ['passive', 'active'] as const satisfies readonly UpstreamHealthEvent['cause'][];
+export const HTTP_PROTOCOLS = ['h1', 'h2'] as const satisfies readonly HttpRequestEvent['protocol'][];
+export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+export type StatusClass = (typeof STATUS_CLASSES)[number];
+/** The request refusal label values: the catalog's reasons, and 'other' for anything a producer got wrong. */
+export const REFUSAL_LABELS = [...(Object.keys(REQUEST_REFUSALS) as RequestRefusal[]), 'other'] as const;
+/** The HTTP/2 abuse kinds counted apart (src/forward/http2-inbound.ts publishes them); any other kind counts as 'other'. */
+export const HTTP2_ABUSE_KINDS = ['reset-rate', 'invalid-frames', 'continuation-flood', 'flood', 'protocol-error', 'header-list-size', 'rejected-streams', 'other'] as const;
+/** (listener, upstream) label pairs beyond the configured ones that a channel may add before the rest count as OTHER_UPSTREAM (a producer's bug). */
+export const MAX_UNCONFIGURED_UPSTREAMS = 256;
+export const OTHER_UPSTREAM = '(other)';
 
 type Exhaustive<Missing> = [Missing] extends [never] ? true : false;
 const lookupOutcomesComplete: Exhaustive<Exclude<LookupOutcomeKind, (typeof LOOKUP_OUTCOMES)[number]>> = true;
@@ -73,6 +110,24 @@ export function handshakeSeries(): Array<{ readonly result: 'completed' | 'faile
 /** A byte count, a duration: finite and not negative (anything else is a producer's bug, never counted). */
 const measurable = (n: number): boolean => typeof n === 'number' && Number.isFinite(n) && n >= 0;
 
+/** '2xx' for 200..299; undefined for anything that is not a status (100..599). Pure. */
+export function statusClass(status: number): StatusClass | undefined {
+  if (!Number.isInteger(status) || status < 100 || status > 599) return undefined;
+  return STATUS_CLASSES[Math.floor(status / 100) - 1];
+}
+
+const isOneOf = <T extends string>(values: readonly T[], value: unknown): value is T => (values as readonly unknown[]).includes(value);
+
+/** A request refusal's label: a catalog reason, else 'other'. Pure. */
+export function refusalLabel(refusal: string): (typeof REFUSAL_LABELS)[number] {
+  return Object.hasOwn(REQUEST_REFUSALS, refusal) ? (refusal as RequestRefusal) : 'other';
+}
+
+/** An HTTP/2 abuse kind's label: one of HTTP2_ABUSE_KINDS, else 'other'. Pure. */
+export function abuseLabel(kind: string): (typeof HTTP2_ABUSE_KINDS)[number] {
+  return isOneOf(HTTP2_ABUSE_KINDS, kind) ? kind : 'other';
+}
+
 export class ProxyMetrics {
   readonly registry: Registry;
   readonly connections: Counter<'listener' | 'outcome' | 'reason'>;
@@ -85,12 +140,24 @@ export class ProxyMetrics {
   readonly upstreamConnectSeconds: Histogram<'listener'>;
   readonly upstreamErrors: Counter<'listener'>;
   readonly bytes: Counter<'listener' | 'direction'>;
+  readonly upstreamAttempts: Counter<'listener' | 'upstream' | 'outcome'>;
+  readonly upstreamHealthy: Gauge<'listener' | 'upstream'>;
+  readonly upstreamEjections: Counter<'listener' | 'upstream' | 'cause'>;
+  readonly httpRequests: Counter<'listener' | 'protocol' | 'status_class'>;
+  readonly httpRequestSeconds: Histogram<'listener' | 'protocol'>;
+  readonly httpRefusals: Counter<'listener' | 'reason'>;
+  readonly http2Abuse: Counter<'listener' | 'kind'>;
   readonly reloads: Counter<'result'>;
   readonly lastReloadSuccess: Gauge;
   readonly buildInfo: Gauge<'version' | 'node'>;
   readonly tlsEngine: Gauge<'listener' | 'engine'>;
   /** Listeners whose series were started at 0 (by name; true when policy optional was seen). */
   private readonly known = new Map<string, boolean>();
+  /** Listeners whose HTTP request series were started at 0. */
+  private readonly knownHttp = new Set<string>();
+  /** Upstream label values by listener: the configured ones (started at 0), then what channels brought, bounded. */
+  private readonly knownUpstreams = new Map<string, Set<string>>();
+  private unconfiguredUpstreams = 0;
   private readonly unsubscribe: Array<() => void> = [];
 
   constructor(version: string, state: () => LiveState | undefined, options: ProxyMetricsOptions = {}) {
@@ -146,6 +213,50 @@ export class ProxyMetrics {
       labelNames: ['listener', 'direction'] as const,
       registers,
     });
+    this.upstreamAttempts = new Counter({
+      name: 'dancegate_upstream_attempts_total',
+      help: 'Attempts to reach an upstream (a request, a retry, a TCP connect) by listener, upstream name and outcome (ok, connect-failed, failed)',
+      labelNames: ['listener', 'upstream', 'outcome'] as const,
+      registers,
+    });
+    this.upstreamHealthy = new Gauge({
+      name: 'dancegate_upstream_healthy',
+      help: '1 if the upstream is in rotation (not ejected by passive health, not failed by the active check), else 0; across workers 0 if any worker took it out',
+      labelNames: ['listener', 'upstream'] as const,
+      aggregator: 'min',
+      registers,
+    });
+    this.upstreamEjections = new Counter({
+      name: 'dancegate_upstream_ejections_total',
+      help: 'Times an upstream was taken out of rotation, by cause (passive: failures of real traffic; active: the health check)',
+      labelNames: ['listener', 'upstream', 'cause'] as const,
+      registers,
+    });
+    this.httpRequests = new Counter({
+      name: 'dancegate_http_requests_total',
+      help: 'HTTP requests answered (by the upstream or by us), by protocol (h1, h2) and status class',
+      labelNames: ['listener', 'protocol', 'status_class'] as const,
+      registers,
+    });
+    this.httpRequestSeconds = new Histogram({
+      name: 'dancegate_http_request_duration_seconds',
+      help: 'HTTP request time, from the request headers to the end of the response',
+      labelNames: ['listener', 'protocol'] as const,
+      buckets: SECONDS_BUCKETS,
+      registers,
+    });
+    this.httpRefusals = new Counter({
+      name: 'dancegate_http_request_refusals_total',
+      help: 'HTTP requests answered by us instead of forwarded, by reason (the request refusal catalog)',
+      labelNames: ['listener', 'reason'] as const,
+      registers,
+    });
+    this.http2Abuse = new Counter({
+      name: 'dancegate_http2_abuse_total',
+      help: 'Inbound HTTP/2 sessions ended for abuse, by kind (reset-rate: rapid reset; invalid-frames, continuation-flood, flood, protocol-error: found by nghttp2)',
+      labelNames: ['listener', 'kind'] as const,
+      registers,
+    });
     this.reloads = new Counter({
       name: 'dancegate_config_reloads_total',
       help: 'Configuration reloads by result (success, failure)',
@@ -192,6 +303,10 @@ export class ProxyMetrics {
       upstreamConnectChannel.subscribe((e) => this.onUpstreamConnect(e)),
       upstreamErrorChannel.subscribe((e) => this.onUpstreamError(e)),
       upstreamBytesChannel.subscribe((e) => this.onUpstreamBytes(e)),
+      upstreamAttemptChannel.subscribe((e) => this.onUpstreamAttempt(e)),
+      upstreamHealthChannel.subscribe((e) => this.onUpstreamHealth(e)),
+      httpRequestChannel.subscribe((e) => this.onHttpRequest(e)),
+      http2AbuseChannel.subscribe((e) => this.onHttp2Abuse(e)),
     );
   }
 
@@ -202,8 +317,17 @@ export class ProxyMetrics {
    */
   knownListeners(listeners: readonly KnownListener[]): void {
     for (const l of listeners) {
-      if (typeof l === 'string') this.zeroListener(l, false);
-      else this.zeroListener(l.name, l.policy === 'optional');
+      if (typeof l === 'string') {
+        this.zeroListener(l, false);
+        continue;
+      }
+      this.zeroListener(l.name, l.policy === 'optional');
+      if (l.mode === 'http') this.zeroHttp(l.name);
+      if (l.routes !== undefined)
+        this.configuredUpstreams(
+          l.name,
+          l.routes.flatMap((r) => r.upstreams?.targets.map((t) => t.name) ?? []),
+        );
     }
   }
 
@@ -243,6 +367,55 @@ export class ProxyMetrics {
     if (!this.known.has(listener)) this.zeroListener(listener, false);
   }
 
+  private zeroHttp(listener: string): void {
+    if (this.knownHttp.has(listener)) return;
+    this.knownHttp.add(listener);
+    for (const protocol of HTTP_PROTOCOLS) {
+      for (const status_class of STATUS_CLASSES) this.httpRequests.inc({ listener, protocol, status_class }, 0);
+      this.httpRequestSeconds.zero({ listener, protocol });
+    }
+    for (const reason of REFUSAL_LABELS) this.httpRefusals.inc({ listener, reason }, 0);
+    for (const kind of HTTP2_ABUSE_KINDS) this.http2Abuse.inc({ listener, kind }, 0);
+  }
+
+  /**
+   * A (re)configured listener's upstreams: their series start at 0, each is
+   * healthy (a new generation's upstream sets start so), and the healthy
+   * gauge of upstreams no longer configured goes (their counters stay).
+   */
+  private configuredUpstreams(listener: string, names: readonly string[]): void {
+    const configured = new Set(names);
+    const known = this.knownUpstreams.get(listener) ?? new Set<string>();
+    this.knownUpstreams.set(listener, known);
+    for (const upstream of known) if (!configured.has(upstream)) this.upstreamHealthy.remove({ listener, upstream });
+    for (const upstream of configured) {
+      if (!known.has(upstream)) {
+        known.add(upstream);
+        this.zeroUpstream(listener, upstream);
+      }
+      this.upstreamHealthy.set({ listener, upstream }, 1);
+    }
+  }
+
+  private zeroUpstream(listener: string, upstream: string): void {
+    for (const outcome of ATTEMPT_OUTCOMES) this.upstreamAttempts.inc({ listener, upstream, outcome }, 0);
+    for (const cause of HEALTH_CAUSES) this.upstreamEjections.inc({ listener, upstream, cause }, 0);
+  }
+
+  /** The upstream label of a channel event: a known name, a new one while the bound allows (its series at 0), else OTHER_UPSTREAM. */
+  private upstreamLabel(listener: string, upstream: string): string {
+    this.seen(listener);
+    let known = this.knownUpstreams.get(listener);
+    if (known?.has(upstream)) return upstream;
+    if (typeof upstream !== 'string' || this.unconfiguredUpstreams >= MAX_UNCONFIGURED_UPSTREAMS) return OTHER_UPSTREAM;
+    this.unconfiguredUpstreams++;
+    if (known === undefined) this.knownUpstreams.set(listener, (known = new Set()));
+    known.add(upstream);
+    this.zeroUpstream(listener, upstream);
+    this.upstreamHealthy.set({ listener, upstream }, 1);
+    return upstream;
+  }
+
   private onDecision(d: DecisionRecord): void {
     const listener = d.listener;
     this.seen(listener);
@@ -278,6 +451,35 @@ export class ProxyMetrics {
     this.seen(e.listener);
     if (measurable(e.fromClient) && e.fromClient > 0) this.bytes.inc({ listener: e.listener, direction: 'from_client' }, e.fromClient);
     if (measurable(e.toClient) && e.toClient > 0) this.bytes.inc({ listener: e.listener, direction: 'to_client' }, e.toClient);
+  }
+
+  private onUpstreamAttempt(e: UpstreamAttemptEvent): void {
+    if (!isOneOf(ATTEMPT_OUTCOMES, e.outcome)) return;
+    this.upstreamAttempts.inc({ listener: e.listener, upstream: this.upstreamLabel(e.listener, e.upstream), outcome: e.outcome });
+  }
+
+  private onUpstreamHealth(e: UpstreamHealthEvent): void {
+    if (!isOneOf(HEALTH_CAUSES, e.cause) || typeof e.healthy !== 'boolean') return;
+    const upstream = this.upstreamLabel(e.listener, e.upstream);
+    this.upstreamHealthy.set({ listener: e.listener, upstream }, e.healthy ? 1 : 0);
+    if (!e.healthy) this.upstreamEjections.inc({ listener: e.listener, upstream, cause: e.cause });
+  }
+
+  private onHttpRequest(e: HttpRequestEvent): void {
+    const listener = e.listener;
+    this.seen(listener);
+    this.zeroHttp(listener);
+    if (!isOneOf(HTTP_PROTOCOLS, e.protocol)) return;
+    const status_class = statusClass(e.status);
+    if (status_class !== undefined) this.httpRequests.inc({ listener, protocol: e.protocol, status_class });
+    if (measurable(e.totalMs)) this.httpRequestSeconds.observe({ listener, protocol: e.protocol }, e.totalMs / 1000);
+    if (e.refusal !== undefined) this.httpRefusals.inc({ listener, reason: refusalLabel(e.refusal) });
+  }
+
+  private onHttp2Abuse(e: Http2AbuseEvent): void {
+    this.seen(e.listener);
+    this.zeroHttp(e.listener);
+    this.http2Abuse.inc({ listener: e.listener, kind: abuseLabel(e.kind) });
   }
 
   /** The gauges that read the live proxy state when scraped. */

@@ -40,9 +40,18 @@ describe('dancegate serve (embedded demo)', () => {
       const echoed = JSON.parse(body) as { headers: Record<string, string> };
       expect(echoed.headers['x-dane-client-id']).toBe('demo-client._device.dancegate.test');
       expect(echoed.headers['x-dane-status']).toBe('authenticated');
-      // One decision line on stdout, as JSON.
-      const decision = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
-      expect(decision).toMatchObject({ listener: 'demo', outcome: 'forwarded', reason: 'authenticated', claimedName: 'demo-client._device.dancegate.test', nameSource: 'san' });
+      // One decision line and one access-log line on stdout, as JSON, joined by the connection id.
+      const lines = stdout
+        .trim()
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      const decisions = lines.filter((l) => l.msg === 'connection decision');
+      const requests = lines.filter((l) => l.event === 'request');
+      expect(decisions).toHaveLength(1);
+      expect(decisions[0]).toMatchObject({ listener: 'demo', outcome: 'forwarded', reason: 'authenticated', claimedName: 'demo-client._device.dancegate.test', nameSource: 'san' });
+      expect(requests).toHaveLength(1);
+      expect(requests[0]).toMatchObject({ connectionId: decisions[0]?.connectionId, identity: 'demo-client._device.dancegate.test', method: 'GET', path: '/', status: 200 });
       // The dev PKI: private keys are written with mode 0600 and never printed.
       expect((await readdir(join(cwd, 'certs', 'out'))).sort()).toEqual(
         ['demo-client.key', 'demo-client.pem', 'demo-server-ca.pem', 'demo-server.key', 'demo-server.pem', 'demo-tlsa.txt', 'demo.yaml'].sort(),

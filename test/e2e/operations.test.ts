@@ -294,9 +294,9 @@ describe('one process', () => {
     expect(await m('dancegate_handshakes_in_progress')).toBe(0);
     const { body } = await dg.admin('/metrics');
     expect(body).toMatch(/^dancegate_build_info\{version="\d+\.\d+\.\d+",node="v\d+\.\d+\.\d+"\} 1$/m);
-    // No client name or address ever appears as a label value.
+    // No client name or address ever appears as a label value: the only address is the upstream's configured name.
     expect(body).not.toContain(A);
-    expect(body).not.toContain('127.0.0.1:');
+    expect(body.replaceAll(`upstream="127.0.0.1:${fx.backendPort}"`, '').replaceAll(`upstream="127.0.0.1:${fx.echoPort}"`, '')).not.toContain('127.0.0.1:');
     // Node's process metrics under prom-client's standard names, never dancegate_process_process_*.
     expect(body).toMatch(/^process_cpu_seconds_total \d/m);
     expect(body).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
@@ -315,6 +315,7 @@ describe('one process', () => {
       level: 'info',
       pid: dg.child.pid,
       msg: 'connection decision',
+      connectionId: expect.stringMatching(/^[0-9a-z]+-[0-9a-z]+$/),
       listener: 'api',
       route: 'default',
       sni: SNI,
@@ -363,6 +364,7 @@ describe('one process', () => {
       time: expect.any(String),
       pid: dg.child.pid,
       msg: 'connection decision',
+      connectionId: expect.stringMatching(/^[0-9a-z]+-[0-9a-z]+$/),
       listener: 'api',
       source: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
       outcome: 'refused',

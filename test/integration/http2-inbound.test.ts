@@ -97,7 +97,8 @@ async function until(check: () => boolean, ms: number, what: string): Promise<vo
   }
 }
 
-type EngineKind = 'node' | 'native';
+/** node: a server TLSSocket as the pipeline makes it; tls.Server: one from tls.createServer; native: NativeTlsSocket. */
+type EngineKind = 'node' | 'tls.Server' | 'native';
 /** The native engine is part of the build (npm install builds it); where it cannot load, node:tls alone is tested. */
 const ENGINES: EngineKind[] = loadNativeEngine({ env: {}, versions: process.versions, from: join(ROOT, 'src', 'tls') }).ok ? ['node', 'native'] : ['node'];
 
@@ -128,8 +129,8 @@ let listeners = 0;
 interface HarnessOptions {
   readonly http?: Partial<HttpModeConfig>;
   readonly idleTimeoutMs?: number;
-  /** echo: 200 with the request's method, path and authority; hold: the response is kept open for the test. */
-  readonly handler?: 'echo' | 'hold';
+  /** echo: 200 with the request's method, path and authority; hold: the response is kept open for the test; trailers: gRPC-like, status in trailers. */
+  readonly handler?: 'echo' | 'hold' | 'trailers';
   /** Each connection is refused with this answer instead of accepted. */
   readonly refuse?: { status: number; body: string; headers: Record<string, string> };
 }
@@ -147,6 +148,17 @@ async function startHarness(engine: EngineKind, options: HarnessOptions = {}): P
       held.push(res);
       return;
     }
+    if (options.handler === 'trailers') {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/grpc' });
+        res.write(Buffer.concat(chunks));
+        res.addTrailers({ 'grpc-status': '8', 'grpc-message': 'quota%20exhausted' });
+        res.end();
+      });
+      return;
+    }
     const body = JSON.stringify({ method: req.method, url: req.url, authority: req.authority, identity: context.identity?.name });
     req.resume();
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -162,6 +174,17 @@ async function startHarness(engine: EngineKind, options: HarnessOptions = {}): P
   };
   let front: net.Server;
   if (engine === 'node') {
+    // As the pipeline does it (src/connection/stages/handshake.ts): a server TLSSocket over the accepted socket, no tls.Server.
+    const secureContext = tls.createSecureContext({ key: server.keyPem, cert: server.certPem + ca.certPem });
+    front = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (raw) => {
+      raw.on('error', () => undefined);
+      const socket = new tls.TLSSocket(raw, { isServer: true, secureContext, requestCert: true, rejectUnauthorized: false, ALPNProtocols: ['h2', 'http/1.1'] });
+      socket.on('error', () => undefined);
+      socket.once('secure', () => hand(socket, raw));
+      cleanups.push(() => socket.destroy());
+      raw.resume();
+    });
+  } else if (engine === 'tls.Server') {
     front = tls.createServer({ key: server.keyPem, cert: server.certPem + ca.certPem, ALPNProtocols: ['h2', 'http/1.1'] }, (socket) => {
       socket.on('error', () => undefined);
       hand(socket, socket);
@@ -327,6 +350,27 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
       ['POST', 3],
     ]);
     expect(h.abuse()).toEqual([]);
+  });
+
+  it('a streamed request body and the response trailers the handler adds (gRPC status) pass through', async () => {
+    const h = await startHarness(engine, { handler: 'trailers' });
+    const client = h2Client(h.port);
+    const stream = client.request({ ':method': 'POST', ':path': '/pkg.Svc/Call', ':authority': SERVER_NAME, 'content-type': 'application/grpc', te: 'trailers' });
+    const trailers = new Promise<http2.IncomingHttpHeaders>((done) => stream.once('trailers', (t: http2.IncomingHttpHeaders) => done(t)));
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    for (let i = 0; i < 4; i++) {
+      stream.write(Buffer.alloc(64 * 1024, i));
+      await sleep(5);
+    }
+    stream.end();
+    const t = await trailers;
+    await once(stream, 'close');
+    expect([t['grpc-status'], t['grpc-message']]).toEqual(['8', 'quota%20exhausted']);
+    const body = Buffer.concat(chunks);
+    expect(body.length).toBe(4 * 64 * 1024);
+    expect([0, 1, 2, 3].map((i) => body[i * 64 * 1024])).toEqual([0, 1, 2, 3]);
+    expect(h.seen[0]?.headers.te).toBe('trailers');
   });
 
   it('announces its limits in SETTINGS: concurrent streams, header list size, no push', async () => {
@@ -772,6 +816,19 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
     h.inbound.close();
     await until(() => client.closed || client.destroyed, 5000, 'client session closed');
     expect(h.inbound.sessionCount).toBe(0);
+  });
+});
+
+describe('Http2Inbound: a socket from tls.Server', () => {
+  it('serves a GET and a POST from node:http2', async () => {
+    const h = await startHarness('tls.Server');
+    const client = h2Client(h.port);
+    expect((await request(client, { ':method': 'GET', ':path': '/a', ':authority': SERVER_NAME })).status).toBe(200);
+    expect((await request(client, { ':method': 'POST', ':path': '/b', ':authority': SERVER_NAME }, 'body')).status).toBe(200);
+    expect(h.seen.map((s) => [s.method, s.url, s.streamId])).toEqual([
+      ['GET', '/a', 1],
+      ['POST', '/b', 3],
+    ]);
   });
 });
 

@@ -121,6 +121,7 @@ describe('one decision per connection', () => {
     expect(records).toEqual([
       {
         time: '2030-01-02T03:04:05.678Z',
+        connectionId: c.id,
         listener: 'api',
         route: 'default',
         source: '198.51.100.1:443',
