@@ -88,13 +88,13 @@ export function alertFor(reason: RefusalReason): number {
  */
 export const REQUEST_REFUSALS = {
   'bad-request': { status: 400, meaning: 'the request target, Host/:authority or framing is malformed or ambiguous' },
-  'misdirected': { status: 421, meaning: 'the Host or :authority does not belong to the route the TLS server name chose' },
-  'not-implemented': { status: 501, meaning: 'a transfer coding other than chunked, or an upgrade other than WebSocket' },
-  'path-not-allowed': { status: 403, meaning: "no rule of the route allows this identity (or an unauthenticated client) this path and method" },
+  misdirected: { status: 421, meaning: 'the Host or :authority does not belong to the route the TLS server name chose' },
+  'not-implemented': { status: 501, meaning: 'a transfer coding other than chunked (HTTP/1.1), or CONNECT (HTTP/2)' },
+  'path-not-allowed': { status: 403, meaning: 'no rule of the route allows this identity (or an unauthenticated client) this path and method' },
   'request-rate-limited': { status: 429, meaning: "the identity's (or, unauthenticated, the address's) request token bucket is empty" },
   'upstream-busy': { status: 503, meaning: 'no upstream connection became free in time, or the client has its share in flight' },
   'upstream-unavailable': { status: 502, meaning: 'no upstream could be reached, or it broke before answering' },
-  'draining': { status: 503, meaning: 'the listener is shutting down (a new WebSocket tunnel)' },
+  draining: { status: 503, meaning: 'the listener is shutting down (a new WebSocket tunnel)' },
   'internal-error': { status: 502, meaning: 'the request could not be forwarded (a fault of ours, logged)' },
 } as const satisfies Record<string, { readonly status: number; readonly meaning: string }>;
 export type RequestRefusal = keyof typeof REQUEST_REFUSALS;

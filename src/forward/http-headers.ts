@@ -126,12 +126,28 @@ export function stripHopByHop(headers: Record<string, string | string[] | undefi
   return { teTrailers };
 }
 
-/** Whether a response's headers have nothing to take out (the common case: then they are passed on as they are). */
-function cleanResponse(headers: Record<string, string | string[] | undefined>): boolean {
+/**
+ * The response headers to pass on, in one pass: undefined values, hop-by-hop headers, whatever Connection
+ * names (but Content-Length and Host) and '_' spellings of framing are left out, and Content-Length beside
+ * Transfer-Encoding. When nothing is left out (a kept-alive upstream's usual answer has only
+ * `connection: keep-alive` and `keep-alive` to drop), the copy has the same shape every time.
+ */
+function responseHeadersOnePass(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const connection = headers.connection;
+  // 'keep-alive' (and 'close') name nothing that is not already hop-by-hop: no token list to build.
+  const named = connection === undefined || connection === 'keep-alive' || connection === 'close' ? undefined : new Set(connectionTokens(connection).filter((t) => !NEVER_NAMEABLE.has(t)));
+  const chunked = headers['transfer-encoding'] !== undefined;
+  const out: Record<string, string | string[]> = {};
   for (const key in headers) {
-    if (headers[key] === undefined || isHopByHop(key) || (key.includes('_') && NEVER_NAMEABLE.has(headerKey(key)))) return false;
+    const value = headers[key];
+    if (value === undefined) continue;
+    const name = key.includes('_') || key.toLowerCase() !== key ? headerKey(key) : key;
+    if (HOP_BY_HOP.has(name) || name.startsWith('proxy-') || named?.has(name) === true) continue;
+    if (key !== name && NEVER_NAMEABLE.has(name)) continue;
+    if (chunked && name === 'content-length') continue;
+    out[key] = value;
   }
-  return true;
+  return out;
 }
 
 /**
@@ -141,8 +157,12 @@ function cleanResponse(headers: Record<string, string | string[] | undefined>): 
  * response to the client itself). Pure: returns a new object.
  */
 export function responseHeadersForClient(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  return responseHeadersOnePass(headers);
+}
+
+/** The same as responseHeadersForClient, the long way (stripHopByHop on a copy): kept as the reference the one-pass version is tested against. */
+export function responseHeadersForClientByCopy(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
   const chunked = headers['transfer-encoding'] !== undefined;
-  if (!chunked && headers.connection === undefined && cleanResponse(headers)) return headers as Record<string, string | string[]>;
   const copy: Record<string, string | string[] | undefined> = { ...headers };
   stripHopByHop(copy);
   const out: Record<string, string | string[]> = {};

@@ -32,7 +32,8 @@ export interface Refused {
   readonly body: string;
 }
 
-export type RequestCheck = { readonly ok: true; readonly hasBody: boolean; /** The Content-Length to forward (a body with a known length), else undefined. */ readonly contentLength: string | undefined } | Refused;
+export type RequestCheck =
+  { readonly ok: true; readonly hasBody: boolean; /** The Content-Length to forward (a body with a known length), else undefined. */ readonly contentLength: string | undefined } | Refused;
 
 export function refused(refusal: RequestRefusal, body: string): Refused {
   return { ok: false, refusal, status: REQUEST_REFUSALS[refusal].status, body };

@@ -17,7 +17,15 @@ import { checkRequest } from './http-request-check.js';
 import { authorize } from './path-rules.js';
 import { publishUpstreamError } from './upstream-failure.js';
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 421: 'Misdirected Request', 429: 'Too Many Requests', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  421: 'Misdirected Request',
+  429: 'Too Many Requests',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+};
 const BUSY_RETRY_AFTER_SECONDS = 1;
 /** Retry-After of an upgrade refused because the listener is draining (the client should reach another instance). */
 const DRAIN_RETRY_AFTER_SECONDS = 1;
