@@ -24,7 +24,7 @@ import type { RequestRateLimiter } from './request-rate.js';
 import type { RouteUpstreams } from './route-upstreams.js';
 import type { GateResult } from './upstream-gate.js';
 import { publishUpstreamError } from './upstream-failure.js';
-import { isTimeout, neverReached, relayAttempt, type AttemptResult, type RelayCounts, type ResponseSink } from './upstream-exchange.js';
+import { isTimeout, neverReached, relayAttempt, type AttemptResult, type RelayState, type ResponseSink } from './upstream-exchange.js';
 
 export type ServerRequest = IncomingMessage | Http2ServerRequest;
 export type ServerReply = ServerResponse | Http2ServerResponse;
@@ -57,7 +57,7 @@ interface Outcome {
   refusal: RequestRefusal | undefined;
   upstream: string | undefined;
   bytesIn: number;
-  readonly counted: RelayCounts;
+  readonly counted: RelayState;
 }
 
 /** The identity headers of a connection, built on its first request. */
@@ -144,10 +144,27 @@ export function answer(res: ServerReply, protocol: WireProtocol, status: number,
   }
 }
 
+/** answer(), first marking the response as ended by us (its 'close' is then no client going away). */
+function answerEnding(state: RelayState, ...args: Parameters<typeof answer>): number {
+  state.ended = true;
+  return answer(...args);
+}
+
 /** Serve one request; never throws. */
 export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerReply, context: ConnectionContext, protocol: WireProtocol): void {
   const t0 = performance.now();
-  const outcome: Outcome = { refusal: undefined, upstream: undefined, bytesIn: 0, counted: { bytesOut: 0 } };
+  const outcome: Outcome = { refusal: undefined, upstream: undefined, bytesIn: 0, counted: { bytesOut: 0, ended: false, gone: false } };
+  const state = outcome.counted;
+  // The client is gone when its response closes before we ended it (on HTTP/2 a reset leaves writableFinished
+  // true, so our own flag decides), or when its request breaks (a reset upload, a connection cut mid-body).
+  const clientGone = (): void => {
+    if (state.ended || state.gone) return;
+    state.gone = true;
+    state.abort?.();
+  };
+  res.once('close', clientGone);
+  req.once('aborted', clientGone);
+  req.once('error', clientGone);
   if (httpRequestChannel.hasSubscribers) res.once('close', () => publishAccess(env, req, res, context, protocol, outcome, t0));
   let shape: RequestShape;
   try {
@@ -162,7 +179,7 @@ export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerR
     // A connection with a request body still coming is not kept: we would have to read it all first.
     const bodiless = req.readableEnded || (protocol === 'h1' && shape.transferEncoding === undefined && (shape.contentLength ?? '0') === '0');
     if (!req.readableEnded) req.resume();
-    outcome.counted.bytesOut += answer(res, protocol, status, body, extra, KEEPS_CONNECTION.has(refusal) && bodiless);
+    outcome.counted.bytesOut += answerEnding(outcome.counted, res, protocol, status, body, extra, KEEPS_CONNECTION.has(refusal) && bodiless);
   };
   try {
     const route = context.route as HttpRouteConfig;
@@ -209,13 +226,13 @@ export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerR
     forward(env, res, context, protocol, { method, target, headers, body, hasBody: check.hasBody }, outcome).catch((err: unknown) => {
       env.logError('forward', err);
       outcome.refusal = 'internal-error';
-      outcome.counted.bytesOut += answer(res, protocol, 502, 'Bad Gateway: the request could not be forwarded\n');
+      outcome.counted.bytesOut += answerEnding(outcome.counted, res, protocol, 502, 'Bad Gateway: the request could not be forwarded\n');
     });
   } catch (err) {
     // e.g. a certificate whose details cannot be read for XFCC: this request fails, never the process.
     env.logError('headers', err);
     outcome.refusal = 'internal-error';
-    outcome.counted.bytesOut += answer(res, protocol, 502, 'Bad Gateway: the request could not be forwarded\n');
+    outcome.counted.bytesOut += answerEnding(outcome.counted, res, protocol, 502, 'Bad Gateway: the request could not be forwarded\n');
   }
 }
 
@@ -236,24 +253,27 @@ async function forward(env: ExchangeEnv, res: ServerReply, context: ConnectionCo
   const route = context.route as HttpRouteConfig;
   const upstreams = env.upstreamsFor(route);
   const clientKey = context.identity ? `id:${context.identity.name}` : `addr:${context.clientAddress}`;
-  let gone = false;
-  const onClose = (): void => {
-    if (!res.writableFinished) gone = true;
-  };
-  res.once('close', onClose);
+  const state = outcome.counted;
   // The common case takes a free slot at once; only a request that has to wait gets a timer and an AbortSignal.
-  const slot = upstreams.gate.tryAcquire(clientKey) ?? (await waitForSlot(upstreams, clientKey, res));
+  const slot = upstreams.gate.tryAcquire(clientKey) ?? (await waitForSlot(upstreams, clientKey, state));
   if (!slot.ok) {
-    res.off('close', onClose);
     if (slot.reason === 'aborted') return;
     outcome.refusal = 'upstream-busy';
-    outcome.counted.bytesOut += answer(res, protocol, 503, `Service Unavailable: the upstream is busy (${slot.reason})\n`, { 'retry-after': String(BUSY_RETRY_AFTER_SECONDS) }, true);
+    outcome.counted.bytesOut += answerEnding(
+      outcome.counted,
+      res,
+      protocol,
+      503,
+      `Service Unavailable: the upstream is busy (${slot.reason})\n`,
+      { 'retry-after': String(BUSY_RETRY_AFTER_SECONDS) },
+      true,
+    );
     return;
   }
   try {
     const tried = new Set<string>();
     const retries = route.upstreams.retries;
-    for (let attempt = 0; !gone; attempt++) {
+    for (let attempt = 0; !state.gone; attempt++) {
       const choice = upstreams.set.pick(tried);
       if (choice === undefined) break;
       const upstream = choice.upstream;
@@ -282,26 +302,23 @@ async function forward(env: ExchangeEnv, res: ServerReply, context: ConnectionCo
       const again = attempt < retries && !out.hasBody && (unreached || (IDEMPOTENT.has(out.method) && !isTimeout(result.error)));
       if (!again) break;
     }
-    if (gone) return;
+    if (state.gone) return;
     outcome.refusal = 'upstream-unavailable';
-    outcome.counted.bytesOut += answer(res, protocol, 502, 'Bad Gateway: the upstream is unavailable\n');
+    outcome.counted.bytesOut += answerEnding(outcome.counted, res, protocol, 502, 'Bad Gateway: the upstream is unavailable\n');
   } finally {
     slot.release();
-    res.off('close', onClose);
   }
 }
 
 /** Wait in the route's gate for a slot; the client going away takes the request out of the queue. */
-async function waitForSlot(upstreams: RouteUpstreams, clientKey: string, res: ServerReply): Promise<GateResult> {
+async function waitForSlot(upstreams: RouteUpstreams, clientKey: string, state: RelayState): Promise<GateResult> {
   const aborter = new AbortController();
-  const onClose = (): void => {
-    if (!res.writableFinished) aborter.abort();
-  };
-  res.once('close', onClose);
+  if (state.gone) aborter.abort();
+  state.abort = () => aborter.abort();
   try {
     return await upstreams.gate.acquire(clientKey, aborter.signal);
   } finally {
-    res.off('close', onClose);
+    state.abort = undefined;
   }
 }
 
@@ -322,6 +339,6 @@ function publishAccess(env: ExchangeEnv, req: ServerRequest, res: ServerReply, c
     upstreamMs: outcome.counted.upstreamMs === undefined ? undefined : Math.round(outcome.counted.upstreamMs * 1000) / 1000,
     totalMs: Math.round((performance.now() - t0) * 1000) / 1000,
     refusal: outcome.refusal,
-    log: config.enabled && sampled(config),
+    log: sampled(config),
   });
 }

@@ -82,9 +82,11 @@ export function headerSafe(value: string): string {
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection and
  * never cross the proxy, in either direction. Any `proxy-*` header goes too
- * (Proxy-Authorization is for us, not the backend).
+ * (Proxy-Authorization is for us, not the backend), and HTTP2-Settings
+ * (RFC 9113 §3.1: it belongs to an h2c upgrade of one connection; node:http2
+ * refuses to send it).
  */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'transfer-encoding', 'upgrade', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate']);
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'transfer-encoding', 'upgrade', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'http2-settings']);
 
 /**
  * Headers `Connection` can never remove: the message's framing and its

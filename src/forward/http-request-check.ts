@@ -40,6 +40,7 @@ export function refused(refusal: RequestRefusal, body: string): Refused {
 }
 
 const CONTENT_LENGTH = /^[0-9]{1,15}$/;
+const VISIBLE_ASCII = /^[\x21-\x7e]*$/;
 
 /** Whether `shape` may go to `route` (one of `routes`), and what its body is. */
 export function checkRequest(shape: RequestShape, routes: readonly RouteConfig[], route: RouteConfig): RequestCheck {
@@ -50,6 +51,9 @@ export function checkRequest(shape: RequestShape, routes: readonly RouteConfig[]
   // '//host/x' and '/\\host/x' are network-path references: a backend doing new URL(target, base) would
   // take the host from them, past the Host/route check below.
   if (target.startsWith('//') || target.startsWith('/\\')) return refused('bad-request', 'Bad Request: a request target may not start with // or /\\\n');
+  // Visible ASCII only (RFC 3986 characters and their escapes; node:http refuses the rest in HTTP/1.1, but an HTTP/2
+  // :path may carry raw bytes 0x80-0xFF that an HTTP/1.1 upstream's parser would read its own way).
+  if (!VISIBLE_ASCII.test(target)) return refused('bad-request', 'Bad Request: the request target has bytes outside visible ASCII (percent-encode them)\n');
   if (shape.hostCount > 1) return refused('bad-request', 'Bad Request: more than one Host header\n');
   // An HTTP/1.0 request may carry no Host at all: then the SNI alone decides (Node refuses HTTP/1.1 without Host;
   // node:http2 refuses a request with neither :authority nor Host).

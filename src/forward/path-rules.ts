@@ -223,9 +223,17 @@ function badRequest(what: string): RuleVerdict {
  * (it may carry a query); `identity` the canonical verified name, undefined
  * when unauthenticated (policy optional). No rules: allowed.
  */
+/** A method token with no lower-case letter (RFC 9110 tchar otherwise; nghttp2 and node:http have checked the token). */
+const UPPER_CASE_METHOD = /^[^a-z]+$/;
+
 export function authorize(compiled: CompiledRules, method: string, target: string, identity: string | undefined): RuleVerdict {
   const { rules } = compiled;
   if (rules.length === 0) return ALLOWED;
+  // Methods are case-sensitive, and a rule names them in upper case; but HTTP/2 carries any token in :method and
+  // many backends (Django, Flask, ASP.NET Core) upper-case it: 'delete' would pass a DELETE rule and still delete.
+  if (!UPPER_CASE_METHOD.test(method)) {
+    return { allowed: false, reason: 'bad-request', detail: `the method ${JSON.stringify(method.slice(0, 32))} is not in upper case (rules compare methods exactly)` };
+  }
   if (target.charCodeAt(0) !== 0x2f) return { allowed: false, reason: 'bad-request', detail: "the request target does not start with '/'" };
   const query = target.indexOf('?');
   const raw = query === -1 ? target : target.slice(0, query);

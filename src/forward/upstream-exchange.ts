@@ -46,52 +46,67 @@ export type AttemptResult =
 /** Trailer fields that may never be relayed (RFC 9110 §6.5.1: framing, routing, and what a proxy owns). */
 const NOT_TRAILERS = new Set(['content-length', 'transfer-encoding', 'host', 'content-type', 'te', 'trailer', 'authorization', 'set-cookie']);
 
-function trailersForClient(trailers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders | undefined {
+/** A field name node:http and node:http2 accept (RFC 9110 token, lower case as undici gives them). */
+const TRAILER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
+/** A field value with no control character (CR, LF and NUL above all). */
+const TRAILER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * The upstream's trailers the client may get. They are sent after our code has returned (node:http2 writes them
+ * from its 'wantTrailers' handler, where a throw would be uncaught and end the process), so everything either
+ * protocol could refuse is left out here: forbidden and connection-specific names, malformed names or values,
+ * and repeated fields (node:http2 refuses repeats of its single-value names; gRPC repeats none).
+ */
+export function trailersForClient(trailers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders | undefined {
   let out: OutgoingHttpHeaders | undefined;
   for (const [key, value] of Object.entries(responseHeadersForClient(trailers))) {
-    if (NOT_TRAILERS.has(key) || key.startsWith(':')) continue;
+    if (NOT_TRAILERS.has(key) || !TRAILER_NAME.test(key) || typeof value !== 'string' || !TRAILER_VALUE.test(value)) continue;
     (out ??= {})[key] = value;
   }
   return out;
 }
 
-/** What a relay counts as it goes (read when the client's response closes). */
-export interface RelayCounts {
+/** One request's state, shared by its handler and its relays (read when the client's response closes). */
+export interface RelayState {
   bytesOut: number;
   /** Time to the upstream's response headers, ms, of the attempt that got them. */
   upstreamMs?: number;
+  /** We ended the response ourselves: a 'close' after this is not the client going away. */
+  ended: boolean;
+  /** The client went away (reset its stream, closed its connection, broke its request body) before we ended the response. */
+  gone: boolean;
+  /** Abort the attempt in flight, if any (set by the relay while it runs). */
+  abort?: () => void;
 }
 
 /**
- * Relays one attempt; `counted.bytesOut` grows by the body bytes sent to the client. The client going away
- * (its response closed before it finished) aborts the attempt: no AbortSignal, one listener on the response.
+ * Relays one attempt; `state.bytesOut` grows by the body bytes sent to the client. The client going away
+ * (state.gone, kept by the request handler: its response closed before we ended it, or its request broke)
+ * aborts the attempt through state.abort: no AbortSignal. An attempt the client abandoned is 'aborted', never
+ * 'failed': it says nothing about the upstream.
  */
-export function relayAttempt(target: TargetDispatcher, request: AttemptRequest, res: ResponseSink, counted: RelayCounts): Promise<AttemptResult> {
+export function relayAttempt(target: TargetDispatcher, request: AttemptRequest, res: ResponseSink, state: RelayState): Promise<AttemptResult> {
+  const counted = state;
   return new Promise<AttemptResult>((resolve) => {
     const started = performance.now();
     let upstreamMs: number | undefined;
     let status = 0;
     let settled = false;
-    let gone = false;
     /** grpc-status and its companions, moved from a Trailers-Only answer's headers to the trailers. */
     let held: Record<string, string | string[]> | undefined;
     let controller: Dispatcher.DispatchController | undefined;
-    const onClose = (): void => {
-      if (res.writableFinished) return;
-      gone = true;
-      controller?.abort(new Error('the client went away'));
-    };
     const settle = (result: AttemptResult): void => {
       if (settled) return;
       settled = true;
-      res.off('close', onClose);
+      state.abort = undefined;
       resolve(result);
     };
-    res.once('close', onClose);
+    if (state.gone) return settle({ kind: 'aborted' });
+    state.abort = () => controller?.abort(new Error('the client went away'));
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart(c) {
         controller = c;
-        if (gone) c.abort(new Error('the client went away'));
+        if (state.gone) c.abort(new Error('the client went away'));
       },
       onResponseStart(c, statusCode, headers) {
         // Informational answers (103 Early Hints) are not relayed: the final one follows.
@@ -131,11 +146,12 @@ export function relayAttempt(target: TargetDispatcher, request: AttemptRequest, 
         const given = raw !== null && raw !== undefined && !Array.isArray(raw) && typeof raw === 'object' ? (raw as Record<string, string | string[] | undefined>) : trailers;
         const forward = trailersForClient(held === undefined ? given : { ...held, ...given });
         if (forward !== undefined) res.addTrailers(forward);
+        state.ended = true;
         res.end();
         settle({ kind: 'answered', status, upstreamMs: upstreamMs ?? performance.now() - started });
       },
       onResponseError(_c, error) {
-        if (gone) return settle(upstreamMs === undefined ? { kind: 'aborted' } : { kind: 'answered', status, upstreamMs });
+        if (state.gone) return settle(upstreamMs === undefined ? { kind: 'aborted' } : { kind: 'answered', status, upstreamMs });
         settle({ kind: 'failed', error, started: res.headersSent, upstreamMs });
       },
     };
