@@ -40,7 +40,7 @@
  *
  * Only the systems SYSTEMS selects, for the parts PARTS selects, are started.
  *
- *   npm run bench:compare     (PARALLEL=16 RUNS=3 SECONDS=5 CONNECTIONS=10000 ROUNDS=2 H2_REQUESTS=40000)
+ *   npm run bench:compare     (PARALLEL=16 RUNS=3 SECONDS=5 CONNECTIONS=10000 ROUNDS=3 H2_REQUESTS=40000)
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -74,7 +74,7 @@ const CONNECTIONS = Number(process.env.CONNECTIONS ?? 10_000);
 /** Which parts to run, e.g. PARTS=1,2 (default all). */
 const PARTS = new Set((process.env.PARTS ?? '1,2,3,4,5').split(',').map(Number));
 /** Rounds of the throughput parts (2 and 5), every system once per round, round robin; figures are the medians. */
-const ROUNDS = Number(process.env.ROUNDS ?? 2);
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
 /** ab per run (part 2). */
 const H1_REQUESTS = 20_000;
 /** h2load per run (part 5): requests, connections, concurrent streams per connection. */
@@ -294,14 +294,20 @@ async function h2Throughput(port: number, dir: string, shim: string, requests = 
 
 const verdict = (met: boolean): string => (met ? 'met' : 'MISSED');
 const ratio = (a: number | undefined, b: number | undefined): number => (a ?? NaN) / (b ?? NaN);
-/** Medians of ROUNDS runs, and the runs. */
+/** The median, the mean of the middle two for an even count (`median` takes the upper one). */
+const middle = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const half = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[half] ?? NaN) : ((sorted[half - 1] ?? NaN) + (sorted[half] ?? NaN)) / 2;
+};
+/** Medians of ROUNDS runs, each figure on its own, and the runs. */
 function summary(results: readonly Throughput[]): Throughput & { readonly runs: string } {
   return {
-    rps: median(results.map((r) => r.rps)),
-    p50: median(results.map((r) => r.p50)),
-    p99: median(results.map((r) => r.p99)),
-    cpuUs: median(results.map((r) => r.cpuUs)),
-    runs: results.map((r) => r.rps.toFixed(0)).join(', '),
+    rps: middle(results.map((r) => r.rps)),
+    p50: middle(results.map((r) => r.p50)),
+    p99: middle(results.map((r) => r.p99)),
+    cpuUs: middle(results.map((r) => r.cpuUs)),
+    runs: results.map((r) => `${r.rps.toFixed(0)}/${r.p99.toFixed(r.p99 < 10 ? 1 : 0)}`).join(', '),
   };
 }
 
@@ -619,7 +625,7 @@ ${withoutDane ? '    policy: optional\n' : ''}${http}    tls: { certificates: [{
       for (const [name, r] of results) {
         const s = summary(r);
         h1.set(name, s);
-        say(`req/s  ${name.padEnd(78)} ${s.rps.toFixed(0).padStart(6)}  (runs ${s.runs})  p50 ${s.p50} ms  p99 ${s.p99} ms  server CPU ${s.cpuUs.toFixed(0)} us per request`);
+        say(`req/s  ${name.padEnd(78)} ${s.rps.toFixed(0).padStart(6)}  (runs, req/s / p99 ms: ${s.runs})  p50 ${s.p50} ms  p99 ${s.p99} ms  server CPU ${s.cpuUs.toFixed(0)} us per request`);
       }
       const nginxH1 = h1.get(nginxName);
       const forwarder = h1.get(nodeProxyName);
@@ -654,7 +660,9 @@ ${withoutDane ? '    policy: optional\n' : ''}${http}    tls: { certificates: [{
       for (const [name, r] of results) {
         const s = summary(r);
         h2.set(name, s);
-        say(`h2 req/s  ${name.padEnd(78)} ${s.rps.toFixed(0).padStart(6)}  (runs ${s.runs})  p50 ${s.p50.toFixed(1)} ms  p99 ${s.p99.toFixed(1)} ms  server CPU ${s.cpuUs.toFixed(0)} us per request`);
+        say(
+          `h2 req/s  ${name.padEnd(78)} ${s.rps.toFixed(0).padStart(6)}  (runs, req/s / p99 ms: ${s.runs})  p50 ${s.p50.toFixed(1)} ms  p99 ${s.p99.toFixed(1)} ms  server CPU ${s.cpuUs.toFixed(0)} us per request`,
+        );
       }
       const nginxH2 = h2.get(nginx2);
       for (const name of [dane2, daneNode2]) {

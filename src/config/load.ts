@@ -88,7 +88,7 @@ export const HTTP_DEFAULTS = {
   upstreamMaxPerClient: 64,
   upstreamQueueTimeoutMs: 5_000,
   alpn: ['h2', 'http/1.1'],
-  http2: { maxConcurrentStreams: 100, maxResetsPerSecond: 100, maxHeaderListBytes: 16_384 },
+  http2: { maxConcurrentStreams: 64, maxResetsPerSecond: 100, maxHeaderListBytes: 16_384 },
   requestRatePerIdentity: undefined,
   accessLog: { enabled: true, sampleRate: 1, includeQuery: false },
 } as const satisfies Omit<HttpModeConfig, 'tlsaHeader'>;

@@ -93,7 +93,7 @@ describe('defaults', () => {
     const l = await httpListener(http(ONE));
     expect({ alpn: l.http.alpn, http2: l.http.http2, requestRatePerIdentity: l.http.requestRatePerIdentity, accessLog: l.http.accessLog }).toEqual({
       alpn: ['h2', 'http/1.1'],
-      http2: { maxConcurrentStreams: 100, maxResetsPerSecond: 100, maxHeaderListBytes: 16384 },
+      http2: { maxConcurrentStreams: 64, maxResetsPerSecond: 100, maxHeaderListBytes: 16384 },
       requestRatePerIdentity: undefined,
       accessLog: { enabled: true, sampleRate: 1, includeQuery: false },
     });
@@ -146,7 +146,7 @@ describe('defaults', () => {
     ['alpn: h2 only', 'alpn: [h2]', { alpn: ['h2'] }],
     ['alpn: http/1.1 preferred', 'alpn: [http/1.1, h2]', { alpn: ['http/1.1', 'h2'] }],
     ['http2: one limit given', 'http2: { maxConcurrentStreams: 8 }', { http2: { maxConcurrentStreams: 8, maxResetsPerSecond: 100, maxHeaderListBytes: 16384 } }],
-    ['http2: {} is the default', 'http2: {}', { http2: { maxConcurrentStreams: 100, maxResetsPerSecond: 100, maxHeaderListBytes: 16384 } }],
+    ['http2: {} is the default', 'http2: {}', { http2: { maxConcurrentStreams: 64, maxResetsPerSecond: 100, maxHeaderListBytes: 16384 } }],
     ['requestRatePerIdentity: false is off', 'requestRatePerIdentity: false', { requestRatePerIdentity: undefined }],
     ['requestRatePerIdentity: a bucket', 'requestRatePerIdentity: { ratePerSecond: 0.5, burst: 3 }', { requestRatePerIdentity: { ratePerSecond: 0.5, burst: 3 } }],
   ])('%s', async (_label, key, expected) => {

@@ -97,7 +97,7 @@ describe('a valid configuration', () => {
         upstreamMaxPerClient: 64,
         upstreamQueueTimeoutMs: 5000,
         alpn: ['h2', 'http/1.1'],
-        http2: { maxConcurrentStreams: 100, maxResetsPerSecond: 100, maxHeaderListBytes: 16384 },
+        http2: { maxConcurrentStreams: 64, maxResetsPerSecond: 100, maxHeaderListBytes: 16384 },
         requestRatePerIdentity: undefined,
         accessLog: { enabled: true, sampleRate: 1, includeQuery: false },
       },
