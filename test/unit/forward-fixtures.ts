@@ -8,7 +8,16 @@ import { once } from 'node:events';
 import * as net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Allowlist } from '../../src/allowlist/allowlist.js';
-import { IDENTITY_SOURCE_NAMES, type HttpListenerConfig, type HttpModeConfig, type ListenerBase, type ProxyHeaderConfig, type TcpListenerConfig, type Upstream, type UpstreamPoolConfig } from '../../src/config/types.js';
+import {
+  IDENTITY_SOURCE_NAMES,
+  type HttpListenerConfig,
+  type HttpModeConfig,
+  type ListenerBase,
+  type ProxyHeaderConfig,
+  type TcpListenerConfig,
+  type Upstream,
+  type UpstreamPoolConfig,
+} from '../../src/config/types.js';
 import type { ConnectionContext } from '../../src/connection/forwarder.js';
 import type { ParsedCertificate } from '../../src/dane/certificate.js';
 
