@@ -57,7 +57,7 @@ interface Outcome {
   refusal: RequestRefusal | undefined;
   upstream: string | undefined;
   bytesIn: number;
-  readonly counted: RelayState;
+  readonly relay: RelayState;
 }
 
 /** The identity headers of a connection, built on its first request. */
@@ -153,8 +153,8 @@ function answerEnding(state: RelayState, ...args: Parameters<typeof answer>): nu
 /** Serve one request; never throws. */
 export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerReply, context: ConnectionContext, protocol: WireProtocol): void {
   const t0 = performance.now();
-  const outcome: Outcome = { refusal: undefined, upstream: undefined, bytesIn: 0, counted: { bytesOut: 0, ended: false, gone: false } };
-  const state = outcome.counted;
+  const outcome: Outcome = { refusal: undefined, upstream: undefined, bytesIn: 0, relay: { bytesOut: 0, ended: false, gone: false } };
+  const state = outcome.relay;
   // The client is gone when its response closes before we ended it (on HTTP/2 a reset leaves writableFinished
   // true, so our own flag decides), or when its request breaks (a reset upload, a connection cut mid-body).
   const clientGone = (): void => {
@@ -171,7 +171,8 @@ export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerR
     shape = shapeOf(req, protocol);
   } catch (err) {
     env.logError('headers', err);
-    answer(res, protocol, 502, 'Bad Gateway: the request could not be forwarded\n');
+    outcome.refusal = 'internal-error';
+    state.bytesOut += answerEnding(state, res, protocol, 502, 'Bad Gateway: the request could not be forwarded\n');
     return;
   }
   const refuse = (refusal: RequestRefusal, status: number, body: string, extra?: Record<string, string>): void => {
@@ -179,7 +180,7 @@ export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerR
     // A connection with a request body still coming is not kept: we would have to read it all first.
     const bodiless = req.readableEnded || (protocol === 'h1' && shape.transferEncoding === undefined && (shape.contentLength ?? '0') === '0');
     if (!req.readableEnded) req.resume();
-    outcome.counted.bytesOut += answerEnding(outcome.counted, res, protocol, status, body, extra, KEEPS_CONNECTION.has(refusal) && bodiless);
+    outcome.relay.bytesOut += answerEnding(outcome.relay, res, protocol, status, body, extra, KEEPS_CONNECTION.has(refusal) && bodiless);
   };
   try {
     const route = context.route as HttpRouteConfig;
@@ -226,13 +227,13 @@ export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerR
     forward(env, res, context, protocol, { method, target, headers, body, hasBody: check.hasBody }, outcome).catch((err: unknown) => {
       env.logError('forward', err);
       outcome.refusal = 'internal-error';
-      outcome.counted.bytesOut += answerEnding(outcome.counted, res, protocol, 502, 'Bad Gateway: the request could not be forwarded\n');
+      outcome.relay.bytesOut += answerEnding(outcome.relay, res, protocol, 502, 'Bad Gateway: the request could not be forwarded\n');
     });
   } catch (err) {
     // e.g. a certificate whose details cannot be read for XFCC: this request fails, never the process.
     env.logError('headers', err);
     outcome.refusal = 'internal-error';
-    outcome.counted.bytesOut += answerEnding(outcome.counted, res, protocol, 502, 'Bad Gateway: the request could not be forwarded\n');
+    outcome.relay.bytesOut += answerEnding(outcome.relay, res, protocol, 502, 'Bad Gateway: the request could not be forwarded\n');
   }
 }
 
@@ -253,14 +254,14 @@ async function forward(env: ExchangeEnv, res: ServerReply, context: ConnectionCo
   const route = context.route as HttpRouteConfig;
   const upstreams = env.upstreamsFor(route);
   const clientKey = context.identity ? `id:${context.identity.name}` : `addr:${context.clientAddress}`;
-  const state = outcome.counted;
+  const state = outcome.relay;
   // The common case takes a free slot at once; only a request that has to wait gets a timer and an AbortSignal.
   const slot = upstreams.gate.tryAcquire(clientKey) ?? (await waitForSlot(upstreams, clientKey, state));
   if (!slot.ok) {
     if (slot.reason === 'aborted') return;
     outcome.refusal = 'upstream-busy';
-    outcome.counted.bytesOut += answerEnding(
-      outcome.counted,
+    outcome.relay.bytesOut += answerEnding(
+      outcome.relay,
       res,
       protocol,
       503,
@@ -280,7 +281,7 @@ async function forward(env: ExchangeEnv, res: ServerReply, context: ConnectionCo
       tried.add(upstream.name);
       outcome.upstream = upstream.name;
       const request = { method: out.method, path: out.target, headers: out.headers, body: out.body };
-      const result: AttemptResult = await relayAttempt(upstreams.dispatcherFor(upstream), request, res as ResponseSink, outcome.counted);
+      const result: AttemptResult = await relayAttempt(upstreams.dispatcherFor(upstream), request, res as ResponseSink, outcome.relay);
       if (result.kind === 'aborted') {
         choice.end('ok');
         return;
@@ -304,7 +305,7 @@ async function forward(env: ExchangeEnv, res: ServerReply, context: ConnectionCo
     }
     if (state.gone) return;
     outcome.refusal = 'upstream-unavailable';
-    outcome.counted.bytesOut += answerEnding(outcome.counted, res, protocol, 502, 'Bad Gateway: the upstream is unavailable\n');
+    outcome.relay.bytesOut += answerEnding(outcome.relay, res, protocol, 502, 'Bad Gateway: the upstream is unavailable\n');
   } finally {
     slot.release();
   }
@@ -334,9 +335,9 @@ function publishAccess(env: ExchangeEnv, req: ServerRequest, res: ServerReply, c
     // nginx's 499: the client went away before it had an answer.
     status: res.headersSent ? res.statusCode : 499,
     bytesIn: outcome.bytesIn,
-    bytesOut: outcome.counted.bytesOut,
+    bytesOut: outcome.relay.bytesOut,
     upstream: outcome.upstream,
-    upstreamMs: outcome.counted.upstreamMs === undefined ? undefined : Math.round(outcome.counted.upstreamMs * 1000) / 1000,
+    upstreamMs: outcome.relay.upstreamMs === undefined ? undefined : Math.round(outcome.relay.upstreamMs * 1000) / 1000,
     totalMs: Math.round((performance.now() - t0) * 1000) / 1000,
     refusal: outcome.refusal,
     log: sampled(config),

@@ -86,7 +86,6 @@ export interface RelayState {
  * 'failed': it says nothing about the upstream.
  */
 export function relayAttempt(target: TargetDispatcher, request: AttemptRequest, res: ResponseSink, state: RelayState): Promise<AttemptResult> {
-  const counted = state;
   return new Promise<AttemptResult>((resolve) => {
     const started = performance.now();
     let upstreamMs: number | undefined;
@@ -114,7 +113,7 @@ export function relayAttempt(target: TargetDispatcher, request: AttemptRequest, 
         status = statusCode;
         upstreamMs = performance.now() - started;
         // Set now: the client's response may close (and be logged) before the attempt's promise settles.
-        counted.upstreamMs = upstreamMs;
+        state.upstreamMs = upstreamMs;
         try {
           let head = responseHeadersForClient(headers);
           // A gRPC "Trailers-Only" answer (a status and no message) carries grpc-status in its only HEADERS frame,
@@ -132,7 +131,7 @@ export function relayAttempt(target: TargetDispatcher, request: AttemptRequest, 
         }
       },
       onResponseData(c, chunk) {
-        counted.bytesOut += chunk.length;
+        state.bytesOut += chunk.length;
         if (!res.write(chunk)) {
           c.pause();
           res.once('drain', () => c.resume());
