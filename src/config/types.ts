@@ -60,7 +60,7 @@ export interface Upstream {
   readonly url: string;
   /** Unique within its route: the metric label and the access log's `upstream` (default: host:port, [v6]:port). */
   readonly name: string;
-  /** https:// only: offer ALPN h2 (then http/1.1) to the upstream (routes[].upstreamHttp2); h2c:// is always HTTP/2. */
+  /** https:// only: the upstream speaks HTTP/2 (ALPN h2; routes[].upstreamHttp2); h2c:// is always HTTP/2. */
   readonly http2: boolean;
   readonly tls: UpstreamTls | undefined;
 }

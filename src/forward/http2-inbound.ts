@@ -36,6 +36,8 @@ import { refused, type Refused } from './http-request-check.js';
 import { errorText } from './upstream-failure.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+/** nghttp2.h's NGHTTP2_ERR_CALLBACK_FAILURE (not in http2.constants): the errno of the error Node raises when one of its callbacks fails. */
+const NGHTTP2_ERR_CALLBACK_FAILURE = -902;
 
 /** Invalid frames (malformed header blocks included) a session may send in its life before nghttp2 ends it; a conforming client sends none. */
 export const MAX_INVALID_FRAMES = 32;
@@ -106,6 +108,10 @@ export function abuseKindOf(err: unknown): string | undefined {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ERR_HTTP2_TOO_MANY_INVALID_FRAMES') return 'invalid-frames';
   if (code !== 'ERR_HTTP2_ERROR') return undefined;
+  // Node fails nghttp2's callback (its other callback failures carry their own code) once it has refused more than
+  // MAX_REJECTED_STREAMS streams over its stream count or memory: on Node 26 a rapid reset on a JavaScript stream
+  // ends this way, its reset streams still counted open in C++ before JavaScript (and our reset guard) sees any.
+  if ((err as NodeJS.ErrnoException).errno === NGHTTP2_ERR_CALLBACK_FAILURE) return 'rejected-streams';
   if (/CONTINUATION/i.test(err.message)) return 'continuation-flood';
   if (/flood/i.test(err.message)) return 'flood';
   return 'protocol-error';

@@ -1,26 +1,26 @@
 /**
  * What one HTTP route forwards through: its upstreams (an UpstreamSet that
  * balances and health-checks them), one undici dispatcher per upstream
- * (keep-alive HTTP/1.1 pool, or HTTP/2 for h2c:// and https:// with
- * upstreamHttp2), and the route's UpstreamGate (a per-client share of the
+ * (undici's keep-alive HTTP/1.1 pool, or node:http2 sessions for h2c://
+ * and https:// with upstreamHttp2), and the route's UpstreamGate (a per-client share of the
  * requests in flight and a bounded wait).
  */
 import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { Pool, buildConnector, type Dispatcher } from 'undici';
+import { Pool, buildConnector } from 'undici';
 import type { HttpModeConfig, RouteConfig, Upstream } from '../config/types.js';
 import { upstreamConnectChannel } from './channels.js';
+import { Http2UpstreamDispatcher } from './http2-upstream.js';
 import { UpstreamGate } from './upstream-gate.js';
 import { UpstreamSet } from './upstream-set.js';
 
 const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
-/** Streams one HTTP/2 upstream connection carries at once (h2c:// upstreams). */
-const H2_STREAMS_PER_CONNECTION = 100;
 
 /** One upstream's dispatcher and the TLS name it uses. */
 export interface TargetDispatcher {
   readonly upstream: Upstream;
-  readonly dispatcher: Dispatcher;
+  /** undici's keep-alive pool (HTTP/1.1), or node:http2 sessions (HTTP/2 upstreams). */
+  readonly dispatcher: Pool | Http2UpstreamDispatcher;
   /** Constant per upstream, so that undici never derives TLS SNI from the client's Host (nor reconnects when it changes). */
   readonly servername: string;
   /** Whether requests go out as HTTP/2 (no WebSocket upgrade through it). */
@@ -65,34 +65,34 @@ export class RouteUpstreams {
 
   private make(up: Upstream): TargetDispatcher {
     const host = up.host.includes(':') ? `[${up.host}]` : up.host;
-    const h2c = up.protocol === 'h2c';
-    // undici's origin scheme: h2c is HTTP/2 over plain TCP.
-    const origin = `${h2c ? 'http' : up.protocol}://${host}:${up.port}`;
     // The upstream's TLS name is the configured one, else its host name; never the client's Host
     // header (undici would take it from there). For an IP address with no name: no SNI, and the
     // certificate must name the IP.
     const configured = up.tls?.serverName ?? (isIP(up.host) ? undefined : up.host);
-    // useH2c is a connector option of undici 7 that its BuildOptions typings omit.
+    const listener = this.listenerName;
+    const connectTimeoutMs = Math.min(UPSTREAM_CONNECT_TIMEOUT_MS, this.config.requestTimeoutMs);
+    if (up.http2) {
+      // h2c:// (prior knowledge) and https:// with upstreamHttp2 (ALPN h2): node:http2 sessions, see http2-upstream.ts.
+      const dispatcher = new Http2UpstreamDispatcher({
+        origin: new URL(`${up.protocol === 'h2c' ? 'http' : 'https'}://${host}:${up.port}`),
+        tls: { ca: up.tls?.caPem, cert: up.tls?.certPem, key: up.tls?.keyPem, servername: configured },
+        connectTimeoutMs,
+        requestTimeoutMs: this.config.requestTimeoutMs,
+        onConnect: (seconds) => upstreamConnectChannel.publish({ listener, seconds }),
+      });
+      return { upstream: up, dispatcher, servername: configured ?? up.host, http2: true };
+    }
     const connector = buildConnector({
       ca: up.tls?.caPem,
       cert: up.tls?.certPem,
       key: up.tls?.keyPem,
       rejectUnauthorized: true,
-      // https:// with upstreamHttp2 offers h2 then http/1.1; h2c marks the plain socket as HTTP/2 (prior knowledge).
-      allowH2: up.http2 && !h2c,
-      useH2c: h2c,
-      timeout: Math.min(UPSTREAM_CONNECT_TIMEOUT_MS, this.config.requestTimeoutMs),
-    } as buildConnector.BuildOptions);
-    const connections = this.config.upstreamConnections;
-    // h2c is always HTTP/2: streams share connections. An https:// upstream with upstreamHttp2 may still answer
-    // http/1.1 in ALPN, so its connections carry one request at a time (never HTTP/1.1 pipelining).
-    const multiplexed = h2c;
-    const listener = this.listenerName;
-    const pool = new Pool(origin, {
-      connections: multiplexed ? Math.max(1, Math.ceil(connections / H2_STREAMS_PER_CONNECTION)) : connections,
-      pipelining: multiplexed ? H2_STREAMS_PER_CONNECTION : 1,
-      allowH2: up.http2,
-      maxConcurrentStreams: H2_STREAMS_PER_CONNECTION,
+      timeout: connectTimeoutMs,
+    });
+    const pool = new Pool(`${up.protocol}://${host}:${up.port}`, {
+      connections: this.config.upstreamConnections,
+      // One request per upstream connection at a time: never HTTP/1.1 pipelining.
+      pipelining: 1,
       headersTimeout: this.config.requestTimeoutMs,
       bodyTimeout: this.config.requestTimeoutMs,
       connect: (options, callback) => {
@@ -103,6 +103,6 @@ export class RouteUpstreams {
         });
       },
     });
-    return { upstream: up, dispatcher: pool, servername: configured ?? up.host, http2: up.http2 };
+    return { upstream: up, dispatcher: pool, servername: configured ?? up.host, http2: false };
   }
 }

@@ -137,13 +137,8 @@ export function relayAttempt(target: TargetDispatcher, request: AttemptRequest, 
           res.once('drain', () => c.resume());
         }
       },
-      onResponseEnd(c, trailers) {
-        // undici 7's HTTP/2 client hands its trailers over as node:http2's object, which the new handler API
-        // then parses as a raw [name, value] list, into {}: gRPC's grpc-status would be lost. The object itself
-        // is still on the controller.
-        const raw = c.rawTrailers;
-        const given = raw !== null && raw !== undefined && !Array.isArray(raw) && typeof raw === 'object' ? (raw as Record<string, string | string[] | undefined>) : trailers;
-        const forward = trailersForClient(held === undefined ? given : { ...held, ...given });
+      onResponseEnd(_c, trailers) {
+        const forward = trailersForClient(held === undefined ? trailers : { ...held, ...trailers });
         if (forward !== undefined) res.addTrailers(forward);
         state.ended = true;
         res.end();

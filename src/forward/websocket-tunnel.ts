@@ -7,7 +7,7 @@
  */
 import type * as http from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { HttpRouteConfig } from '../config/types.js';
 import type { ConnectionContext } from '../connection/forwarder.js';
 import { REQUEST_REFUSALS, type RequestRefusal } from '../reasons.js';
@@ -104,6 +104,8 @@ async function tunnel(env: ExchangeEnv, req: http.IncomingMessage, socket: Duple
       if (choice === undefined) break;
       tried.add(choice.upstream.name);
       const target = upstreams.dispatcherFor(choice.upstream);
+      // HTTP/2 upstreams were excluded above; the check keeps the types honest.
+      if (!(target.dispatcher instanceof Pool)) continue;
       const options: Dispatcher.UpgradeOptions & { readonly servername: string } = {
         path: req.url ?? '/',
         method: req.method ?? 'GET',

@@ -35,7 +35,15 @@ import { stopProcess } from '../lab/process.js';
 import { waitUntil } from '../lab/wait.js';
 
 const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
-const HOST = { rules: 'rules.review.test', slow: 'slow.review.test', pair: 'pair.review.test', trailers: 'trailers.review.test', paths: 'paths.review.test', upload: 'upload.review.test' } as const;
+const HOST = {
+  rules: 'rules.review.test',
+  slow: 'slow.review.test',
+  pair: 'pair.review.test',
+  trailers: 'trailers.review.test',
+  paths: 'paths.review.test',
+  upload: 'upload.review.test',
+  big: 'big.review.test',
+} as const;
 const DEV = 'dev-1._device.review.test';
 const OPS = 'ops-1._device.review.test';
 const PATH_NOT_ALLOWED_BODY = 'Forbidden: this identity may not use this path and method (path-not-allowed)\n';
@@ -157,6 +165,25 @@ const trailerBackend = new RawBackend((_method, target) => {
     : `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n2\r\nhi\r\n0\r\n${trailers}\r\n`;
 });
 
+/** An HTTP/2 (h2c) upstream answering 8 MiB of a known pattern, then trailers; what it managed to send is recorded. */
+const BIG = 8 * 1024 * 1024;
+const bigBody = Buffer.alloc(BIG);
+for (let i = 0; i < BIG; i += 4) bigBody.writeUInt32BE(i, i);
+const bigStreams: Array<{ closed: boolean; rstCode: number | undefined }> = [];
+const bigServer = http2.createServer();
+bigServer.on('stream', (stream) => {
+  const seen = { closed: false, rstCode: undefined as number | undefined };
+  bigStreams.push(seen);
+  stream.on('error', () => undefined);
+  stream.on('close', () => {
+    seen.closed = true;
+    seen.rstCode = stream.rstCode;
+  });
+  stream.respond({ ':status': 200, 'content-type': 'application/octet-stream' }, { waitForTrailers: true });
+  stream.on('wantTrailers', () => stream.sendTrailers({ 'x-sum': 'all-sent' }));
+  stream.end(bigBody);
+});
+
 async function listen(server: net.Server): Promise<number> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -188,6 +215,9 @@ beforeAll(async () => {
   });
   const slowPort = await listen(slowServer);
   for (const b of [pair.p1, pair.p2, uploads]) await listen(b.server);
+  bigServer.listen(0, '127.0.0.1');
+  await once(bigServer, 'listening');
+  const bigPort = (bigServer.address() as net.AddressInfo).port;
 
   ports.api = await freePort();
   ports.admin = await freePort();
@@ -229,6 +259,9 @@ listeners:
       - serverNames: [${HOST.paths}]
         upstream: http://127.0.0.1:${pathsBackend.port}
         allow: ${devices}
+      - serverNames: [${HOST.big}]
+        upstreams: [{ url: "h2c://127.0.0.1:${bigPort}", name: big }]
+        allow: ${devices}
 `,
   );
   child = spawn(process.execPath, [CLI, 'serve', '-c', join(dir, 'dancegate.yaml')], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -243,6 +276,7 @@ listeners:
 afterAll(async () => {
   if (child !== undefined) await stopProcess(child);
   for (const b of [rulesBackend, pathsBackend, trailerBackend]) if (b.server.listening) await b.close();
+  bigServer.close();
   for (const server of [slowServer, pair.p1.server, pair.p2.server, uploads.server]) {
     if (server === undefined) continue;
     server.closeAllConnections();
@@ -506,5 +540,43 @@ describe('finding: an HTTP/2 :path with raw bytes 0x80-0xFF was forwarded', () =
       socket.destroy();
     }
     expect(pathsBackend.seen).toEqual([`GET /a%80b ${DEV}`]);
+  });
+});
+
+describe("an HTTP/2 upstream (node:http2, not undici, which drops a paused stream's last bytes at the trailers): every byte and the trailers arrive; back-pressure reaches the upstream", () => {
+  it('a client that reads gets all 8 MiB, in order, and the trailers', async () => {
+    const s = session(HOST.big, clients.dev);
+    try {
+      const stream = s.request({ ':authority': HOST.big, ':path': '/big' });
+      const chunks: Buffer[] = [];
+      let trailers: Record<string, unknown> | undefined;
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('trailers', (t) => (trailers = { ...t }));
+      await once(stream, 'close');
+      const body = Buffer.concat(chunks);
+      expect(body.length).toBe(BIG);
+      expect(body.equals(bigBody)).toBe(true);
+      expect(trailers?.['x-sum']).toBe('all-sent');
+    } finally {
+      s.destroy();
+    }
+  });
+
+  it('a client that reads nothing holds the upstream back (back-pressure reaches it); when it goes away the upstream stream is cancelled, not blamed', async () => {
+    const before = bigStreams.length;
+    const s = session(HOST.big, clients.dev);
+    const stream = s.request({ ':authority': HOST.big, ':path': '/big' });
+    stream.pause();
+    stream.on('error', () => undefined);
+    await waitUntil('the upstream stream opened', () => bigStreams.length === before + 1, 5000);
+    await new Promise((r) => setTimeout(r, 1000));
+    // 8 MiB cannot have left the upstream: the client's window is 64 KiB and dancegate stopped reading.
+    expect(bigStreams[before]?.closed).toBe(false);
+    s.destroy();
+    await waitUntil('the upstream stream closed', () => bigStreams[before]?.closed === true, 5000);
+    expect(bigStreams[before]?.rstCode).toBe(http2.constants.NGHTTP2_CANCEL);
+    expect(await metric('dancegate_upstream_attempts_total{listener="api",upstream="big",outcome="failed"}')).toBe(0);
+    expect(await metric('dancegate_upstream_attempts_total{listener="api",upstream="big",outcome="connect-failed"}')).toBe(0);
+    expect(child.exitCode).toBe(null);
   });
 });

@@ -147,8 +147,22 @@ describe('HTTP/2 through dancegate', () => {
     socket.write(Buffer.concat(frames));
     while (!log.closed && Date.now() < deadline + 5000) await new Promise((r) => setTimeout(r, 10));
     expect(log.closed).toBe(true);
-    expect(log.goaway()?.errorCode).toBe(H2_ERROR.ENHANCE_YOUR_CALM);
-    expect(abuse.map((e) => [e.listener, e.kind, e.identity])).toEqual([['api', 'reset-rate', VICTIM]]);
+    // Node's own session error (below) is emitted after the socket closed.
+    while (abuse.length === 0 && Date.now() < deadline + 6000) await new Promise((r) => setTimeout(r, 10));
+    const goaway = log.goaway();
+    // Node 26 on the native engine (a JavaScript stream to node:http2): the client's reset streams stay counted open in
+    // C++ until JavaScript sees them, which is after the whole read, so Node's own limit ends the session first: 50
+    // (maxConcurrentStreams) "open", more than 32 (MAX_REJECTED_STREAMS) refused over them, a failed nghttp2 callback,
+    // GOAWAY INTERNAL_ERROR naming the failing stream. Bounded and nothing forwarded, as safe as our reset-rate guard,
+    // which never got a stream to count (see test/integration/http2-inbound.test.ts).
+    if (Number(process.versions.node.split('.')[0]) >= 26 && goaway?.errorCode !== H2_ERROR.ENHANCE_YOUR_CALM) {
+      expect([goaway?.errorCode, goaway?.lastStreamId]).toEqual([H2_ERROR.INTERNAL_ERROR, 1 + 2 * (50 + 32 + 1)]);
+      expect(abuse.map((e) => [e.listener, e.kind, e.identity])).toEqual([['api', 'rejected-streams', VICTIM]]);
+      expect(lab.backend.requests).toEqual([]);
+    } else {
+      expect(goaway?.errorCode).toBe(H2_ERROR.ENHANCE_YOUR_CALM);
+      expect(abuse.map((e) => [e.listener, e.kind, e.identity])).toEqual([['api', 'reset-rate', VICTIM]]);
+    }
     expect(lab.backend.requests.length).toBeLessThan(3000);
     const after = await curl('--http2', 'attacker', '/after');
     expect([after.status, after.body]).toEqual(['200', `GET /after ${ATTACKER}\n`]);

@@ -17,7 +17,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
 import type { HttpListenerConfig, HttpModeConfig } from '../../src/config/types.js';
 import { http2AbuseChannel, httpRequestChannel, type Http2AbuseEvent, type HttpRequestEvent } from '../../src/forward/channels.js';
-import { ABUSE_CLOSE_MS, abuseKindOf, Http2Inbound, inboundRefusal, MAX_INVALID_FRAMES, RateWindow, refusalHeaders } from '../../src/forward/http2-inbound.js';
+import { ABUSE_CLOSE_MS, abuseKindOf, Http2Inbound, inboundRefusal, MAX_INVALID_FRAMES, MAX_REJECTED_STREAMS, RateWindow, refusalHeaders } from '../../src/forward/http2-inbound.js';
 import type { ConnectionContext } from '../../src/connection/forwarder.js';
 import type { NativeBinding, NativeContext } from '../../src/tls/native-binding.js';
 import { loadNativeEngine } from '../../src/tls/native-engine.js';
@@ -87,6 +87,9 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** CI runs Node 20 and Node 26; where their node:http2 differs (safely), a test says which it expects of each. */
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+
 const sleep = (ms: number): Promise<void> => new Promise((done) => setTimeout(done, ms));
 
 async function until(check: () => boolean, ms: number, what: string): Promise<void> {
@@ -130,7 +133,7 @@ interface HarnessOptions {
   readonly http?: Partial<HttpModeConfig>;
   readonly idleTimeoutMs?: number;
   /** echo: 200 with the request's method, path and authority; hold: the response is kept open for the test; trailers: gRPC-like, status in trailers. */
-  readonly handler?: 'echo' | 'hold' | 'trailers';
+  readonly handler?: 'echo' | 'hold' | 'trailers' | 'chunked-echo';
   /** Each connection is refused with this answer instead of accepted. */
   readonly refuse?: { status: number; body: string; headers: Record<string, string> };
 }
@@ -146,6 +149,29 @@ async function startHarness(engine: EngineKind, options: HarnessOptions = {}): P
     seen.push({ method: req.method, url: req.url, authority: req.authority, headers: req.headers, context, streamId: req.stream.id });
     if (options.handler === 'hold') {
       held.push(res);
+      return;
+    }
+    if (options.handler === 'chunked-echo') {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const all = Buffer.concat(chunks);
+        res.writeHead(200, { 'content-type': 'application/grpc' });
+        let at = 0;
+        const pump = (): void => {
+          while (at < all.length) {
+            const piece = all.subarray(at, at + 16384);
+            at += piece.length;
+            if (!res.write(piece)) {
+              res.once('drain', pump);
+              return;
+            }
+          }
+          res.addTrailers({ 'grpc-status': '0' });
+          res.end();
+        };
+        pump();
+      });
       return;
     }
     if (options.handler === 'trailers') {
@@ -299,6 +325,7 @@ describe('pure parts', () => {
     { err: errorWith('ERR_HTTP2_ERROR', 'Too many CONTINUATION frames following a HEADER frame'), kind: 'continuation-flood' },
     { err: errorWith('ERR_HTTP2_ERROR', 'Flooding was detected in this HTTP/2 session, and it must be closed'), kind: 'flood' },
     { err: errorWith('ERR_HTTP2_ERROR', 'Protocol error'), kind: 'protocol-error' },
+    { err: Object.assign(errorWith('ERR_HTTP2_ERROR', 'The user callback function failed'), { errno: -902 }), kind: 'rejected-streams' },
     { err: errorWith('ERR_HTTP2_SESSION_ERROR', 'Session closed with error code 2'), kind: undefined },
     { err: errorWith('ECONNRESET', 'read ECONNRESET'), kind: undefined },
     { err: 'not an error', kind: undefined },
@@ -373,6 +400,21 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
     expect(h.seen[0]?.headers.te).toBe('trailers');
   });
 
+  it('a 1 MiB request body sent at once reaches the handler whole and in order (flow control past the first windows)', async () => {
+    const h = await startHarness(engine, { handler: 'chunked-echo' });
+    const client = h2Client(h.port);
+    const stream = client.request({ ':method': 'POST', ':path': '/pkg.Svc/Big', ':authority': SERVER_NAME, 'content-type': 'application/grpc', te: 'trailers' });
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    const sent = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < sent.length; i += 4) sent.writeUInt32BE(i, i);
+    stream.end(sent);
+    await once(stream, 'close');
+    const body = Buffer.concat(chunks);
+    expect(body.length).toBe(sent.length);
+    expect(body.equals(sent)).toBe(true);
+  });
+
   it('announces its limits in SETTINGS: concurrent streams, header list size, no push', async () => {
     const h = await startHarness(engine, { http: { http2: { maxConcurrentStreams: 7, maxResetsPerSecond: 100, maxHeaderListBytes: 4096 } } });
     const raw = await rawClient(h.port);
@@ -424,9 +466,23 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
     for (let i = 0; i < total; i++) frames.push(headersFrame(1 + 2 * i, GET(`/r${i}`), { endStream: true }), rstStreamFrame(1 + 2 * i, H2_ERROR.CANCEL));
     raw.write(...frames);
     await until(() => raw.log.goaway() !== undefined, 5000, 'GOAWAY');
-    expect(raw.log.goaway()?.errorCode).toBe(H2_ERROR.ENHANCE_YOUR_CALM);
-    await until(() => raw.log.closed, ABUSE_CLOSE_MS + 5000, 'connection closed');
+    // (Node's own session error, below, is emitted after the socket closed.)
+    await until(() => raw.log.closed && h.abuse().length > 0, ABUSE_CLOSE_MS + 5000, 'connection closed, abuse reported');
     const events = h.abuse();
+    // Node 26 keeps a stream the client reset counted open in C++ until JavaScript has seen its close. On a JavaScript
+    // stream (the native engine) JavaScript sees nothing before the whole read is parsed, so within that read Node's
+    // own limit ends the session first: maxConcurrentStreams streams "open", then more than MAX_REJECTED_STREAMS
+    // refused over them, and nghttp2's callback fails (GOAWAY INTERNAL_ERROR, the last stream the failing one). Still
+    // a bounded session end with nothing handled; our guard, which counts in JavaScript, never got a stream to count.
+    // (A first TLS record too short to reach that limit lets our guard see the resets and end it as on Node 20.)
+    if (engine === 'native' && NODE_MAJOR >= 26 && raw.log.goaway()?.errorCode !== H2_ERROR.ENHANCE_YOUR_CALM) {
+      const lastStream = 1 + 2 * (100 + MAX_REJECTED_STREAMS + 1);
+      expect([raw.log.goaway()?.errorCode, raw.log.goaway()?.lastStreamId]).toEqual([H2_ERROR.INTERNAL_ERROR, lastStream]);
+      expect(events.map((e) => [e.kind, e.identity, e.detail])).toEqual([['rejected-streams', IDENTITY, 'Error: The user callback function failed (ERR_HTTP2_ERROR)']]);
+      expect(h.seen).toEqual([]);
+      return;
+    }
+    expect(raw.log.goaway()?.errorCode).toBe(H2_ERROR.ENHANCE_YOUR_CALM);
     expect(events.map((e) => [e.kind, e.identity])).toEqual([['reset-rate', IDENTITY]]);
     expect(events[0]?.detail).toBe(`more than ${limit} streams reset by the client or refused within one second (last: reset)`);
     // The session ended long before the client's last stream: most were never processed. node:tls hands streams to
@@ -473,8 +529,15 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
     await until(() => raw.log.frames.some((f) => f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) !== 0), 5000, 'our SETTINGS acknowledged');
     for (let i = 0; i < 6; i++) raw.write(headersFrame(1 + 2 * i, GET(`/c${i}`), { endStream: false }));
     await until(() => raw.log.closed && h.abuse().length > 0, 5000, 'connection closed, abuse reported');
-    // Node destroys the session on nghttp2's error: its streams are reset (INTERNAL_ERROR); a GOAWAY may not get out first on TLS.
-    expect(raw.log.resets().get(1)).toBe(H2_ERROR.INTERNAL_ERROR);
+    // nghttp2 answers the fourth stream with GOAWAY PROTOCOL_ERROR (last stream 5, debug data "request HEADERS: max
+    // concurrent streams exceeded"), and Node destroys the session on the error. Node 26 gets that GOAWAY out first; Node
+    // 20 destroys before it is sent, resetting the open streams (INTERNAL_ERROR). Either way the session ends, 7 and
+    // later are never processed.
+    const goaway = raw.log.goaway();
+    if (NODE_MAJOR >= 26) expect(goaway).toBeDefined();
+    if (goaway !== undefined) expect([goaway.errorCode, goaway.lastStreamId]).toEqual([H2_ERROR.PROTOCOL_ERROR, 5]);
+    else expect(raw.log.resets().get(1)).toBe(H2_ERROR.INTERNAL_ERROR);
+    expect([...raw.log.resets()].every(([id, code]) => id <= 5 && code === H2_ERROR.INTERNAL_ERROR)).toBe(true);
     // node:tls hands the first three to the handler before nghttp2 reads the fourth; on a JavaScript stream (the native
     // engine) node:http2 emits streams only after the whole read, by when the session is gone: none is handled.
     expect(h.seen.map((s) => s.streamId)).toEqual(engine === 'node' ? [1, 3, 5] : []);
@@ -776,7 +839,8 @@ describe.each(ENGINES)('Http2Inbound over %s TLS', (engine) => {
     await until(() => raw.log.closed, 5000, 'connection closed');
     expect(Date.now() - started).toBeLessThan(2500);
     expect(raw.log.frames.filter((f) => f.type === FRAME.HEADERS)).toEqual([]);
-    expect(h.inbound.sessionCount).toBe(0);
+    // The session's 'close' (which forgets it) follows its destroy by a tick or so: the client's close can come first.
+    await until(() => h.inbound.sessionCount === 0, 500, 'session forgotten');
   });
 
   it('HTTP/1.1 bytes instead of the HTTP/2 preface: the session ends, nothing is handled', async () => {
