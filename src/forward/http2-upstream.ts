@@ -90,8 +90,10 @@ export class Http2UpstreamDispatcher {
       finished = true;
       stream?.destroy();
       body?.destroy();
-      // A stream on a session that never connected says so with the session's own error (ECONNREFUSED…).
-      handler.onResponseError?.(controller, !state.connected && state.error !== undefined ? state.error : err);
+      // A stream on a session that never connected is cancelled (ERR_HTTP2_STREAM_CANCEL) with the session's
+      // own error as its cause (ECONNREFUSED, a certificate error…): that is what says the upstream was never reached.
+      const cause = (err as Error & { cause?: unknown }).cause;
+      handler.onResponseError?.(controller, state.connected ? err : (state.error ?? (cause instanceof Error ? cause : err)));
     };
     try {
       stream = state.session.request(headers, { endStream: body === null });
