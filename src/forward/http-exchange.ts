@@ -24,6 +24,7 @@ import type { RequestRateLimiter } from './request-rate.js';
 import type { RouteUpstreams } from './route-upstreams.js';
 import type { GateResult } from './upstream-gate.js';
 import { publishUpstreamError } from './upstream-failure.js';
+import { UNSENDABLE_REQUEST } from './http2-upstream.js';
 import { isTimeout, neverReached, relayAttempt, type AttemptResult, type RelayState, type ResponseSink } from './upstream-exchange.js';
 
 export type ServerRequest = IncomingMessage | Http2ServerRequest;
@@ -288,6 +289,13 @@ async function forward(env: ExchangeEnv, res: ServerReply, context: ConnectionCo
       }
       if (result.kind === 'answered') {
         choice.end('ok');
+        return;
+      }
+      if ((result.error as Error & { code?: unknown }).code === UNSENDABLE_REQUEST) {
+        // The client's request cannot be carried to this (HTTP/2) upstream: its fault, not the upstream's.
+        choice.end('ok');
+        outcome.refusal = 'bad-request';
+        outcome.relay.bytesOut += answerEnding(outcome.relay, res, protocol, 400, 'Bad Request: the request cannot be forwarded over HTTP/2\n');
         return;
       }
       const unreached = neverReached(result.error);

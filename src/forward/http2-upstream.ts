@@ -32,6 +32,9 @@ export interface Http2UpstreamOptions {
   readonly onConnect?: (seconds: number) => void;
 }
 
+/** The code of a request node:http2 refuses to send (see dispatch). */
+export const UNSENDABLE_REQUEST = 'ERR_DANCEGATE_UNSENDABLE_REQUEST';
+
 /** An error whose code says what it was (neverReached / isTimeout read the code). */
 function coded(message: string, code: string, cause?: unknown): Error {
   return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });
@@ -67,8 +70,10 @@ export class Http2UpstreamDispatcher {
       else if (name === 'te') {
         if (value === 'trailers') headers.te = 'trailers';
       } else if (!NOT_SENT.has(name)) {
+        // Repeated fields are joined into one (cookies with '; ', RFC 9113 §8.2.3): node:http2 throws on an array for
+        // its single-value names (a client's second Content-Type), which would fail the request at the upstream.
         const had = headers[name];
-        headers[name] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [String(had), value];
+        headers[name] = had === undefined ? value : `${String(had)}${name === 'cookie' ? '; ' : ', '}${value}`;
       }
     }
     const body = (options.body ?? null) as Readable | null;
@@ -93,13 +98,16 @@ export class Http2UpstreamDispatcher {
       // A stream on a session that never connected is cancelled (ERR_HTTP2_STREAM_CANCEL) with the session's
       // own error as its cause (ECONNREFUSED, a certificate error…): that is what says the upstream was never reached.
       const cause = (err as Error & { cause?: unknown }).cause;
-      handler.onResponseError?.(controller, state.connected ? err : (state.error ?? (cause instanceof Error ? cause : err)));
+      const code = (err as Error & { code?: unknown }).code;
+      handler.onResponseError?.(controller, state.connected || code === UNSENDABLE_REQUEST ? err : (state.error ?? (cause instanceof Error ? cause : err)));
     };
     try {
       stream = state.session.request(headers, { endStream: body === null });
     } catch (err) {
+      // node:http2 refused the request itself (a header it cannot carry): the client's request, not the upstream, is
+      // at fault; the code says so, so that it never counts against the upstream's health.
       handler.onRequestStart?.(controller, {});
-      fail(err instanceof Error ? err : new Error(String(err)));
+      fail(coded(`the request cannot be sent over HTTP/2: ${err instanceof Error ? err.message : String(err)}`, UNSENDABLE_REQUEST, err));
       return true;
     }
     const s = stream;

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificate, type IssuedCertificate } from '../../certs/pki.js';
-import { Http2UpstreamDispatcher } from '../../src/forward/http2-upstream.js';
+import { Http2UpstreamDispatcher, UNSENDABLE_REQUEST } from '../../src/forward/http2-upstream.js';
 import { neverReached } from '../../src/forward/upstream-exchange.js';
 import { closedPort } from './forward-fixtures.js';
 
@@ -99,6 +99,23 @@ describe('Http2UpstreamDispatcher', () => {
     expect([heard.status, heard.headers?.['content-type'], Buffer.concat(heard.body).toString(), heard.trailers]).toEqual([200, 'text/plain', 'hello', { 'grpc-status': '0' }]);
     const got = seen.at(-1);
     expect([got?.[':authority'], got?.[':scheme'], got?.te, got?.connection, got?.['x-a']]).toEqual(['api.example.test', 'http', 'trailers', undefined, '1']);
+  });
+
+  it('repeated fields go as one (cookies joined with "; "): a client\'s second Content-Type never makes node:http2 throw', async () => {
+    const heard = await send(dispatcher(`http://127.0.0.1:${h2cPort}`), {
+      method: 'POST',
+      headers: ['host', 'api.example.test', 'content-type', 'a/b', 'content-type', 'c/d', 'cookie', 'a=1', 'cookie', 'b=2', 'x-list', '1', 'x-list', '2'],
+      body: null,
+    });
+    expect(heard.status).toBe(200);
+    const got = seen.at(-1);
+    expect([got?.['content-type'], got?.cookie, got?.['x-list']]).toEqual(['a/b, c/d', 'a=1; b=2', '1, 2']);
+  });
+
+  it("a request node:http2 refuses to send is the client's fault (its own code, never an upstream failure)", async () => {
+    const heard = await send(dispatcher(`http://127.0.0.1:${h2cPort}`), { headers: ['host', 'api.example.test', 'bad name', 'x'] });
+    expect((heard.error as Error & { code?: string }).code).toBe(UNSENDABLE_REQUEST);
+    expect(neverReached(heard.error as Error)).toBe(false);
   });
 
   it('TLS with ALPN h2, the upstream CA trusted and the configured name checked', async () => {
