@@ -1,8 +1,8 @@
 /**
  * The active health check of one upstream: a TCP connect (and the TLS
  * handshake for https:// and tls://), or an HTTP GET of the configured path
- * over it (HTTP/1.1, or HTTP/2 for h2c:// and for an https:// upstream that
- * chose h2 in ALPN). Healthy: a 2xx or 3xx status within timeoutMs. The TLS
+ * over it (HTTP/1.1, or HTTP/2 for h2c:// and for an https:// upstream with
+ * upstreamHttp2, which must choose h2 in ALPN, as for traffic). Healthy: a 2xx or 3xx status within timeoutMs. The TLS
  * settings are the route's upstreamTls, verified as the forwarders verify
  * (rejectUnauthorized, the configured server name). The upstream is not
  * trusted: the response body is read up to MAX_PROBE_BODY bytes and thrown
@@ -94,11 +94,15 @@ export const probeUpstream: HealthProbe = (u, check, signal) =>
           cert: u.tls?.certPem,
           key: u.tls?.keyPem,
           rejectUnauthorized: true,
-          ALPNProtocols: u.protocol === 'https' ? (wantsH2 ? ['h2', 'http/1.1'] : ['http/1.1']) : undefined,
+          // As the traffic does: an https:// upstream with upstreamHttp2 must choose h2 (no HTTP/1.1 fallback).
+          ALPNProtocols: u.protocol === 'https' ? (u.http2 ? ['h2'] : ['http/1.1']) : undefined,
         });
         cleanups.push(() => socket.destroy());
         socket.on('error', fail);
-        socket.once('secureConnect', () => connected(socket, wantsH2 && socket.alpnProtocol === 'h2'));
+        socket.once('secureConnect', () => {
+          if (u.protocol === 'https' && u.http2 && socket.alpnProtocol !== 'h2') return finish(false, 'the upstream did not choose h2 in ALPN');
+          connected(socket, wantsH2);
+        });
       });
 
       const connected = (socket: net.Socket, h2: boolean): void => {

@@ -181,8 +181,10 @@ describe('HTTP checks', () => {
     expect((await probe(target('https', h2tlsPort, { tls: tlsOf() }))).ok).toBe(false);
   });
 
-  it('https:// with upstreamHttp2 to an HTTP/1.1-only server: falls back to HTTP/1.1 by ALPN', async () => {
-    expect(await probe(target('https', httpsPort, { http2: true, tls: tlsOf() }))).toEqual({ ok: true, detail: 'GET /healthz: 200' });
+  it('https:// with upstreamHttp2 to an HTTP/1.1-only server: unhealthy, as the traffic (HTTP/2 only, no fallback) would fail there', async () => {
+    const got = await probe(target('https', httpsPort, { http2: true, tls: tlsOf() }));
+    expect(got.ok).toBe(false);
+    expect(got.detail).toMatch(/^GET \/healthz: Error: .*no application protocol/);
   });
 
   it('an endless body is not read to its end: the status decides, within the deadline', async () => {
