@@ -242,6 +242,13 @@ export class Http2Inbound {
       socket.destroy();
       return undefined;
     }
+    // The client's FIN (or close_notify) ends the session: an HTTP/2 client that sends nothing more cannot open
+    // flow-control windows or answer PINGs, so nothing it waits for could reach it. The pipeline's sockets allow
+    // half-open connections (TCP mode needs them), which node:http2 would otherwise keep until the idle timeout,
+    // holding the upstream requests of a client that left.
+    socket.once('end', () => {
+      if (!state.session.destroyed) state.session.destroy();
+    });
     socket.resume();
     return state;
   }
