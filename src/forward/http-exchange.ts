@@ -20,7 +20,7 @@ import { httpRequestChannel } from './channels.js';
 import { identityHeaderValues, upstreamHeaderList } from './http-headers.js';
 import { checkRequest, refused, type RequestShape } from './http-request-check.js';
 import { authorize, type CompiledRules } from './path-rules.js';
-import type { RequestRateLimiter } from './request-rate.js';
+import { requestRateKey, type RequestRateLimiter } from './request-rate.js';
 import type { RouteUpstreams } from './route-upstreams.js';
 import type { GateResult } from './upstream-gate.js';
 import { publishUpstreamError } from './upstream-failure.js';
@@ -199,7 +199,7 @@ export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerR
       }
     }
     if (env.rate !== undefined) {
-      const taken = env.rate.take(context.identity ? `id:${context.identity.name}` : `addr:${context.clientAddress}`);
+      const taken = env.rate.take(requestRateKey(context.identity?.name, context.clientAddress));
       if (!taken.ok) {
         const r = refused('request-rate-limited', 'Too Many Requests: the request rate of this identity is over its limit\n');
         return refuse(r.refusal, r.status, r.body, { 'retry-after': String(taken.retryAfterSeconds) });
@@ -254,7 +254,7 @@ interface Outgoing {
 async function forward(env: ExchangeEnv, res: ServerReply, context: ConnectionContext, protocol: WireProtocol, out: Outgoing, outcome: Outcome): Promise<void> {
   const route = context.route as HttpRouteConfig;
   const upstreams = env.upstreamsFor(route);
-  const clientKey = context.identity ? `id:${context.identity.name}` : `addr:${context.clientAddress}`;
+  const clientKey = requestRateKey(context.identity?.name, context.clientAddress);
   const state = outcome.relay;
   // The common case takes a free slot at once; only a request that has to wait gets a timer and an AbortSignal.
   const slot = upstreams.gate.tryAcquire(clientKey) ?? (await waitForSlot(upstreams, clientKey, state));

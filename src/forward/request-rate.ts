@@ -14,9 +14,9 @@ export type RateVerdict = { ok: true } | { ok: false; retryAfterSeconds: number 
 const TAKEN: RateVerdict = { ok: true };
 
 /**
- * The bucket key of a request: the verified name, or the address marked so
- * that it never equals a name ('1.2.3.4' is a valid client name; ':' is in
- * no name).
+ * Whose request it is, for the request rate and the upstream gate's
+ * per-client share: the verified name, or the address marked so that it
+ * never equals a name ('1.2.3.4' is a valid client name; ':' is in no name).
  */
 export function requestRateKey(identity: string | undefined, address: string): string {
   return identity ?? `addr:${address}`;

@@ -15,6 +15,7 @@ import { responseHeadersForClient } from './http-headers.js';
 import { PATH_NOT_ALLOWED_BODY, upstreamHeaders, type ExchangeEnv } from './http-exchange.js';
 import { checkRequest } from './http-request-check.js';
 import { authorize } from './path-rules.js';
+import { requestRateKey } from './request-rate.js';
 import { publishUpstreamError } from './upstream-failure.js';
 
 const STATUS_TEXT: Record<number, string> = {
@@ -69,7 +70,7 @@ export function handleUpgrade(env: ExchangeEnv, req: http.IncomingMessage, socke
       if (!verdict.allowed) return refuse(socket, verdict.reason, verdict.reason === 'bad-request' ? `Bad Request: ${verdict.detail}\n` : PATH_NOT_ALLOWED_BODY);
     }
     if (env.rate !== undefined) {
-      const taken = env.rate.take(context.identity ? `id:${context.identity.name}` : `addr:${context.clientAddress}`);
+      const taken = env.rate.take(requestRateKey(context.identity?.name, context.clientAddress));
       if (!taken.ok) return refuse(socket, 'request-rate-limited', 'Too Many Requests: the request rate of this identity is over its limit\n', `Retry-After: ${taken.retryAfterSeconds}\r\n`);
     }
     const headers = upstreamHeaders(env, req, context, undefined, true);
@@ -88,7 +89,7 @@ async function tunnel(env: ExchangeEnv, req: http.IncomingMessage, socket: Duple
   const aborter = new AbortController();
   const onClose = (): void => aborter.abort();
   socket.once('close', onClose);
-  const slot = await upstreams.gate.acquire(context.identity ? `id:${context.identity.name}` : `addr:${context.clientAddress}`, aborter.signal);
+  const slot = await upstreams.gate.acquire(requestRateKey(context.identity?.name, context.clientAddress), aborter.signal);
   if (!slot.ok) {
     socket.off('close', onClose);
     if (slot.reason !== 'aborted') refuse(socket, 'upstream-busy', `Service Unavailable: the upstream is busy (${slot.reason})\n`, `Retry-After: ${BUSY_RETRY_AFTER_SECONDS}\r\n`);
