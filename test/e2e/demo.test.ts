@@ -40,7 +40,10 @@ describe('dancegate serve (embedded demo)', () => {
       const echoed = JSON.parse(body) as { headers: Record<string, string> };
       expect(echoed.headers['x-dane-client-id']).toBe('demo-client._device.dancegate.test');
       expect(echoed.headers['x-dane-status']).toBe('authenticated');
-      // One decision line and one access-log line on stdout, as JSON, joined by the connection id.
+      // One decision line and one access-log line on stdout, as JSON, joined by the connection id. The request's
+      // line is written when its response has closed, which may be just after curl has its answer: wait for it.
+      const lineDeadline = Date.now() + 5000;
+      while (!stdout.includes('"event":"request"') && Date.now() < lineDeadline) await new Promise((r) => setTimeout(r, 25));
       const lines = stdout
         .trim()
         .split('\n')
