@@ -18,7 +18,7 @@ import type { RequestRefusal } from '../reasons.js';
 import { accessPath, sampled } from './access-log.js';
 import { httpRequestChannel } from './channels.js';
 import { identityHeaderValues, upstreamHeaderList } from './http-headers.js';
-import { checkRequest, refused, type RequestShape } from './http-request-check.js';
+import { checkRequest, refused, type Refused, type RequestShape } from './http-request-check.js';
 import { authorize, type CompiledRules } from './path-rules.js';
 import { requestRateKey, type RequestRateLimiter } from './request-rate.js';
 import type { RouteUpstreams } from './route-upstreams.js';
@@ -86,7 +86,8 @@ function identityOf(context: ConnectionContext, env: ExchangeEnv): ReadonlyArray
   return values;
 }
 
-function shapeOf(req: ServerRequest, protocol: WireProtocol): RequestShape {
+/** What the request checks read of a request (HTTP/1.1: from the raw header list). */
+export function shapeOf(req: ServerRequest, protocol: WireProtocol): RequestShape {
   const headers = req.headers;
   if (protocol === 'h2') {
     const h2 = req as Http2ServerRequest;
@@ -145,6 +146,26 @@ export function answer(res: ServerReply, protocol: WireProtocol, status: number,
   }
 }
 
+/** A request the route's policy answers itself: the rules on the verified name, then the identity's request rate. */
+export type PolicyRefusal = Refused & { readonly headers?: Record<string, string> };
+
+/** Why the route's rules or the request rate refuse this request, or undefined (the policy steps of every request, WebSocket upgrades included). */
+export function policyRefusal(env: ExchangeEnv, route: HttpRouteConfig, method: string, target: string, context: ConnectionContext): PolicyRefusal | undefined {
+  const rules = env.rulesFor(route);
+  if (rules !== undefined) {
+    const verdict = authorize(rules, method, target, context.identity?.name);
+    // The 400 says what is ambiguous in the client's own path; a 403 never shows how the rules are laid out.
+    if (!verdict.allowed) return refused(verdict.reason, verdict.reason === 'bad-request' ? `Bad Request: ${verdict.detail}\n` : PATH_NOT_ALLOWED_BODY);
+  }
+  if (env.rate !== undefined) {
+    const taken = env.rate.take(requestRateKey(context.identity?.name, context.clientAddress));
+    if (!taken.ok) {
+      return { ...refused('request-rate-limited', 'Too Many Requests: the request rate of this identity is over its limit\n'), headers: { 'retry-after': String(taken.retryAfterSeconds) } };
+    }
+  }
+  return undefined;
+}
+
 /** answer(), first marking the response as ended by us (its 'close' is then no client going away). */
 function answerEnding(state: RelayState, ...args: Parameters<typeof answer>): number {
   state.ended = true;
@@ -189,22 +210,8 @@ export function handleRequest(env: ExchangeEnv, req: ServerRequest, res: ServerR
     if (!check.ok) return refuse(check.refusal, check.status, check.body);
     const method = req.method ?? 'GET';
     const target = req.url ?? '/';
-    const rules = env.rulesFor(route);
-    if (rules !== undefined) {
-      const verdict = authorize(rules, method, target, context.identity?.name);
-      if (!verdict.allowed) {
-        // The 400 says what is ambiguous in the client's own path; a 403 never shows how the rules are laid out.
-        const r = refused(verdict.reason, verdict.reason === 'bad-request' ? `Bad Request: ${verdict.detail}\n` : PATH_NOT_ALLOWED_BODY);
-        return refuse(r.refusal, r.status, r.body);
-      }
-    }
-    if (env.rate !== undefined) {
-      const taken = env.rate.take(requestRateKey(context.identity?.name, context.clientAddress));
-      if (!taken.ok) {
-        const r = refused('request-rate-limited', 'Too Many Requests: the request rate of this identity is over its limit\n');
-        return refuse(r.refusal, r.status, r.body, { 'retry-after': String(taken.retryAfterSeconds) });
-      }
-    }
+    const denied = policyRefusal(env, route, method, target, context);
+    if (denied !== undefined) return refuse(denied.refusal, denied.status, denied.body, denied.headers);
     const headers = upstreamHeaders(env, req, context, check.contentLength);
     let body: Readable | undefined;
     if (check.hasBody) {

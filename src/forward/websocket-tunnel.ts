@@ -12,9 +12,8 @@ import type { HttpRouteConfig } from '../config/types.js';
 import type { ConnectionContext } from '../connection/forwarder.js';
 import { REQUEST_REFUSALS, type RequestRefusal } from '../reasons.js';
 import { responseHeadersForClient } from './http-headers.js';
-import { PATH_NOT_ALLOWED_BODY, upstreamHeaders, type ExchangeEnv } from './http-exchange.js';
+import { policyRefusal, shapeOf, upstreamHeaders, type ExchangeEnv } from './http-exchange.js';
 import { checkRequest } from './http-request-check.js';
-import { authorize } from './path-rules.js';
 import { requestRateKey } from './request-rate.js';
 import { publishUpstreamError } from './upstream-failure.js';
 
@@ -47,31 +46,13 @@ export function handleUpgrade(env: ExchangeEnv, req: http.IncomingMessage, socke
   if (draining) return refuse(socket, 'draining', 'Service Unavailable: shutting down\n', `Retry-After: ${DRAIN_RETRY_AFTER_SECONDS}\r\n`);
   try {
     const route = context.route as HttpRouteConfig;
-    let hosts = 0;
-    for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]?.toLowerCase() === 'host') hosts++;
-    const check = checkRequest(
-      {
-        protocol: 'h1',
-        target: req.url ?? '',
-        authority: hosts > 0 ? (req.headers.host ?? '') : undefined,
-        hostCount: hosts,
-        transferEncoding: req.headers['transfer-encoding'],
-        contentLength: req.headers['content-length'],
-        endedWithHeaders: false,
-      },
-      env.listener.routes,
-      route,
-    );
+    const check = checkRequest(shapeOf(req, 'h1'), env.listener.routes, route);
     if (!check.ok) return refuse(socket, check.refusal, check.body);
     if ((req.headers.upgrade ?? '').trim().toLowerCase() !== 'websocket') return refuse(socket, 'bad-request', 'Bad Request: only WebSocket upgrades are forwarded\n');
-    const rules = env.rulesFor(route);
-    if (rules !== undefined) {
-      const verdict = authorize(rules, req.method ?? 'GET', req.url ?? '/', context.identity?.name);
-      if (!verdict.allowed) return refuse(socket, verdict.reason, verdict.reason === 'bad-request' ? `Bad Request: ${verdict.detail}\n` : PATH_NOT_ALLOWED_BODY);
-    }
-    if (env.rate !== undefined) {
-      const taken = env.rate.take(requestRateKey(context.identity?.name, context.clientAddress));
-      if (!taken.ok) return refuse(socket, 'request-rate-limited', 'Too Many Requests: the request rate of this identity is over its limit\n', `Retry-After: ${taken.retryAfterSeconds}\r\n`);
+    const denied = policyRefusal(env, route, req.method ?? 'GET', req.url ?? '/', context);
+    if (denied !== undefined) {
+      const retryAfter = denied.headers?.['retry-after'];
+      return refuse(socket, denied.refusal, denied.body, retryAfter === undefined ? '' : `Retry-After: ${retryAfter}\r\n`);
     }
     const headers = upstreamHeaders(env, req, context, undefined, true);
     tunnel(env, req, socket, head, context, headers).catch((err: unknown) => {
