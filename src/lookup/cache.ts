@@ -42,6 +42,12 @@ export interface CachedLookup {
   readonly cache: CacheStatus;
   /** A secure answer's records, prepared for matching once per cached RRset (capped at maxTlsaRecords). */
   readonly prepared?: PreparedTlsaSet;
+  /**
+   * How long this answer stays fresh in the cache, milliseconds: the lifetime
+   * its entry was given (miss, coalesced), or what is left of it (hit). An
+   * uncachable answer (TTL 0, over-capacity) says 1.
+   */
+  readonly expiresInMs: number;
 }
 
 /** How long an outcome may be cached, in seconds (0 = not beyond the queries already waiting for it). Pure. */
@@ -58,6 +64,11 @@ export function cacheLifetimeSeconds(o: LookupOutcome, options: Required<TlsaCac
     default:
       return options.failureTtlSeconds;
   }
+}
+
+/** The lifetime a cache entry for `o` is given, milliseconds: at least 1 (lru-cache reads a ttl of 0 as "forever"). Pure. */
+function entryLifetimeMs(o: LookupOutcome, options: Required<TlsaCacheOptions>): number {
+  return Math.max(1, Math.round(cacheLifetimeSeconds(o, options) * 1000));
 }
 
 /** A lookup being fetched, and how many callers still wait for it. */
@@ -88,8 +99,8 @@ export class TlsaCache {
       max: this.options.maxEntries,
       fetchMethod: async (name, _stale, { options, signal }) => {
         const result = await this.resolver.lookup(name, signal);
-        // lru-cache treats ttl 0 as "forever": an uncachable answer gets 1 ms, enough for the waiters only.
-        options.ttl = Math.max(1, Math.round(cacheLifetimeSeconds(result, this.options) * 1000));
+        // An uncachable answer gets 1 ms, enough for the waiters only.
+        options.ttl = entryLifetimeMs(result, this.options);
         return result;
       },
     });
@@ -108,6 +119,8 @@ export class TlsaCache {
     if (entry !== undefined) status = 'coalesced';
     else if (this.lru.has(name)) status = 'hit';
     else status = 'miss';
+    // Read now, with has(): the fetch below answers a fresh entry from the cache as it is at this moment.
+    const remainingMs = status === 'hit' ? Math.max(0, this.lru.getRemainingTTL(name)) : undefined;
     let shared: Promise<LookupOutcome | undefined>;
     if (status === 'miss') {
       const created: PendingLookup = { controller: new AbortController(), waiters: 0 };
@@ -121,11 +134,11 @@ export class TlsaCache {
     } else {
       shared = this.lru.fetch(name);
     }
-    if (entry === undefined) return this.settle(name, shared, signal, status);
+    if (entry === undefined) return this.settle(name, shared, signal, status, remainingMs);
     const waiting = entry;
     waiting.waiters++;
     try {
-      return await this.settle(name, shared, signal, status);
+      return await this.settle(name, shared, signal, status, remainingMs);
     } finally {
       waiting.waiters--;
       if (waiting.waiters === 0 && signal?.aborted && this.pending.get(name) === waiting) {
@@ -136,12 +149,14 @@ export class TlsaCache {
     }
   }
 
-  private async settle(name: string, shared: Promise<LookupOutcome | undefined>, signal: AbortSignal | undefined, cache: CacheStatus): Promise<CachedLookup> {
+  /** `remainingMs`: a hit's remaining lifetime; a miss or coalesced lookup has its entry's whole lifetime. */
+  private async settle(name: string, shared: Promise<LookupOutcome | undefined>, signal: AbortSignal | undefined, cache: CacheStatus, remainingMs: number | undefined): Promise<CachedLookup> {
     const result = await raceAbort(shared, signal);
     if (result === undefined) throw new Error(`TLSA lookup for ${name} produced no result`);
-    if (result.kind !== 'secure' || result.records.length === 0) return { outcome: result, cache };
+    const expiresInMs = remainingMs ?? entryLifetimeMs(result, this.options);
+    if (result.kind !== 'secure' || result.records.length === 0) return { outcome: result, cache, expiresInMs };
     // Memoised on the cached records array: anchors are parsed once per cached RRset.
-    return { outcome: result, cache, prepared: prepareTlsaSet(result.records, this.options.maxTlsaRecords) };
+    return { outcome: result, cache, prepared: prepareTlsaSet(result.records, this.options.maxTlsaRecords), expiresInMs };
   }
 
   /** Lookups currently being fetched (for tests and metrics). */

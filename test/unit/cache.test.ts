@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CACHE_DEFAULTS, cacheLifetimeSeconds, TlsaCache } from '../../src/lookup/cache.js';
 import { outcome, type LookupOutcome, type LookupOutcomeKind } from '../../src/lookup/tlsa-answer.js';
 import type { TlsaResolver } from '../../src/lookup/tlsa-resolver.js';
@@ -130,5 +130,67 @@ describe('TlsaCache', () => {
     }
     expect(() => new TlsaCache(new ControlledResolver(), { maxEntries: 0 })).toThrow('cache maxEntries must be at least 1');
     expect(() => new TlsaCache(new ControlledResolver(), { failureTtlSeconds: -1 })).toThrow('cache failureTtlSeconds must be a non-negative number');
+  });
+});
+
+describe('TlsaCache: how long the answer stays fresh (expiresInMs)', () => {
+  // lru-cache reads its time from the global performance object: holding that clock still makes every lifetime exact.
+  let clock = 0;
+  beforeEach(() => {
+    clock = 1_000_000;
+    vi.spyOn(performance, 'now').mockImplementation(() => clock);
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+  /** Move the held clock; then let lru-cache's 1 ms memo of the time lapse (real time). */
+  const advance = async (ms: number): Promise<void> => {
+    clock += ms;
+    await new Promise((r) => setTimeout(r, 5));
+  };
+  const answered = async (cache: TlsaCache, resolver: ControlledResolver, name: string, o: LookupOutcome) => {
+    const pending = cache.lookup(name);
+    resolver.answer(name, o);
+    return pending;
+  };
+
+  it('miss and coalesced: the lifetime the entry was given; hit: what is left of it; expired: a miss with a new lifetime', async () => {
+    const resolver = new ControlledResolver();
+    const cache = new TlsaCache(resolver);
+    const first = cache.lookup('t.example.test');
+    const second = cache.lookup('t.example.test');
+    resolver.answer('t.example.test', outcome('secure', 'ok', { records: [record], ttl: 300 }));
+    expect([await first, await second].map((r) => [r.cache, r.expiresInMs])).toEqual([
+      ['miss', 300_000],
+      ['coalesced', 300_000],
+    ]);
+    await advance(120_000);
+    expect(await cache.lookup('t.example.test')).toMatchObject({ cache: 'hit', expiresInMs: 180_000 });
+    await advance(179_999);
+    expect(await cache.lookup('t.example.test')).toMatchObject({ cache: 'hit', expiresInMs: 1 });
+    await advance(2);
+    const again = await answered(cache, resolver, 't.example.test', outcome('secure', 'ok', { records: [record], ttl: 60 }));
+    expect([again.cache, again.expiresInMs, resolver.queries.length]).toEqual(['miss', 60_000, 2]);
+  });
+
+  it.each<[string, LookupOutcome, number]>([
+    ['secure: clamped to maxPositiveTtlSeconds', outcome('secure', 'ok', { records: [record], ttl: 86_400 }), 3_600_000],
+    ['no-tlsa: the negative TTL', outcome('no-tlsa', 'NODATA', { ttl: 30 }), 30_000],
+    ['insecure without SOA: the default negative lifetime', outcome('insecure', 'AD=0'), 60_000],
+    ['timeout: the failure lifetime', outcome('timeout', 'no answer'), 5_000],
+    ['secure with TTL 0: 1 ms (for the waiters only)', outcome('secure', 'ok', { records: [record], ttl: 0 }), 1],
+    ['over-capacity: 1 ms (never remembered)', outcome('over-capacity', 'gate full'), 1],
+  ])('%s', async (_label, answer, expected) => {
+    const resolver = new ControlledResolver();
+    const cache = new TlsaCache(resolver);
+    expect((await answered(cache, resolver, 'k.example.test', answer)).expiresInMs).toBe(expected);
+  });
+
+  it('a negative hit counts down like a positive one', async () => {
+    const resolver = new ControlledResolver();
+    const cache = new TlsaCache(resolver);
+    await answered(cache, resolver, 'gone.example.test', outcome('no-tlsa', 'NXDOMAIN', { ttl: 30 }));
+    await advance(10_000);
+    expect(await cache.lookup('gone.example.test')).toMatchObject({ cache: 'hit', outcome: { kind: 'no-tlsa' }, expiresInMs: 20_000 });
   });
 });

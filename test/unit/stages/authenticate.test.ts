@@ -39,7 +39,7 @@ function fakeCache(outcome: () => LookupOutcome, status: (n: number) => CacheSta
     calls,
     lookup: async (name: string): Promise<CachedLookup> => {
       calls.push(name);
-      return { outcome: outcome(), cache: status(calls.length) };
+      return { outcome: outcome(), cache: status(calls.length), expiresInMs: 60_000 };
     },
   };
 }
@@ -102,7 +102,7 @@ describe('authenticate: one lookup per connection', () => {
     const cache = {
       lookup: async (): Promise<CachedLookup> => {
         t += 7;
-        return { outcome: secure([rec(intermediate, 2, 0, 1)]), cache: 'miss' };
+        return { outcome: secure([rec(intermediate, 2, 0, 1)]), cache: 'miss', expiresInMs: 60_000 };
       },
     };
     const lookup = startLookup(cache, NAME, undefined, () => t);

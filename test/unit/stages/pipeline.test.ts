@@ -77,7 +77,7 @@ listeners:
         const answer = outcome();
         // A resolver that never answers: the lookup ends only when the connection's signal aborts it.
         if (answer === 'never') return new Promise((_resolve, reject) => signal?.addEventListener('abort', () => reject(signal.reason as Error), { once: true }));
-        return { outcome: answer, cache: lookups.length === 1 ? 'miss' : 'hit' };
+        return { outcome: answer, cache: lookups.length === 1 ? 'miss' : 'hit', expiresInMs: 60_000 };
       },
     };
     const forwarder: Forwarder = {
