@@ -30,6 +30,21 @@ import { describeIssues } from './key-suggestion.js';
 import { bindOverlap, type BindAddress } from './bind-overlap.js';
 import { logFileProblem } from './log-destination.js';
 import { readBoundedFile } from './bounded-file.js';
+import { proxyV2FloorBytes } from '../protocol/proxy-protocol.js';
+import {
+  alpnOverlap,
+  AlpnListSchema,
+  checkAlpn,
+  IdentityCapSchema,
+  LISTENER_MODES,
+  MqttSchema,
+  RadiusSchema,
+  resolveBinding,
+  resolveRevalidate,
+  RevalidateSchema,
+  runningMode,
+  TcpKeepAliveSchema,
+} from './tcp-bindings.js';
 import {
   BALANCE_POLICIES,
   IDENTITY_SOURCE_NAMES,
@@ -41,6 +56,7 @@ import {
   type LimitsConfig,
   type ListenerConfig,
   type PathRuleConfig,
+  type ProtocolBinding,
   type ProxyHeaderConfig,
   type ResolverConfig,
   type RouteConfig,
@@ -105,6 +121,8 @@ export const UPSTREAM_POOL_DEFAULTS = {
 export const ROUTE_LIMITS = { upstreams: 32, upstreamName: 64, rules: 256, ruleMethods: 16, ruleAllow: 1024, path: 1024 } as const;
 
 export const PROXY_V2_TLV_DEFAULTS = { nameTlv: 0xe4, certHashTlv: 0xe5, tlsaTlv: 0xe6 } as const;
+/** Mosquitto 2.1's limit on a PROXY v2 header (the strictest consumer we know). */
+export const PROXY_V2_MAX_HEADER_DEFAULT = 500;
 
 // ---------------------------------------------------------------------------
 // Schema (shape and ranges only; meaning is checked in resolve*()).
@@ -298,21 +316,28 @@ const RouteSchema = z.strictObject({
   identitySources: z.array(z.enum(IDENTITY_SOURCE_NAMES)).min(1, 'expected at least one of certificate-extension, clienthello-extension, san').optional(),
   strict: z.boolean().default(false),
   proxyHeader: z.enum(['none', 'v1', 'v2']).default('none'),
+  alpn: AlpnListSchema.optional(),
+  mqtt: MqttSchema.optional(),
+  radius: RadiusSchema.optional(),
   proxyV2: z
     .strictObject({
       nameTlv: customTlv.default(PROXY_V2_TLV_DEFAULTS.nameTlv),
       certHashTlv: customTlv.default(PROXY_V2_TLV_DEFAULTS.certHashTlv),
       tlsaTlv: customTlv.default(PROXY_V2_TLV_DEFAULTS.tlsaTlv),
       crc32c: z.boolean().default(false),
+      maxHeaderBytes: z.number().int().min(64).max(4096).default(PROXY_V2_MAX_HEADER_DEFAULT),
     })
-    .default({ ...PROXY_V2_TLV_DEFAULTS, crc32c: false }),
+    .default({ ...PROXY_V2_TLV_DEFAULTS, crc32c: false, maxHeaderBytes: PROXY_V2_MAX_HEADER_DEFAULT }),
 });
 
 const ListenerSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'expected a name of letters, digits, "_", "." or "-" (at most 63)'),
   listen: nonEmpty,
-  mode: z.enum(['http', 'tcp']),
+  mode: z.enum(LISTENER_MODES),
   tls: TlsSchema,
+  alpn: AlpnListSchema.optional(),
+  tcpKeepAlive: TcpKeepAliveSchema,
+  revalidate: RevalidateSchema,
   policy: z.enum(['required', 'optional']).default(LISTENER_DEFAULTS.policy),
   daneClientIdType: z
     .number()
@@ -382,7 +407,7 @@ const LimitsSchema = z.strictObject({
       }),
     ])
     .default({ failures: 20, windowMs: 60_000, banMs: 60_000 }),
-  maxConnectionsPerIdentity: count(1, 10_000_000).optional(),
+  maxConnectionsPerIdentity: IdentityCapSchema.optional(),
   trackedAddresses: count(1, 10_000_000).default(A.trackedAddresses),
 });
 
@@ -896,12 +921,15 @@ interface ResolvedRoute {
   readonly route: RouteConfig;
   readonly rules: readonly PathRuleConfig[];
   readonly proxyHeader: ProxyHeaderConfig;
+  readonly binding: ProtocolBinding;
 }
 
 async function resolveRoute(raw: RawRoute, listener: RawListener, keyPath: string, files: FileReader, problems: Problems): Promise<ResolvedRoute | undefined> {
   const serverNames = canonicalServerNames(raw.serverNames, `${keyPath}.serverNames`, problems);
-  const upstreams = await resolveUpstreams(raw, listener.mode, keyPath, files, problems);
-  const rules = resolveRules(raw.rules, listener.mode, keyPath, problems);
+  const mode = runningMode(listener.mode);
+  const upstreams = await resolveUpstreams(raw, mode, keyPath, files, problems);
+  const rules = resolveRules(raw.rules, mode, keyPath, problems);
+  const binding = resolveBinding(raw, listener.mode, keyPath, (at, message) => problems.add(at, message));
   let allowlist: Allowlist | undefined;
   let allowlistSource = `${keyPath}.allow`;
   if ((raw.allow === undefined) === (raw.allowFile === undefined)) {
@@ -920,7 +948,7 @@ async function resolveRoute(raw: RawRoute, listener: RawListener, keyPath: strin
       for (const problem of err.problems) problems.add(raw.allow !== undefined ? `${keyPath}.allow` : `${keyPath}.allowFile`, problem);
     }
   }
-  if (listener.mode === 'http' && raw.proxyHeader !== 'none') {
+  if (mode === 'http' && raw.proxyHeader !== 'none') {
     problems.add(`${keyPath}.proxyHeader`, 'PROXY headers are for tcp-mode listeners; HTTP mode forwards the identity in headers');
   }
   const v2 = raw.proxyV2;
@@ -945,10 +973,23 @@ async function resolveRoute(raw: RawRoute, listener: RawListener, keyPath: strin
     version: raw.proxyHeader,
     tlvTypes: { name: v2.nameTlv, certHash: v2.certHashTlv, tlsa: v2.tlsaTlv },
     crc32c: v2.crc32c,
+    maxHeaderBytes: v2.maxHeaderBytes,
   };
+  if (raw.proxyHeader === 'v2') {
+    // What is never left out must fit whatever the client: the addresses, ALPN, the SSL TLV with a 253-byte name, the checksum.
+    const longestAlpn = Math.max(0, ...(listener.alpn ?? []).map((p) => Buffer.byteLength(p)));
+    const floor = proxyV2FloorBytes(longestAlpn, v2.crc32c);
+    if (floor > v2.maxHeaderBytes) {
+      problems.add(
+        `${keyPath}.proxyV2.maxHeaderBytes`,
+        `must be at least ${floor}: the addresses, ALPN (up to ${longestAlpn} bytes), the SSL TLV with the longest name (253) and ${v2.crc32c ? 'the checksum' : 'nothing else'} are never left out`,
+      );
+    }
+  }
   // A strict route (draft -13) with an empty allowlist or unknown sources was reported above; its order is the fixed precedence.
   const identity = { sources: raw.strict ? (['certificate-extension'] as const) : identitySources, strict: raw.strict };
-  return { route: { serverNames, upstreams, allowlist, allowlistSource, identity }, rules, proxyHeader };
+  const alpn = mode === 'tcp' ? raw.alpn : undefined;
+  return { route: { serverNames, upstreams, allowlist, allowlistSource, identity, alpn }, rules, proxyHeader, binding };
 }
 
 async function resolveCertificates(raw: RawListener['tls']['certificates'], keyPath: string, files: FileReader, problems: Problems, minVersion: string): Promise<ServerCertificate[]> {
@@ -1002,10 +1043,20 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
   const hp = parseHostPort(raw.listen);
   if (typeof hp === 'string') problems.add(`${keyPath}.listen`, hp);
   else if (net.isIP(hp.host) === 0) problems.add(`${keyPath}.listen`, `expected an IP address to bind (127.0.0.1, 0.0.0.0, ::), got '${hp.host}'`);
-  if (raw.mode === 'tcp' && raw.policy === 'optional') {
+  const mode = runningMode(raw.mode);
+  if (mode === 'tcp' && raw.policy === 'optional') {
     problems.add(`${keyPath}.policy`, "'optional' is for http mode only (a TCP backend has nowhere to learn the client is unauthenticated)");
   }
-  if (raw.mode === 'tcp' && raw.http !== undefined) problems.add(`${keyPath}.http`, 'applies to mode: http only');
+  if (mode === 'tcp' && raw.http !== undefined) problems.add(`${keyPath}.http`, 'applies to mode: http only');
+  const report = (at: string, message: string): void => problems.add(at, message);
+  checkAlpn(
+    raw.alpn,
+    raw.routes.map((r) => r.alpn),
+    raw.mode,
+    keyPath,
+    report,
+  );
+  const revalidate = resolveRevalidate(raw.revalidate, `${keyPath}.revalidate`, report);
   if (raw.handshakeTimeoutMs < raw.clientHelloTimeoutMs) {
     problems.add(`${keyPath}.handshakeTimeoutMs`, `must be at least clientHelloTimeoutMs (${raw.clientHelloTimeoutMs})`);
   }
@@ -1030,15 +1081,23 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
   if (raw.tls.pkixCaFile !== undefined) pkixRoots = (await files.certificates(`${keyPath}.tls.pkixCaFile`, raw.tls.pkixCaFile))?.certs ?? [];
 
   const routes: ResolvedRoute[] = [];
-  const seenNames = new Map<string, number>();
+  // Two routes conflict over a server name (or as default routes) only when they can serve the same ALPN protocol.
+  const seenNames: Array<{ readonly name: string; readonly alpn: readonly string[] | undefined; readonly index: number }> = [];
+  const defaults: Array<{ readonly alpn: readonly string[] | undefined; readonly index: number }> = [];
   let defaultRoutes = 0;
   for (const [i, r] of raw.routes.entries()) {
     const route = await resolveRoute(r, raw, `${keyPath}.routes[${i}]`, files, problems);
-    if (r.serverNames.length === 0) defaultRoutes++;
+    const alpn = mode === 'tcp' ? r.alpn : undefined;
+    if (r.serverNames.length === 0 && alpn !== undefined) {
+      const other = defaults.find((d) => alpnOverlap(d.alpn, alpn));
+      if (other !== undefined) problems.add(`${keyPath}.routes[${i}]`, `has no serverNames, like routes[${other.index}], for the same ALPN: at most one default route per ALPN protocol`);
+      defaults.push({ alpn, index: i });
+    }
+    if (r.serverNames.length === 0 && alpn === undefined) defaultRoutes++;
     for (const name of route?.route.serverNames ?? []) {
-      const other = seenNames.get(name);
-      if (other !== undefined) problems.add(`${keyPath}.routes[${i}].serverNames`, `'${name}' is already served by routes[${other}]`);
-      else seenNames.set(name, i);
+      const other = seenNames.find((n) => n.name === name && alpnOverlap(n.alpn, alpn));
+      if (other !== undefined) problems.add(`${keyPath}.routes[${i}].serverNames`, `'${name}' is already served by routes[${other.index}]`);
+      else seenNames.push({ name, alpn, index: i });
     }
     if (route) routes.push(route);
   }
@@ -1055,10 +1114,12 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
     maxClientHelloBytes: raw.maxClientHelloBytes,
     clientHelloTimeoutMs: raw.clientHelloTimeoutMs,
     handshakeTimeoutMs: raw.handshakeTimeoutMs,
-    idleTimeoutMs: raw.idleTimeoutMs ?? LISTENER_DEFAULTS.idleTimeoutMs[raw.mode],
+    idleTimeoutMs: raw.idleTimeoutMs ?? LISTENER_DEFAULTS.idleTimeoutMs[mode],
     maxLifetimeMs: raw.maxLifetimeMs,
     pkixRoots,
     inboundProxyProtocol: inbound,
+    tcpKeepAlive: raw.tcpKeepAlive === false ? undefined : raw.tcpKeepAlive,
+    revalidate,
   };
   // The config typed by mode: `http` only in HTTP mode, PROXY header settings only on TCP routes.
   if (raw.mode === 'http') {
@@ -1066,8 +1127,8 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
     return { ...base, mode: 'http', policy: raw.policy, http, routes: httpRoutes };
   }
   // A tcp listener with policy 'optional' was reported above.
-  const tcpRoutes: TcpRouteConfig[] = routes.map((r) => ({ ...r.route, proxyHeader: r.proxyHeader }));
-  return { ...base, mode: 'tcp', policy: 'required', routes: tcpRoutes };
+  const tcpRoutes: TcpRouteConfig[] = routes.map((r) => ({ ...r.route, proxyHeader: r.proxyHeader, binding: r.binding }));
+  return { ...base, mode: 'tcp', protocol: raw.mode, alpn: raw.alpn, policy: 'required', routes: tcpRoutes };
 }
 
 function resolveLimits(raw: RawConfig['limits'], problems: Problems): LimitsConfig {
@@ -1091,7 +1152,8 @@ function resolveLimits(raw: RawConfig['limits'], problems: Problems): LimitsConf
     handshakes: { ...raw.handshakes, maxTlsHandshakesPerIp },
     newConnectionsPerIp: raw.newConnectionsPerIp === false ? undefined : raw.newConnectionsPerIp,
     penaltyBox: raw.penaltyBox === false ? undefined : raw.penaltyBox,
-    maxConnectionsPerIdentity: raw.maxConnectionsPerIdentity,
+    maxConnectionsPerIdentity: typeof raw.maxConnectionsPerIdentity === 'object' ? raw.maxConnectionsPerIdentity.max : raw.maxConnectionsPerIdentity,
+    identityOverflow: typeof raw.maxConnectionsPerIdentity === 'object' ? raw.maxConnectionsPerIdentity.overflow : 'refuse-new',
     trackedAddresses: raw.trackedAddresses,
   };
 }

@@ -120,11 +120,41 @@ export interface RateConfig {
   readonly burst: number;
 }
 
+/** MQTT identity binding of a TCP route (mode: mqtt): what the CONNECT may claim and what the broker is told. */
+export interface MqttBindingConfig {
+  /** require-identity: the client id must be the verified name; prefix-identity: the name, or the name + '/' or ':' + anything; any: unchecked. An empty client id becomes the name (not under any). */
+  readonly clientId: 'require-identity' | 'prefix-identity' | 'any';
+  /** identity: the broker sees the verified name as the username; keep: the client's own. */
+  readonly username: 'identity' | 'keep';
+  readonly password: 'keep' | 'drop';
+  /** Largest CONNECT packet read (bytes, fixed header included). */
+  readonly maxConnectBytes: number;
+  /** How long a client has after the handshake to send its whole CONNECT. */
+  readonly connectTimeoutMs: number;
+}
+
+/** Where a RADSEC route puts the verified name: a Vendor-Specific sub-attribute or a plain attribute. */
+export type RadiusIdentityAttribute = { readonly kind: 'vsa'; readonly vendorId: number; readonly vendorType: number } | { readonly kind: 'attribute'; readonly type: number };
+
+/** RADSEC identity binding of a TCP route (mode: radsec). */
+export interface RadiusBindingConfig {
+  /** The RADSEC shared secret (RFC 6614: "radsec"), used to check the peer's packets and to sign ours. Secret: never logged. */
+  readonly secret: string;
+  readonly identityAttribute: RadiusIdentityAttribute;
+  /** Largest RADIUS packet accepted either way (4096, RFC 2865; up to 65535 with RFC 7930). */
+  readonly maxPacketBytes: number;
+}
+
+/** What a TCP route understands of the bytes it relays: nothing, MQTT's CONNECT, or RADIUS packets. */
+export type ProtocolBinding = { readonly kind: 'none' } | { readonly kind: 'mqtt'; readonly mqtt: MqttBindingConfig } | { readonly kind: 'radius'; readonly radius: RadiusBindingConfig };
+
 export interface ProxyHeaderConfig {
   readonly version: 'none' | 'v1' | 'v2';
   /** PROXY v2 custom TLV types (0xE0–0xEF / 0xF0–0xF7). */
   readonly tlvTypes: { readonly name: number; readonly certHash: number; readonly tlsa: number };
   readonly crc32c: boolean;
+  /** Largest v2 header sent (Mosquitto 2.1 reads at most 500 bytes): optional TLVs are left out, in a fixed order, to stay within it. */
+  readonly maxHeaderBytes: number;
 }
 
 /** A route of either mode (what the connection pipeline needs); an HTTP-mode route is exactly this. */
@@ -136,6 +166,8 @@ export interface RouteConfig {
   /** Where the allowlist came from: 'listeners[0].routes[1].allow' or the file path. */
   readonly allowlistSource: string;
   readonly identity: RouteIdentity;
+  /** TCP mode: the route serves only connections that negotiated one of these ALPN protocols; undefined: any (or none). */
+  readonly alpn: readonly string[] | undefined;
 }
 
 /**
@@ -167,6 +199,7 @@ export interface HttpRouteConfig extends RouteConfig {
 /** A TCP-mode route: the identity travels to the upstream in a PROXY header (or not at all). */
 export interface TcpRouteConfig extends RouteConfig {
   readonly proxyHeader: ProxyHeaderConfig;
+  readonly binding: ProtocolBinding;
 }
 
 export interface HttpModeConfig {
@@ -244,6 +277,24 @@ export interface ListenerBase {
   readonly pkixRoots: readonly ParsedCertificate[];
   readonly inboundProxyProtocol: InboundProxyProtocol | undefined;
   readonly routes: readonly RouteConfig[];
+  /** TCP keepalive on client sockets (probes after this long idle); undefined: off. */
+  readonly tcpKeepAlive: { readonly initialDelayMs: number } | undefined;
+  /** Re-checking established connections when their TLSA answer expires. */
+  readonly revalidate: RevalidateConfig;
+}
+
+/**
+ * Revalidation of established connections: when a connection's TLSA answer expires (clamped to
+ * [floorMs, ceilingMs], plus up to jitterMs), its name is looked up again and the certificate
+ * matched again; a revoked record or an expired certificate closes it, a lookup that fails for
+ * graceMs in a row too.
+ */
+export interface RevalidateConfig {
+  readonly mode: 'ttl' | 'off';
+  readonly floorMs: number;
+  readonly ceilingMs: number;
+  readonly jitterMs: number;
+  readonly graceMs: number;
 }
 
 /** HTTP mode: requests are forwarded with the identity in headers. */
@@ -256,6 +307,10 @@ export interface HttpListenerConfig extends ListenerBase {
 /** TCP mode: a byte pipe, the identity in an optional PROXY header. */
 export interface TcpListenerConfig extends ListenerBase {
   readonly mode: 'tcp';
+  /** What the operator wrote: tcp, or mqtt/radsec (TCP mode with that binding on every route). */
+  readonly protocol: 'tcp' | 'mqtt' | 'radsec';
+  /** ALPN protocols offered, most preferred first; undefined: no ALPN. */
+  readonly alpn: readonly string[] | undefined;
   /** A TCP backend has nowhere to learn that a client is unauthenticated. */
   readonly policy: 'required';
   readonly routes: readonly TcpRouteConfig[];

@@ -12,7 +12,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Admission } from '../ratelimit/admission.js';
 import { REASONS, type ConnectionReason } from '../reasons.js';
-import { decisionChannel } from './channels.js';
+import { connectionReplacedChannel, decisionChannel } from './channels.js';
 import { boundDecisionRecord, type DecisionRecord, type DecisionSink } from './decision-log.js';
 
 export interface ConnectionEnv {
@@ -24,8 +24,17 @@ export interface ConnectionEnv {
   readonly clock?: () => number;
 }
 
-type RecordFields = Pick<DecisionRecord, 'route' | 'sni' | 'tlsVersion' | 'claimedName' | 'nameSource' | 'tlsa' | 'cache'>;
+type RecordFields = Pick<DecisionRecord, 'route' | 'sni' | 'tlsVersion' | 'claimedName' | 'nameSource' | 'alpn' | 'tlsa' | 'cache'>;
 type Phase = 'clientHello' | 'handshake';
+
+/** The socket a connection is ended through: destroyed, or (once established) ended with a TLS close_notify. */
+export interface ClosableSocket {
+  destroy(): void;
+  end?(): void;
+}
+
+/** How long a replaced connection may take to close after its close_notify. */
+const REPLACED_FLUSH_MS = 2_000;
 
 /** Connections opened by this process so far: the id's counter. */
 let opened = 0;
@@ -56,7 +65,7 @@ export class Connection {
   private onDeadline: () => void = () => undefined;
   /** Set when this connection banned its own address (a chain over limits): the ban's notice to it is not its reason. */
   private bannedItself = false;
-  private socket: { destroy(): void } | undefined;
+  private socket: ClosableSocket | undefined;
 
   constructor(
     private readonly env: ConnectionEnv,
@@ -82,7 +91,7 @@ export class Connection {
   }
 
   /** The socket a ban from another connection ends (the raw one, then the TLS one). */
-  useSocket(socket: { destroy(): void }): void {
+  useSocket(socket: ClosableSocket): void {
     this.socket = socket;
   }
 
@@ -158,6 +167,25 @@ export class Connection {
     return true;
   }
 
+  /**
+   * A newer connection of the same verified name took this one's slot (maxConnectionsPerIdentity, newest-wins):
+   * closed with a TLS close_notify when established (destroyed if it does not go within REPLACED_FLUSH_MS), and
+   * refused if it is still undecided (its slot was taken inside the handshake).
+   */
+  replaced(identity: string, detail: string): void {
+    if (!this.decided) {
+      this.decide('refused', 'identity-limit', detail);
+      this.socket?.destroy();
+      return;
+    }
+    connectionReplacedChannel.publish({ listener: this.env.listener, connectionId: this.id, identity, detail });
+    const socket = this.socket;
+    if (socket === undefined) return;
+    if (socket.end === undefined) return socket.destroy();
+    socket.end();
+    setTimeout(() => socket.destroy(), REPLACED_FLUSH_MS).unref();
+  }
+
   /** The client went away: release everything, stop the lookup. */
   closed(): void {
     clearTimeout(this.deadline);
@@ -188,6 +216,7 @@ export class Connection {
       tlsVersion: f.tlsVersion,
       claimedName: f.claimedName,
       nameSource: f.nameSource,
+      ...(f.alpn !== undefined && { alpn: f.alpn }),
       tlsa: f.tlsa,
       cache: f.cache,
       outcome,

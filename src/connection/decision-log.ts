@@ -21,6 +21,8 @@ export interface DecisionRecord {
   readonly tlsVersion: string | undefined;
   readonly claimedName: string | undefined;
   readonly nameSource: NameSource | undefined;
+  /** The ALPN protocol negotiated (or, for a connection refused in its handshake, the one it would have had); absent: none. */
+  readonly alpn?: string | undefined;
   /** 'forwarded' (authenticated, or unauthenticated under policy optional) or 'refused'. */
   readonly outcome: 'forwarded' | 'refused';
   readonly reason: ConnectionReason;
@@ -53,6 +55,7 @@ export const DECISION_FIELD_LIMITS: Readonly<Record<TextField, number>> = {
   tlsVersion: 32,
   claimedName: 253,
   nameSource: 32,
+  alpn: 255,
   outcome: 32,
   reason: 64,
   detail: 1024,
@@ -75,6 +78,7 @@ export function boundDecisionRecord(record: DecisionRecord): DecisionRecord {
     tlsVersion: text('tlsVersion', record.tlsVersion),
     claimedName: text('claimedName', record.claimedName),
     nameSource: text('nameSource', record.nameSource),
+    ...(record.alpn !== undefined && { alpn: text('alpn', record.alpn) }),
     outcome: text('outcome', record.outcome),
     reason: text('reason', record.reason),
     detail: text('detail', record.detail),

@@ -142,6 +142,8 @@ export class DaneListener {
     this.connections.add(raw);
     const connection = new Connection({ listener: config.name, admission: deps.admission, log: deps.log, now: generation.now }, { address: raw.remoteAddress ?? 'unknown', port: raw.remotePort ?? 0 });
     connection.useSocket(raw);
+    // Dead peers (a device that lost power, a NAT that forgot us) are found by the kernel's probes, not the idle timeout.
+    if (config.tcpKeepAlive !== undefined) raw.setKeepAlive(true, config.tcpKeepAlive.initialDelayMs);
     raw.once('close', () => {
       connection.closed();
       this.sockets.delete(raw);

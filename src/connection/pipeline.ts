@@ -23,8 +23,9 @@ import { sourcesOf } from './stages/identity-sources.js';
 import { readInboundProxy } from './stages/inbound-proxy.js';
 import { startLookup, type TlsaLookupSource } from './stages/lookup.js';
 import type { Refusal } from './stages/result.js';
-import { routeBySni, routeLabel } from './stages/route.js';
+import { negotiatedAlpn, routeBySni, routeLabel } from './stages/route.js';
 import { verifyShown, type Shown } from './stages/verify-shown.js';
+import { watchConnection } from './revalidate.js';
 import type { ListenerTls } from './tls-engine.js';
 import type { SecureSocket } from '../tls/secure-socket.js';
 
@@ -53,7 +54,9 @@ export async function runPipeline(c: Connection, raw: Socket, env: PipelineEnv):
   c.phaseDone('clientHello');
   if (!hello.ok) return endRaw(c, raw, hello);
   c.note({ sni: hello.value.serverName });
-  const route = routeBySni(config.routes, hello.value);
+  const alpn = negotiatedAlpn(hello.value.alpn, forwarder.alpn);
+  if (alpn !== undefined) c.note({ alpn });
+  const route = routeBySni(config.routes, hello.value, alpn);
   if (!route.ok) return endRaw(c, raw, route);
   c.note({ route: routeLabel(route.value) });
   const sources = sourcesOf(route.value.identity.sources);
@@ -61,7 +64,8 @@ export async function runPipeline(c: Connection, raw: Socket, env: PipelineEnv):
   if (early !== undefined) c.note({ nameSource: early.source, claimedName: early.claimedName });
   if (early !== undefined && !early.ok) return endRaw(c, raw, early);
   const started = early?.ok ? { claim: early, lookup: startLookup(env.cache, early.value.name, c.signal) } : undefined;
-  const verifyInput = { route: route.value, sources, hello: hello.value, early: started, cache: env.cache, admission, pkixRoots: config.pkixRoots, now: env.now };
+  const onReplaced = (name: string, detail: string): void => c.replaced(name, detail);
+  const verifyInput = { route: route.value, sources, hello: hello.value, early: started, cache: env.cache, admission, pkixRoots: config.pkixRoots, now: env.now, onReplaced };
   const verify = (shown: Shown) => verifyShown(c, verifyInput, shown);
   const tls = await secureConnection(c, raw, env, { route: route.value, hello: hello.value, verify });
   if (!tls.ok) return tls.socket === undefined ? undefined : endSecured(c, tls.socket, tls, forwarder);
@@ -76,12 +80,16 @@ export async function runPipeline(c: Connection, raw: Socket, env: PipelineEnv):
     connectionId: c.id,
     hello: hello.value,
   };
+  c.note({ alpn: typeof socket.alpnProtocol === 'string' ? socket.alpnProtocol : undefined });
   if (socket.destroyed || (!verdict.ok && verdict.reason === 'client-closed')) return void c.decide('refused', 'client-closed', 'client went away during verification');
   if (!verdict.ok) return refuseOrForwardUnauthenticated(c, socket, verdict, forwarder, context);
-  const { name, leaf, tlsa, detail, release } = verdict.value;
+  const { name, leaf, tlsa, detail, release, chain, expiresInMs } = verdict.value;
   socket.once('close', release);
   if (!c.decide('forwarded', 'authenticated', detail)) return void socket.destroy();
   forward(socket, forwarder, { ...context, identity: { name, leaf, tlsa }, status: 'authenticated' });
+  // Revocation and expiry reach the established connection: its name is looked up again when the answer expires.
+  const subject = { listener: config.name, connectionId: c.id, name, leaf, chain, pkixRoots: config.pkixRoots, tlsa, expiresInMs };
+  watchConnection(socket, subject, { cache: env.cache, config: config.revalidate, now: env.now });
 }
 
 /** The handshake on the listener's engine, with the verification inside it (native engine) or after it (node:tls). */

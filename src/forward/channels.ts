@@ -86,3 +86,33 @@ export interface Http2AbuseEvent {
   readonly detail: string;
 }
 export const http2AbuseChannel = typedChannel<Http2AbuseEvent>('dancegate:http2:abuse');
+
+/** An MQTT CONNECT judged by a route's MQTT binding. */
+export interface MqttConnectEvent {
+  readonly listener: string;
+  readonly connectionId: string;
+  readonly identity: string;
+  /** The client id the CONNECT claimed (bounded by the caller); undefined when no CONNECT was read. */
+  readonly clientId: string | undefined;
+  readonly outcome: 'forwarded' | 'refused';
+  /** Why it was refused (client-id-not-identity, connect-timeout, invalid, …); undefined when forwarded. */
+  readonly reason: string | undefined;
+  /** The refusal in words, or what the binding changed (username replaced, password dropped). */
+  readonly detail: string;
+}
+export const mqttConnectChannel = typedChannel<MqttConnectEvent>('dancegate:mqtt:connect');
+
+/** A RADIUS packet on a RADSEC route: rewritten (identity added), passed untouched, refused, or stripped of the peer's own copies of the identity attribute (besides rewritten). */
+export interface RadiusPacketEvent {
+  readonly listener: string;
+  readonly connectionId: string;
+  readonly identity: string;
+  /** from-client: the peer's requests; from-server: the RADIUS server's answers (and requests). */
+  readonly direction: 'from-client' | 'from-server';
+  readonly outcome: 'rewritten' | 'passed' | 'refused' | 'stripped';
+  readonly code: number | undefined;
+  readonly identifier: number | undefined;
+  /** Why it was refused, or how many copies were stripped; undefined otherwise. */
+  readonly reason: string | undefined;
+}
+export const radiusPacketChannel = typedChannel<RadiusPacketEvent>('dancegate:radius:packet');

@@ -8,6 +8,7 @@
  * never a client name or address. One set per process.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, register } from 'prom-client';
+import { SessionMetrics } from './session-metrics.js';
 import { REFUSAL_REASONS, REQUEST_REFUSALS, type RefusalReason, type RequestRefusal } from '../reasons.js';
 import type { DecisionRecord } from '../connection/decision-log.js';
 import { decisionChannel } from '../connection/channels.js';
@@ -159,6 +160,8 @@ export class ProxyMetrics {
   private readonly knownUpstreams = new Map<string, Set<string>>();
   private unconfiguredUpstreams = 0;
   private readonly unsubscribe: Array<() => void> = [];
+  /** Revalidation, MQTT and RADIUS bindings, newest-wins (session-metrics.ts). */
+  private readonly sessions: SessionMetrics;
 
   constructor(version: string, state: () => LiveState | undefined, options: ProxyMetricsOptions = {}) {
     const registry = options.registry ?? register;
@@ -284,6 +287,7 @@ export class ProxyMetrics {
       labelNames: ['listener', 'engine'] as const,
       registers,
     });
+    this.sessions = new SessionMetrics(registers);
     this.lastReloadSuccess.set(1);
     for (const result of RELOAD_RESULTS) this.reloads.inc({ result }, 0);
     for (const outcome of LOOKUP_OUTCOMES) this.lookups.inc({ outcome }, 0);
@@ -322,6 +326,7 @@ export class ProxyMetrics {
         continue;
       }
       this.zeroListener(l.name, l.policy === 'optional');
+      this.sessions.zero(l.name);
       if (l.mode === 'http') this.zeroHttp(l.name);
       if (l.routes !== undefined)
         this.configuredUpstreams(
@@ -340,6 +345,7 @@ export class ProxyMetrics {
   /** Stop counting what the channels carry (the registered metrics stay). */
   close(): void {
     for (const unsubscribe of this.unsubscribe.splice(0)) unsubscribe();
+    this.sessions.close();
   }
 
   /** The exposition text of prom-client's global registry (the one processMetrics uses). */

@@ -16,6 +16,7 @@ import { startProxy, type ListenerAddress, type RunningProxy } from './running-p
 import { describeProxy } from './status.js';
 import { logUpstreamErrors } from './upstream-log.js';
 import { logHttpRequests } from './access-log.js';
+import { logSessions } from './session-log.js';
 
 export interface ProxyProcess {
   readonly proxy: RunningProxy;
@@ -54,9 +55,11 @@ export async function startProxyProcess(config: DancegateConfig, options: ProxyP
   });
   const stopUpstreamErrorLog = logUpstreamErrors(logger);
   const stopAccessLog = logHttpRequests(logger);
+  const stopSessionLog = logSessions(logger);
   const stopForwarderLogs = (): void => {
     stopUpstreamErrorLog();
     stopAccessLog();
+    stopSessionLog();
   };
   let proxy: RunningProxy;
   try {

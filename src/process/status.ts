@@ -1,8 +1,15 @@
 /** /status of one serving process (single, or a worker): what runs, with which configuration. */
-import type { RouteConfig } from '../config/types.js';
+import type { ListenerConfig, ProtocolBinding, RouteConfig } from '../config/types.js';
 import type { RunningProxy } from './running-proxy.js';
 
-const describeRoute = (r: RouteConfig, proxyHeader: string, rules: number): Record<string, unknown> => ({
+/** A route's binding as /status shows it (never the RADIUS secret). */
+const describeBinding = (b: ProtocolBinding): Record<string, unknown> | string => {
+  if (b.kind === 'mqtt') return { protocol: 'mqtt', clientId: b.mqtt.clientId, username: b.mqtt.username, password: b.mqtt.password };
+  if (b.kind === 'radius') return { protocol: 'radius', identityAttribute: b.radius.identityAttribute, maxPacketBytes: b.radius.maxPacketBytes };
+  return 'none';
+};
+
+const describeRoute = (r: RouteConfig, proxyHeader: string, rules: number, binding: ProtocolBinding = { kind: 'none' }): Record<string, unknown> => ({
   serverNames: r.serverNames.length > 0 ? r.serverNames : ['(default)'],
   upstreams: r.upstreams.targets.map((u) => ({ name: u.name, url: u.url })),
   balance: r.upstreams.balance,
@@ -13,7 +20,17 @@ const describeRoute = (r: RouteConfig, proxyHeader: string, rules: number): Reco
   identitySources: r.identity.sources,
   strict: r.identity.strict,
   proxyHeader,
+  alpn: r.alpn ?? null,
+  binding: describeBinding(binding),
 });
+
+/** What a listener's configuration adds to its /status entry. */
+const describeListenerConfig = (lc: ListenerConfig | undefined): Record<string, unknown> => {
+  if (lc === undefined) return { routes: [] };
+  const common = { revalidate: lc.revalidate, tcpKeepAlive: lc.tcpKeepAlive ?? false };
+  if (lc.mode === 'http') return { ...common, routes: lc.routes.map((r) => describeRoute(r, 'none', r.rules.length)) };
+  return { ...common, protocol: lc.protocol, alpn: lc.alpn ?? null, routes: lc.routes.map((r) => describeRoute(r, r.proxyHeader.version, 0, r.binding)) };
+};
 
 export function describeProxy(proxy: RunningProxy, version: string, startedAt: string): Record<string, unknown> {
   const c = proxy.config;
@@ -36,7 +53,7 @@ export function describeProxy(proxy: RunningProxy, version: string, startedAt: s
         policy: lc?.policy,
         tlsEngine: l.tlsEngine,
         ...(l.tlsEngineFallback === undefined ? {} : { tlsEngineFallback: l.tlsEngineFallback }),
-        routes: lc === undefined ? [] : lc.mode === 'tcp' ? lc.routes.map((r) => describeRoute(r, r.proxyHeader.version, 0)) : lc.routes.map((r) => describeRoute(r, 'none', r.rules.length)),
+        ...describeListenerConfig(lc),
       };
     }),
   };

@@ -841,3 +841,14 @@ function parseV2(buf: Buffer, maxHeaderBytes: number): ProxyParse {
   };
   return { status: 'complete', version: 2, header, headerBytes: total };
 }
+
+/**
+ * The smallest v2 header that still says who the client is, in the worst case: the fixed part, an
+ * IPv6 address block, the ALPN TLV (when `alpnBytes` > 0), the SSL TLV with its client and verify
+ * fields and a CN of 253 bytes (the longest DNS name), and the CRC32C TLV when asked for. A cap on
+ * the header below this could not carry every valid identity.
+ */
+export function proxyV2FloorBytes(alpnBytes: number, crc32c: boolean): number {
+  const tlv = (valueBytes: number): number => 3 + valueBytes;
+  return V2_FIXED_BYTES + 36 + (alpnBytes > 0 ? tlv(alpnBytes) : 0) + tlv(5 + tlv(253)) + (crc32c ? tlv(4) : 0);
+}

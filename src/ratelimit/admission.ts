@@ -24,6 +24,7 @@ import type { RefusalReason } from '../reasons.js';
 import { monotonicClock, type Clock } from './clock.js';
 import { ConcurrencyLimiter } from './concurrency.js';
 import { PenaltyBox, type PenaltyBoxOptions } from './penalty-box.js';
+import { IdentitySlots, type IdentityOverflow, type OnReplaced } from './identity-slots.js';
 import { PerKeySlots, type SlotTicket } from './slot-queue.js';
 import { sourceKey } from './source-key.js';
 import { PerKeyTokenBuckets, type TokenBucketOptions } from './token-bucket.js';
@@ -52,6 +53,8 @@ export interface AdmissionLimits {
   readonly penaltyBox: Omit<PenaltyBoxOptions, 'maxKeys'> | undefined;
   /** undefined: no cap per identity. */
   readonly maxConnectionsPerIdentity: number | undefined;
+  /** Past the cap: refuse the new connection (default) or close the oldest of that name (newest-wins). */
+  readonly identityOverflow?: IdentityOverflow;
   /** Most source addresses remembered by the rate limiter and the penalty box (each an LRU). */
   readonly trackedAddresses: number;
 }
@@ -76,7 +79,7 @@ export class Admission {
   private readonly handshakes: ConcurrencyLimiter;
   private readonly rate: PerKeyTokenBuckets | undefined;
   private readonly penalty: PenaltyBox | undefined;
-  private readonly identities: ConcurrencyLimiter | undefined;
+  private readonly identities: IdentitySlots | undefined;
   /** Connections between accept and decision that asked to hear of a ban, by address (bounded by the handshake budget). */
   private readonly undecided = new Map<string, Set<OnBanned>>();
   /** TLS handshakes per address (bounded by the handshake budget: a connection enters only while it holds its budget). */
@@ -90,7 +93,7 @@ export class Admission {
     this.tlsPhase = new PerKeySlots(this.maxTlsHandshakesPerIp);
     this.rate = limits.newConnectionsPerIp ? new PerKeyTokenBuckets({ ...limits.newConnectionsPerIp, maxKeys: limits.trackedAddresses }, clock) : undefined;
     this.penalty = limits.penaltyBox ? new PenaltyBox({ ...limits.penaltyBox, maxKeys: limits.trackedAddresses }, clock) : undefined;
-    this.identities = limits.maxConnectionsPerIdentity ? new ConcurrencyLimiter({ maxTotal: Infinity, maxPerKey: limits.maxConnectionsPerIdentity }) : undefined;
+    this.identities = limits.maxConnectionsPerIdentity ? new IdentitySlots(limits.maxConnectionsPerIdentity, limits.identityOverflow ?? 'refuse-new') : undefined;
   }
 
   /**
@@ -200,10 +203,10 @@ export class Admission {
     return { maxCertificates: h.maxClientCertificates ?? d.maxClientCertificates, maxFlightBytes: h.maxClientFlightBytes ?? d.maxClientFlightBytes };
   }
 
-  /** An authenticated connection of `name`: `release` when it closes. */
-  admitIdentity(name: string): Admitted {
+  /** An authenticated connection of `name`: `release` when it closes; under newest-wins, `onReplaced` when a newer one takes its slot. */
+  admitIdentity(name: string, onReplaced?: OnReplaced): Admitted {
     if (!this.identities) return { ok: true, release: () => undefined };
-    const held = this.identities.tryAcquire(name);
+    const held = this.identities.acquire(name, onReplaced);
     if (!held.ok) return { ok: false, reason: 'identity-limit', detail: `${name} already has ${held.limit} connections` };
     return { ok: true, release: held.release };
   }

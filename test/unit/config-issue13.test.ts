@@ -657,6 +657,8 @@ listeners:
           identitySources: ['certificate-extension', 'clienthello-extension', 'san'],
           strict: false,
           proxyHeader: 'none',
+          alpn: null,
+          binding: 'none',
         },
       ],
       [
@@ -671,6 +673,8 @@ listeners:
           identitySources: ['certificate-extension', 'clienthello-extension', 'san'],
           strict: false,
           proxyHeader: 'v1',
+          alpn: null,
+          binding: 'none',
         },
       ],
     ]);

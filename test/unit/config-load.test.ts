@@ -201,6 +201,7 @@ listeners:
       newConnectionsPerIp: { ratePerSecond: 50, burst: 200 },
       penaltyBox: { failures: 20, windowMs: 60000, banMs: 60000 },
       maxConnectionsPerIdentity: undefined,
+      identityOverflow: 'refuse-new',
       trackedAddresses: 100000,
     });
     expect(defaults.listeners[0]?.maxLifetimeMs).toBeUndefined();
@@ -456,7 +457,26 @@ describe("the README's configuration reference", () => {
     }
     await writeFile(join(dir, 'pinned-tlsa.txt'), `x.api.example.com TLSA 3 1 1 ${A}\n`);
     const config = await parseConfigText(yaml ?? '', source());
-    expect(config.listeners.map((l) => [l.name, l.mode, l.port, l.routes.length])).toEqual([['api', 'http', 443, 1]]);
+    expect(config.listeners.map((l) => [l.name, l.mode, l.port, l.routes.length])).toEqual([
+      ['api', 'http', 443, 1],
+      ['devices', 'tcp', 8883, 1],
+      ['radsec', 'tcp', 2083, 1],
+    ]);
+    // The MQTT and RADSEC listeners show every binding default, and the api listener the listener-level defaults.
+    const [, devices, radsec] = config.listeners;
+    if (devices?.mode !== 'tcp' || radsec?.mode !== 'tcp') throw new Error('expected the tcp listeners');
+    expect([devices.protocol, devices.alpn, devices.routes[0]?.alpn, devices.routes[0]?.binding]).toEqual([
+      'mqtt',
+      ['mqtt'],
+      ['mqtt'],
+      { kind: 'mqtt', mqtt: { clientId: 'require-identity', username: 'identity', password: 'keep', maxConnectBytes: 16384, connectTimeoutMs: 10000 } },
+    ]);
+    expect([radsec.protocol, radsec.routes[0]?.binding]).toEqual([
+      'radsec',
+      { kind: 'radius', radius: { secret: 'radsec', identityAttribute: { kind: 'vsa', vendorId: 32473, vendorType: 1 }, maxPacketBytes: 4096 } },
+    ]);
+    const bare = await parseConfigText(MINIMAL.replace('mode: http', 'mode: mqtt').replace('http://', 'tcp://'), source());
+    expect(bare.listeners[0]?.mode === 'tcp' ? bare.listeners[0].routes[0]?.binding : undefined).toEqual(devices.routes[0]?.binding);
     expect(config.resolver.servers.map((s) => s.transport)).toEqual(['udp', 'tls']);
     const [api] = config.listeners;
     if (api?.mode !== 'http') throw new Error('expected the http listener');
@@ -473,6 +493,8 @@ describe("the README's configuration reference", () => {
       return l?.mode === 'http' ? { alpn: l.http.alpn, http2: l.http.http2, requestRatePerIdentity: l.http.requestRatePerIdentity, accessLog: l.http.accessLog } : undefined;
     };
     expect(http(config)).toEqual(http(defaults));
+    expect([config.listeners[0]?.revalidate, config.listeners[0]?.tcpKeepAlive]).toEqual([defaults.listeners[0]?.revalidate, defaults.listeners[0]?.tcpKeepAlive]);
+    expect(config.listeners[0]?.revalidate).toEqual({ mode: 'ttl', floorMs: 30000, ceilingMs: 3600000, jitterMs: 30000, graceMs: 300000 });
     // Its limits section says it shows the defaults: it must equal what an empty one gives.
     expect(config.limits).toEqual(defaults.limits);
   });

@@ -39,7 +39,7 @@ export const HTTP_DEFAULTS: HttpModeConfig = {
   accessLog: { enabled: true, sampleRate: 1, includeQuery: false },
 };
 
-export const NO_PROXY_HEADER: ProxyHeaderConfig = { version: 'none', tlvTypes: { name: 0xe4, certHash: 0xe5, tlsa: 0xe6 }, crc32c: false };
+export const NO_PROXY_HEADER: ProxyHeaderConfig = { version: 'none', tlvTypes: { name: 0xe4, certHash: 0xe5, tlsa: 0xe6 }, crc32c: false, maxHeaderBytes: 500 };
 
 export function upstreamOf(url: string): Upstream {
   const u = new URL(url);
@@ -69,6 +69,8 @@ function base(name: string): Omit<ListenerBase, 'mode' | 'routes' | 'policy'> {
     maxLifetimeMs: undefined,
     pkixRoots: [],
     inboundProxyProtocol: undefined,
+    tcpKeepAlive: undefined,
+    revalidate: { mode: 'off', floorMs: 30_000, ceilingMs: 3_600_000, jitterMs: 30_000, graceMs: 300_000 },
   };
 }
 
@@ -78,6 +80,7 @@ const route = (upstream: string) => ({
   allowlist: Allowlist.fromList(['*._device.forward.test'], 'test'),
   allowlistSource: 'test',
   identity: { sources: [...IDENTITY_SOURCE_NAMES], strict: false },
+  alpn: undefined,
 });
 
 export function httpListener(name: string, upstream: string, options: { http?: Partial<HttpModeConfig>; policy?: 'required' | 'optional' } = {}): HttpListenerConfig {
@@ -85,7 +88,7 @@ export function httpListener(name: string, upstream: string, options: { http?: P
 }
 
 export function tcpListener(name: string, upstream: string, proxyHeader: ProxyHeaderConfig = NO_PROXY_HEADER): TcpListenerConfig {
-  return { ...base(name), mode: 'tcp', policy: 'required', routes: [{ ...route(upstream), proxyHeader }] };
+  return { ...base(name), mode: 'tcp', protocol: 'tcp', alpn: undefined, policy: 'required', routes: [{ ...route(upstream), proxyHeader, binding: { kind: 'none' } }] };
 }
 
 /** The context of a connection on `listener`'s first route; `identity` undefined = unauthenticated. */

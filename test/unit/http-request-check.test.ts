@@ -10,6 +10,7 @@ const route = (serverNames: string[]): RouteConfig => ({
   allowlist: Allowlist.fromList(['*._device.example.test'], 'test'),
   allowlistSource: 'test',
   identity: { sources: [...IDENTITY_SOURCE_NAMES], strict: false },
+  alpn: undefined,
 });
 const api = route(['api.example.test']);
 const admin = route(['admin.example.test']);

@@ -16,7 +16,7 @@ const NAME = 'nas1._device.radsec.test';
 /** The parts of a TLSSocket buildProxyHeader reads. */
 const socket = { alpnProtocol: false, getProtocol: () => 'TLSv1.3', getCipher: () => ({ name: 'TLS_AES_128_GCM_SHA256' }) } as unknown as tls.TLSSocket;
 
-const V2: ProxyHeaderConfig = { version: 'v2', tlvTypes: { name: 0xe4, certHash: 0xe5, tlsa: 0xe6 }, crc32c: false };
+const V2: ProxyHeaderConfig = { version: 'v2', tlvTypes: { name: 0xe4, certHash: 0xe5, tlsa: 0xe6 }, crc32c: false, maxHeaderBytes: 500 };
 
 function context(identity: ConnectionContext['identity']): ConnectionContext {
   // Only the fields buildProxyHeader reads.

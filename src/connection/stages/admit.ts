@@ -5,6 +5,7 @@
  * stage result; the release function is the value.
  */
 import type { Admission, OnBanned } from '../../ratelimit/admission.js';
+import type { OnReplaced } from '../../ratelimit/identity-slots.js';
 import { pass, refuse, type StageResult } from './result.js';
 
 export type Release = () => void;
@@ -15,8 +16,8 @@ export function admitConnection(admission: Pick<Admission, 'admitConnection'>, c
   return admitted.ok ? pass(admitted.release) : refuse(admitted.reason, admitted.detail);
 }
 
-/** The cap on concurrent connections per verified name; `release` when the connection closes. */
-export function admitIdentity(admission: Pick<Admission, 'admitIdentity'>, name: string): StageResult<Release> {
-  const admitted = admission.admitIdentity(name);
+/** The cap on concurrent connections per verified name; `release` when the connection closes; `onReplaced` when a newer one takes its slot (newest-wins). */
+export function admitIdentity(admission: Pick<Admission, 'admitIdentity'>, name: string, onReplaced?: OnReplaced): StageResult<Release> {
+  const admitted = admission.admitIdentity(name, onReplaced);
   return admitted.ok ? pass(admitted.release) : refuse(admitted.reason, admitted.detail);
 }

@@ -1,12 +1,40 @@
-/** Stage: the route that serves the ClientHello's SNI name (exact, longest wildcard, default). Pure. */
+/**
+ * Stage: the route that serves the connection, from its ClientHello: the
+ * ALPN protocol the handshake will choose (ours in our order of preference,
+ * the first the client offers, as both TLS engines choose), then the SNI
+ * name (exact, longest wildcard, default). A route that names ALPN
+ * protocols serves only connections that negotiate one of them, and is
+ * chosen before any route without `alpn`; routes without it serve the rest.
+ * Pure.
+ */
 import type { RouteConfig } from '../../config/types.js';
 import type { ClientHelloInfo } from '../../protocol/client-hello.js';
 import { selectBySni } from '../../protocol/sni.js';
 import { pass, refuse, type StageResult } from './result.js';
 
-export function routeBySni(routes: readonly RouteConfig[], hello: Pick<ClientHelloInfo, 'serverName'>): StageResult<RouteConfig> {
-  const route = selectBySni(routes, hello.serverName, false);
-  return route === undefined ? refuse('no-route', `no route serves ${hello.serverName ?? '(no SNI)'}`) : pass(route);
+/** The protocol the handshake will negotiate: the first of ours (most preferred first) that the client offers; undefined: none. */
+export function negotiatedAlpn(offered: readonly string[], ours: readonly string[] | undefined): string | undefined {
+  return ours?.find((protocol) => offered.includes(protocol));
+}
+
+export function routeBySni(routes: readonly RouteConfig[], hello: Pick<ClientHelloInfo, 'serverName'>, alpn?: string): StageResult<RouteConfig> {
+  const byAlpn =
+    alpn === undefined
+      ? undefined
+      : selectBySni(
+          routes.filter((r) => r.alpn?.includes(alpn)),
+          hello.serverName,
+          false,
+        );
+  const route =
+    byAlpn ??
+    selectBySni(
+      routes.filter((r) => r.alpn === undefined),
+      hello.serverName,
+      false,
+    );
+  if (route !== undefined) return pass(route);
+  return refuse('no-route', `no route serves ${hello.serverName ?? '(no SNI)'}${alpn === undefined ? '' : ` with ALPN ${alpn}`}`);
 }
 
 /** How a route appears in the decision record: its first server name, or 'default'. */

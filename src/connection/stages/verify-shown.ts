@@ -40,6 +40,8 @@ export interface VerifyShownInput {
   readonly admission: Pick<Admission, 'admitIdentity'>;
   readonly pkixRoots: readonly ParsedCertificate[];
   readonly now: () => Date;
+  /** Called when a newer connection of the same name takes this one's slot (maxConnectionsPerIdentity, newest-wins). */
+  readonly onReplaced?: (name: string, detail: string) => void;
 }
 
 export interface Verified {
@@ -47,6 +49,10 @@ export interface Verified {
   readonly leaf: ParsedCertificate;
   readonly tlsa: readonly [number, number, number];
   readonly detail: string;
+  /** The chain as presented, leaf first (parsed when first called): revalidation matches it again. */
+  readonly chain: () => readonly ParsedCertificate[];
+  /** How long the TLSA answer that authenticated the client stays fresh (the cache's lifetime of it). */
+  readonly expiresInMs: number | undefined;
   /** Gives back the identity's connection slot (call when the connection closes; idempotent). */
   readonly release: Release;
 }
@@ -69,7 +75,8 @@ export async function verifyShown(c: Connection, input: VerifyShownInput, shown:
   c.note({ cache: auth.evidence.cache, tlsa: auth.ok ? auth.value.tlsa.join(' ') : undefined });
   c.dnsTook(auth.evidence.dnsMs);
   if (!auth.ok) return auth;
-  const slot = admitIdentity(input.admission, name);
+  const onReplaced = input.onReplaced;
+  const slot = admitIdentity(input.admission, name, onReplaced === undefined ? undefined : (detail) => onReplaced(name, detail));
   if (!slot.ok) return slot;
   // Given back once, whoever calls first: the native engine takes the slot inside the handshake, which may still fail.
   let released = false;
@@ -78,5 +85,7 @@ export async function verifyShown(c: Connection, input: VerifyShownInput, shown:
     released = true;
     slot.value();
   };
-  return pass({ name, leaf, tlsa: auth.value.tlsa, detail: auth.value.detail, release });
+  const settled = await lookup.settled;
+  const expiresInMs = settled.ok ? settled.value.expiresInMs : undefined;
+  return pass({ name, leaf, tlsa: auth.value.tlsa, detail: auth.value.detail, chain, expiresInMs, release });
 }
