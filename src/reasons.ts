@@ -12,6 +12,7 @@ export const TLS_ALERTS = {
   internal_error: 80,
   unrecognized_name: 112,
   certificate_required: 116,
+  no_application_protocol: 120,
 } as const;
 export type TlsAlertName = keyof typeof TLS_ALERTS;
 
@@ -43,6 +44,7 @@ export const REASONS = {
   'client-hello-timeout': refusal('no complete ClientHello within clientHelloTimeoutMs', true),
   'client-closed': refusal('the client closed the connection before the decision', false),
   'no-route': refusal('no route serves the SNI name', false, 'unrecognized_name'),
+  'no-application-protocol': refusal("the client offered ALPN protocols, none of them the listener's (RFC 7301)", false, 'no_application_protocol'),
   'invalid-name': refusal('the claimed name is not a valid DNS name', true, 'handshake_failure'),
   'not-allowed': refusal('the claimed name is not on the route allowlist (no DNS query was made)', true, 'handshake_failure'),
   'no-name': refusal('no dane_clientid and no SAN dNSName in the certificate', true),

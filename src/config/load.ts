@@ -1101,6 +1101,17 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
     }
     if (route) routes.push(route);
   }
+  // The RADSEC binding speaks RADIUS/1.0: RADIUS/1.1 (RFC 9765) has no MD5 authenticators to check or sign.
+  for (const [i, r] of routes.entries()) {
+    if (r.binding.kind !== 'radius') continue;
+    const served = r.route.alpn ?? (mode === 'tcp' ? raw.alpn : undefined) ?? [];
+    if (served.includes('radius/1.1')) {
+      problems.add(
+        `${keyPath}.routes[${i}]${r.route.alpn === undefined ? '' : '.alpn'}`,
+        "a RADSEC route binds RADIUS/1.0 (it checks and signs the MD5 authenticators RFC 9765's radius/1.1 drops): offer radius/1.0 only, or route radius/1.1 to a plain tcp route",
+      );
+    }
+  }
   if (defaultRoutes > 1) problems.add(`${keyPath}.routes`, `${defaultRoutes} routes have no serverNames; at most one can be the default route`);
   if (typeof hp === 'string' || routes.length !== raw.routes.length || certificates.length !== raw.tls.certificates.length) return undefined;
   const base = {

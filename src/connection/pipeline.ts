@@ -23,7 +23,7 @@ import { sourcesOf } from './stages/identity-sources.js';
 import { readInboundProxy } from './stages/inbound-proxy.js';
 import { startLookup, type TlsaLookupSource } from './stages/lookup.js';
 import type { Refusal } from './stages/result.js';
-import { negotiatedAlpn, routeBySni, routeLabel } from './stages/route.js';
+import { alpnAgreed, negotiatedAlpn, routeBySni, routeLabel } from './stages/route.js';
 import { verifyShown, type Shown } from './stages/verify-shown.js';
 import { watchConnection } from './revalidate.js';
 import type { ListenerTls } from './tls-engine.js';
@@ -56,6 +56,8 @@ export async function runPipeline(c: Connection, raw: Socket, env: PipelineEnv):
   c.note({ sni: hello.value.serverName });
   const alpn = negotiatedAlpn(hello.value.alpn, forwarder.alpn);
   if (alpn !== undefined) c.note({ alpn });
+  const protocols = alpnAgreed(hello.value.alpn, forwarder.alpn, alpn);
+  if (!protocols.ok) return endRaw(c, raw, protocols);
   const route = routeBySni(config.routes, hello.value, alpn);
   if (!route.ok) return endRaw(c, raw, route);
   c.note({ route: routeLabel(route.value) });

@@ -63,7 +63,7 @@ describe('the catalog', () => {
       if (alert !== undefined) expect(Object.keys(TLS_ALERTS)).toContain(alert);
       expect(alertFor(reason)).toBe(TLS_ALERTS[alert ?? 'handshake_failure']);
     }
-    expect(TLS_ALERTS).toEqual({ handshake_failure: 40, internal_error: 80, unrecognized_name: 112, certificate_required: 116 });
+    expect(TLS_ALERTS).toEqual({ handshake_failure: 40, internal_error: 80, unrecognized_name: 112, certificate_required: 116, no_application_protocol: 120 });
   });
 
   it('temporary ⇔ HTTP 503, and a temporary refusal is never penalised', () => {
@@ -80,10 +80,11 @@ describe('the catalog', () => {
     for (const reason of dns) expect([reason, REASONS[reason].penalized]).toEqual([reason, false]);
   });
 
-  it('the alerts before the handshake: unrecognized_name for no route, handshake_failure for a dane_clientid name refused', () => {
+  it('the alerts before the handshake: unrecognized_name for no route, no_application_protocol for no ALPN in common, handshake_failure for a dane_clientid name refused', () => {
     const withAlert = REFUSAL_REASONS.filter((r) => REASONS[r].alert !== undefined).map((r) => [r, REASONS[r].alert]);
     expect(withAlert).toEqual([
       ['no-route', 'unrecognized_name'],
+      ['no-application-protocol', 'no_application_protocol'],
       ['invalid-name', 'handshake_failure'],
       ['not-allowed', 'handshake_failure'],
     ]);
