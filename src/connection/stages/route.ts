@@ -20,7 +20,10 @@ export function negotiatedAlpn(offered: readonly string[], ours: readonly string
 /** RFC 7301: a client that offers ALPN protocols, none of them ours, is refused (no_application_protocol); one that offers none gets none. */
 export function alpnAgreed(offered: readonly string[], ours: readonly string[] | undefined, chosen: string | undefined): StageResult<undefined> {
   if (ours === undefined || offered.length === 0 || chosen !== undefined) return pass(undefined);
-  const shown = offered.slice(0, 8).map((p) => JSON.stringify(p)).join(', ');
+  const shown = offered
+    .slice(0, 8)
+    .map((p) => JSON.stringify(p))
+    .join(', ');
   return refuse('no-application-protocol', `the client offered ${shown}${offered.length > 8 ? `, … (${offered.length})` : ''}; this listener speaks ${ours.join(', ')}`);
 }
 
