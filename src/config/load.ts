@@ -1104,7 +1104,9 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
   // The RADSEC binding speaks RADIUS/1.0: RADIUS/1.1 (RFC 9765) has no MD5 authenticators to check or sign.
   for (const [i, r] of routes.entries()) {
     if (r.binding.kind !== 'radius') continue;
-    const served = r.route.alpn ?? (mode === 'tcp' ? raw.alpn : undefined) ?? [];
+    // Without alpn of its own, the route gets radius/1.1 connections only when no route names radius/1.1.
+    const elsewhere = routes.some((other) => other.route.alpn?.includes('radius/1.1') === true);
+    const served = r.route.alpn ?? (mode === 'tcp' && !elsewhere ? raw.alpn : undefined) ?? [];
     if (served.includes('radius/1.1')) {
       problems.add(
         `${keyPath}.routes[${i}]${r.route.alpn === undefined ? '' : '.alpn'}`,

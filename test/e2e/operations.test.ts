@@ -230,6 +230,8 @@ describe('one process', () => {
         mode: 'http',
         address: `127.0.0.1:${dg.ports.http}`,
         policy: 'required',
+        revalidate: { mode: 'ttl', floorMs: 30000, ceilingMs: 3600000, jitterMs: 30000, graceMs: 300000 },
+        tcpKeepAlive: { initialDelayMs: 60000 },
         routes: [
           {
             serverNames: ['(default)'],
@@ -242,6 +244,8 @@ describe('one process', () => {
             proxyHeader: 'none',
             identitySources: ALL_SOURCES,
             strict: false,
+            alpn: null,
+            binding: 'none',
           },
         ],
         ...ENGINE_STATUS,
@@ -251,6 +255,10 @@ describe('one process', () => {
         mode: 'tcp',
         address: `127.0.0.1:${dg.ports.tcp}`,
         policy: 'required',
+        revalidate: { mode: 'ttl', floorMs: 30000, ceilingMs: 3600000, jitterMs: 30000, graceMs: 300000 },
+        tcpKeepAlive: { initialDelayMs: 60000 },
+        protocol: 'tcp',
+        alpn: null,
         routes: [
           {
             serverNames: ['(default)'],
@@ -263,6 +271,8 @@ describe('one process', () => {
             proxyHeader: 'none',
             identitySources: ALL_SOURCES,
             strict: false,
+            alpn: null,
+            binding: 'none',
           },
         ],
         ...ENGINE_STATUS,

@@ -158,6 +158,7 @@ describe('classifyRevalidation', () => {
       'handshake-timeout': 'revoked',
       'chain-over-limits': 'revoked',
       'identity-limit': 'failed',
+      'no-application-protocol': 'revoked',
     });
   });
 
