@@ -251,7 +251,7 @@ class Watch {
     if (this.stopped) return;
     this.check().catch((err: unknown) => {
       // Not expected (authenticate reports failures as values): a check that could not be made.
-      if (!this.stopped && !this.socket.destroyed) this.failed(`revalidation error: ${errorText(err)}`);
+      if (!this.stopped && !this.socket.destroyed) this.failed(`revalidation error: ${errorText(err)}`, false);
     });
   };
 
@@ -310,7 +310,7 @@ class Watch {
     if (this.stopped || signal.aborted || this.socket.destroyed) return;
     const verdict = classifyRevalidation(result);
     const detail = describe(result);
-    if (verdict === 'failed') return this.failed(detail);
+    if (verdict === 'failed') return this.failed(detail, !result.ok && result.reason === 'dns-over-capacity');
     if (verdict !== 'kept') return this.close(verdict, detail);
     this.failingSince = undefined;
     if (result.ok) this.usage = result.value.tlsa[0];
@@ -320,16 +320,27 @@ class Watch {
     this.schedule(next);
   }
 
-  /** A check that could not be made: retried at the floor while the grace period lasts, then the connection is closed. */
-  private failed(detail: string): void {
+  /**
+   * A check that could not be made: retried after the floor plus jitter (failed checks of a fleet must not
+   * retry in step) while the grace period lasts, then the connection is closed. Our own resolver gate being
+   * full (`ownCapacity`) says nothing about the name and is what anyone can cause by claiming random names
+   * under an allowlisted zone: it never starts or advances the grace period, so such a flood cannot close
+   * established connections (it can only delay their checks).
+   */
+  private failed(detail: string, ownCapacity: boolean): void {
     const nowMs = this.deps.now().getTime();
+    const { floorMs, graceMs, jitterMs } = this.deps.config;
+    const retry = floorMs + Math.floor((this.deps.random ?? Math.random)() * (jitterMs + 1));
+    if (ownCapacity) {
+      this.publish('failed', detail, retry);
+      return this.schedule(retry);
+    }
     this.failingSince ??= nowMs;
     const failingFor = nowMs - this.failingSince;
-    const { floorMs, graceMs } = this.deps.config;
     if (failingFor >= graceMs) {
       return this.close('unverifiable', boundText(`${detail}; no check succeeded for ${failingFor} ms (grace ${graceMs} ms)`, MAX_DETAIL_BYTES));
     }
-    const next = Math.min(floorMs, graceMs - failingFor);
+    const next = Math.min(retry, graceMs - failingFor);
     this.publish('failed', detail, next);
     this.schedule(next);
   }

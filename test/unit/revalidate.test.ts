@@ -301,7 +301,7 @@ describe('watchConnection', () => {
     return events;
   }
 
-  function watch(source: PreparedSource, options: { subject?: Partial<RevalidationSubject>; config?: Partial<RevalidationConfig>; chain?: IssuedCertificate[] } = {}) {
+  function watch(source: PreparedSource, options: { subject?: Partial<RevalidationSubject>; config?: Partial<RevalidationConfig>; chain?: IssuedCertificate[]; random?: () => number } = {}) {
     const socket = new FakeSocket();
     const chain = (options.chain ?? [leaf]).map(p);
     const subject: RevalidationSubject = {
@@ -315,7 +315,7 @@ describe('watchConnection', () => {
       expiresInMs: 300_000,
       ...options.subject,
     };
-    watchConnection(socket, subject, { cache: source, config: { ...CONFIG, ...options.config }, now: () => new Date(), random: () => 0 });
+    watchConnection(socket, subject, { cache: source, config: { ...CONFIG, ...options.config }, now: () => new Date(), random: options.random ?? (() => 0) });
     return socket;
   }
 
@@ -445,6 +445,29 @@ describe('watchConnection', () => {
       event('unverifiable', `${detail}; no check succeeded for 100000 ms (grace 100000 ms)`),
     ]);
     expect([socket.ends, source.lookups]).toEqual([1, 5]);
+  });
+
+  it('our own resolver gate full (dns-over-capacity) never closes a connection: retried past the grace period, kept when the gate frees', async () => {
+    const full = failure('over-capacity', 'the resolver gate is full');
+    const source = new PreparedSource([full, full, full, full, full, full, secureAnswer([rec(leaf, 3, 1, 1)], 300_000)]);
+    const socket = watch(source, { config: { graceMs: 0 } });
+    await vi.advanceTimersByTimeAsync(300_001);
+    for (let i = 1; i <= 6; i++) {
+      expect(await published(i)).toHaveLength(i);
+      await vi.advanceTimersByTimeAsync(30_000);
+    }
+    const outcomes = (await published(7)).map((e) => e.outcome);
+    expect(outcomes).toEqual(['failed', 'failed', 'failed', 'failed', 'failed', 'failed', 'kept']);
+    expect([socket.ends, socket.destroys, source.lookups]).toEqual([0, 0, 7]);
+  });
+
+  it('failed checks are retried after the floor plus jitter, so a fleet that failed together does not retry together', async () => {
+    const source = new PreparedSource([failure('timeout', 'no answer')]);
+    watch(source, { random: () => 0.5 });
+    // The first check: the answer's life (300 000 + 1) plus floor(0.5 x 30 001) of jitter.
+    await vi.advanceTimersByTimeAsync(315_001);
+    // floor 30 000 + floor(0.5 x (jitter 30 000 + 1)) = 45 000
+    expect(await published(1)).toEqual([event('failed', 'dns-timeout: no answer', 45_000)]);
   });
 
   it('bogus is a failure with grace, not a revocation', async () => {
