@@ -26,7 +26,8 @@
  *    request whose Message-Authenticator or Accounting Request Authenticator does not verify, a
  *    Status-Server without a Message-Authenticator, an Accounting-Response from the server whose
  *    Response Authenticator does not verify against the request dancegate sent;
- *  - dropped with a 'refused' event, the connection kept (RFC 6613 lets a well-formed but
+ *  - dropped with a 'refused' event, the connection kept, up to MAX_DROPPED_CLIENT_PACKETS per
+ *    connection, then fatal (RFC 6613 lets a well-formed but
  *    unexpected packet be discarded without closing): a code the peer may not send (Access-Accept,
  *    CoA-Request, an unknown code…), a Vendor-Specific of the identity's vendor whose
  *    sub-attributes do not parse, a rewritten packet that would exceed `maxPacketBytes`.
@@ -72,6 +73,13 @@ export interface FilterStep {
   /** Set when the connection must be closed (see the module comment). */
   readonly fatal?: string;
 }
+
+/**
+ * Well-formed packets a peer may have dropped (a code it may not send, a malformed Vendor-Specific of our
+ * vendor, an identity attribute on a packet passed untouched, a rewrite over the size limit) before its
+ * connection is closed: each drop is a log line, so a peer must not be able to write them without end.
+ */
+export const MAX_DROPPED_CLIENT_PACKETS = 16;
 
 /** One slot per RADIUS Identifier. */
 export const MAX_OUTSTANDING_ACCOUNTING_REQUESTS = 256;
@@ -165,6 +173,8 @@ export class RadsecFilter {
   private readonly outstanding: Array<OutstandingAccounting | undefined> = new Array<OutstandingAccounting | undefined>(MAX_OUTSTANDING_ACCOUNTING_REQUESTS).fill(undefined);
   private outstandingCount = 0;
   private fatalReason: string | undefined;
+  /** Well-formed packets from the peer dropped so far: past MAX_DROPPED_CLIENT_PACKETS the connection is closed (each drop is a log line). */
+  private dropped = 0;
 
   /** Throws RangeError for an unusable option (empty secret, identity attribute, a name that does not fit, maxPacketBytes). */
   constructor(options: RadsecFilterOptions) {
@@ -241,7 +251,9 @@ export class RadsecFilter {
     const result = rewriteRequest(packet, this.options);
     if (!result.ok) {
       events.push({ kind: 'refused', code, identifier, reason: result.reason });
-      return result.problem === 'refused' ? undefined : `client: ${result.reason}`;
+      if (result.problem !== 'refused') return `client: ${result.reason}`;
+      this.dropped++;
+      return this.dropped > MAX_DROPPED_CLIENT_PACKETS ? `client: more than ${MAX_DROPPED_CLIENT_PACKETS} packets refused on this connection` : undefined;
     }
     if (result.removedCopies > 0) {
       events.push({ kind: 'stripped', code, identifier, reason: `removed ${result.removedCopies} cop${result.removedCopies === 1 ? 'y' : 'ies'} of the identity attribute sent by the client` });

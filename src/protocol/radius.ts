@@ -673,12 +673,24 @@ export function rewriteRequest(bytes: Buffer, options: RewriteOptions): RewriteR
       if (packet.messageAuthenticatorAt === undefined) return failure(`${what}: no Message-Authenticator (RFC 5997 requires one)`, 'unauthenticated');
       const ma = checkWalkedMessageAuthenticator(bytes, packet, secret, undefined);
       if (!ma.ok) return ma;
-      return { ok: true, bytes, kind: 'passed', removedCopies: 0 };
+      return passedUntouched(bytes, packet, options.identity, what);
     }
     default:
-      if (CLIENT_RESPONSE_CODES.has(packet.code)) return { ok: true, bytes, kind: 'passed', removedCopies: 0 };
+      if (CLIENT_RESPONSE_CODES.has(packet.code)) return passedUntouched(bytes, packet, options.identity, what);
       return failure(`${what}: this code is not accepted from a RADSEC client`, 'refused');
   }
+}
+
+/**
+ * A packet passed byte for byte (Status-Server, answers to server-initiated requests) must not carry
+ * the identity attribute: it is not rewritten, so a copy the peer put there would reach the server
+ * as if dancegate had vouched for it. Such a packet is refused (dropped), not passed.
+ */
+function passedUntouched(bytes: Buffer, packet: WalkedPacket, identity: IdentityAttribute, what: string): RewriteResult {
+  const stripped = strippedAttributes(packet, identity);
+  if (!stripped.ok) return failure(`${what}: ${stripped.reason}`, 'refused');
+  if (stripped.removedCopies > 0) return failure(`${what}: carries the identity attribute, which only dancegate sets (a packet passed untouched cannot have it removed)`, 'refused');
+  return { ok: true, bytes, kind: 'passed', removedCopies: 0 };
 }
 
 /**

@@ -604,11 +604,17 @@ describe('resignAccountingResponse', () => {
 });
 
 describe('rewriteRequest: Status-Server and other codes', () => {
-  it('passes a Status-Server byte for byte, even one carrying our attribute', () => {
-    const input = withMa(pkt(12, 40, AUTH, [maZero(), ours('forged')]), SECRET, 'own');
+  it('passes a Status-Server byte for byte; one carrying our attribute is refused (it cannot be rewritten)', () => {
+    const input = withMa(pkt(12, 40, AUTH, [maZero(), attr(1, 'x')]), SECRET, 'own');
     const r = ok(rewriteRequest(input, OPTIONS));
     expect(r).toEqual({ ok: true, kind: 'passed', bytes: input, removedCopies: 0 });
     expect(r.bytes).toBe(input);
+    const forged = withMa(pkt(12, 40, AUTH, [maZero(), ours('forged')]), SECRET, 'own');
+    expect(rewriteRequest(forged, OPTIONS)).toEqual({
+      ok: false,
+      reason: 'Status-Server id 40: carries the identity attribute, which only dancegate sets (a packet passed untouched cannot have it removed)',
+      problem: 'refused',
+    });
   });
 
   it.each([
@@ -618,9 +624,13 @@ describe('rewriteRequest: Status-Server and other codes', () => {
     expect(rewriteRequest(input, OPTIONS)).toEqual({ ok: false, reason, problem: 'unauthenticated' });
   });
 
-  it.each([41, 42, 44, 45, 52])('passes code %i (an answer to a request the server sent) untouched', (code) => {
-    const input = pkt(code, 50, AUTH, [ours('not ours to judge')]);
+  it.each([41, 42, 44, 45, 52])('passes code %i (an answer to a request the server sent) untouched, unless it carries our attribute', (code) => {
+    const input = pkt(code, 50, AUTH, [attr(18, 'done')]);
     expect(rewriteRequest(input, OPTIONS)).toEqual({ ok: true, kind: 'passed', bytes: input, removedCopies: 0 });
+    const forged = pkt(code, 50, AUTH, [ours('not ours to judge')]);
+    const result = rewriteRequest(forged, OPTIONS);
+    expect(result).toMatchObject({ ok: false, problem: 'refused' });
+    expect(result.ok ? '' : result.reason).toMatch(/: carries the identity attribute, which only dancegate sets \(a packet passed untouched cannot have it removed\)$/);
   });
 
   it.each([

@@ -7,7 +7,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MAX_OUTSTANDING_ACCOUNTING_REQUESTS, RadsecFilter, type FilterStep, type RadsecEvent, type RadsecFilterOptions } from '../../src/forward/radsec-filter.js';
+import { MAX_DROPPED_CLIENT_PACKETS, MAX_OUTSTANDING_ACCOUNTING_REQUESTS, RadsecFilter, type FilterStep, type RadsecEvent, type RadsecFilterOptions } from '../../src/forward/radsec-filter.js';
 import { DEFAULT_IDENTITY_ATTRIBUTE } from '../../src/protocol/radius.js';
 
 const SECRET = 'radsec';
@@ -332,5 +332,36 @@ describe('RadsecFilter: accounting round trip and server → client', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+});
+
+describe('review findings (issue 14)', () => {
+  it('a Status-Server or CoA-ACK carrying the identity attribute is dropped, not passed untouched', () => {
+    const filter = new RadsecFilter(OPTIONS);
+    const status = withMa(pkt(12, 3, AUTH, [maZero(), ours('nas2.nas.radsec.example')]), SECRET, AUTH);
+    const coaAck = pkt(44, 4, AUTH, [ours('nas2.nas.radsec.example')]);
+    const fed = feed(filter, 'client', [status, coaAck, statusServer(5)]);
+    expect(fed.out).toEqual(statusServer(5));
+    expect([fed.fatal, fed.events]).toEqual([
+      undefined,
+      [
+        { kind: 'refused', code: 12, identifier: 3, reason: 'Status-Server id 3: carries the identity attribute, which only dancegate sets (a packet passed untouched cannot have it removed)' },
+        { kind: 'refused', code: 44, identifier: 4, reason: 'CoA-ACK id 4: carries the identity attribute, which only dancegate sets (a packet passed untouched cannot have it removed)' },
+        { kind: 'passed', code: 12, identifier: 5 },
+      ],
+    ]);
+  });
+
+  it(`more than ${MAX_DROPPED_CLIENT_PACKETS} dropped packets close the connection (each drop is a log line)`, () => {
+    const filter = new RadsecFilter(OPTIONS);
+    const unknown = (id: number): Buffer => pkt(99, id, AUTH, []);
+    const first = feed(
+      filter,
+      'client',
+      Array.from({ length: MAX_DROPPED_CLIENT_PACKETS }, (_, i) => unknown(i)),
+    );
+    expect([first.fatal, first.events.length]).toEqual([undefined, MAX_DROPPED_CLIENT_PACKETS]);
+    const last = feed(filter, 'client', [unknown(200), accessRequest(201)]);
+    expect([last.fatal, last.packets]).toEqual([`client: more than ${MAX_DROPPED_CLIENT_PACKETS} packets refused on this connection`, 0]);
   });
 });
