@@ -47,12 +47,13 @@ export function proxyAddresses(context: ConnectionContext): ProxyAddresses | und
 
 /**
  * PROXY v2 parts left out, in this order, while a header is over the route's proxyV2.maxHeaderBytes
- * (500 by default, Mosquitto's limit): the name TLV (the SSL CN carries the same name), AUTHORITY
- * (the client's SNI), the SSL cipher and version, the certificate hash, the TLSA parameters. The
+ * (500 by default, Mosquitto's limit): AUTHORITY (the client's SNI: text the client chose goes
+ * first), the SSL cipher and version, the name TLV (the SSL CN carries the same name), the
+ * certificate hash, the TLSA parameters. The
  * addresses, ALPN, the SSL TLV's client, verify and CN, and CRC32C are never left out (the
  * configuration checks they always fit: proxyV2FloorBytes).
  */
-export const PROXY_V2_DROP_ORDER = ['name', 'authority', 'cipher', 'version', 'certHash', 'tlsa'] as const;
+export const PROXY_V2_DROP_ORDER = ['authority', 'cipher', 'version', 'name', 'certHash', 'tlsa'] as const;
 type DroppablePart = (typeof PROXY_V2_DROP_ORDER)[number];
 
 /** The PROXY header for this connection per its route's PROXY header settings, or undefined for none. */
