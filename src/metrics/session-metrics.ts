@@ -20,6 +20,7 @@ const MQTT_GATE_REASONS: Readonly<Record<MqttGateReason, true>> = {
   'client-id-empty': true,
   'password-without-username': true,
   'identity-unusable': true,
+  'enhanced-auth-not-allowed': true,
   'connect-not-forwardable': true,
   'connect-timeout': true,
   'connect-too-large': true,

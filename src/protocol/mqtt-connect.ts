@@ -58,6 +58,11 @@ export type MqttRefusalReason =
   | 'password-without-username'
   /** The name given is not an ASCII DNS name (a caller bug: the verified name always is). */
   | 'identity-unusable'
+  /**
+   * MQTT 5 enhanced authentication (an Authentication Method) under username: identity: the AUTH exchange
+   * that follows could let a broker plugin set another username than the verified name.
+   */
+  | 'enhanced-auth-not-allowed'
   /** mqtt-packet could not write the rewritten CONNECT, or it did not parse back to what was meant. */
   | 'connect-not-forwardable';
 
@@ -296,6 +301,13 @@ export function applyMqttPolicy(connect: IConnectPacket, name: string, policy: M
   if ('reason' in bound) return refuse(connect, bound.reason, bound.detail);
   if (bound.change !== undefined) changes.push(bound.change);
 
+  if (policy.username === 'identity' && connect.properties?.authenticationMethod !== undefined) {
+    return refuse(
+      connect,
+      'enhanced-auth-not-allowed',
+      `MQTT 5 enhanced authentication (method ${quoted(connect.properties.authenticationMethod)}) is refused under username: identity: its AUTH exchange could give the broker another username than the identity`,
+    );
+  }
   let username = connect.username;
   if (policy.username === 'identity' && username !== name) {
     changes.push(username === undefined ? 'username set to the identity (the client sent none)' : `username ${quoted(username)} replaced by the identity`);
