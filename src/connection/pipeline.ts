@@ -85,9 +85,11 @@ export async function runPipeline(c: Connection, raw: Socket, env: PipelineEnv):
   c.note({ alpn: typeof socket.alpnProtocol === 'string' ? socket.alpnProtocol : undefined });
   if (socket.destroyed || (!verdict.ok && verdict.reason === 'client-closed')) return void c.decide('refused', 'client-closed', 'client went away during verification');
   if (!verdict.ok) return refuseOrForwardUnauthenticated(c, socket, verdict, forwarder, context);
-  const { name, leaf, tlsa, detail, release, chain, expiresInMs } = verdict.value;
+  const { name, leaf, tlsa, detail, release, confirm, chain, expiresInMs } = verdict.value;
   socket.once('close', release);
   if (!c.decide('forwarded', 'authenticated', detail)) return void socket.destroy();
+  // The handshake is complete (the client proved it holds the key): only now may it replace an older connection (newest-wins).
+  confirm();
   forward(socket, forwarder, { ...context, identity: { name, leaf, tlsa }, status: 'authenticated' });
   // Revocation and expiry reach the established connection: its name is looked up again when the answer expires.
   const subject = { listener: config.name, connectionId: c.id, name, leaf, chain, pkixRoots: config.pkixRoots, tlsa, expiresInMs };

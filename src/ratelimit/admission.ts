@@ -70,6 +70,9 @@ export const ADMISSION_DEFAULTS: AdmissionLimits & { readonly handshakes: Requir
 /** The refusals admission control makes (catalog reasons, src/reasons.ts). */
 export type AdmissionReason = Extract<RefusalReason, 'penalty-box' | 'rate-limited' | 'handshake-budget' | 'handshake-budget-ip' | 'identity-limit' | 'chain-over-limits'>;
 
+/** An identity's connection slot: `confirm` once the handshake is complete (newest-wins replaces older ones only then). */
+export type IdentityAdmitted = { readonly ok: true; readonly release: () => void; readonly confirm: () => void } | { readonly ok: false; readonly reason: 'identity-limit'; readonly detail: string };
+
 /** Called when the connection's address is banned while the connection is still between accept and decision. */
 export type OnBanned = (detail: string) => void;
 
@@ -203,12 +206,15 @@ export class Admission {
     return { maxCertificates: h.maxClientCertificates ?? d.maxClientCertificates, maxFlightBytes: h.maxClientFlightBytes ?? d.maxClientFlightBytes };
   }
 
-  /** An authenticated connection of `name`: `release` when it closes; under newest-wins, `onReplaced` when a newer one takes its slot. */
-  admitIdentity(name: string, onReplaced?: OnReplaced): Admitted {
-    if (!this.identities) return { ok: true, release: () => undefined };
+  /**
+   * An authenticated connection of `name`: `release` when it closes, `confirm` once its handshake is complete
+   * (under newest-wins only a confirmed connection replaces older ones); `onReplaced` when a newer one takes its slot.
+   */
+  admitIdentity(name: string, onReplaced?: OnReplaced): IdentityAdmitted {
+    if (!this.identities) return { ok: true, release: () => undefined, confirm: () => undefined };
     const held = this.identities.acquire(name, onReplaced);
     if (!held.ok) return { ok: false, reason: 'identity-limit', detail: `${name} already has ${held.limit} connections` };
-    return { ok: true, release: held.release };
+    return held;
   }
 
   /** A refusal that is the client's doing (a catalog reason marked penalized, src/reasons.ts). */

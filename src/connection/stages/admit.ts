@@ -16,8 +16,17 @@ export function admitConnection(admission: Pick<Admission, 'admitConnection'>, c
   return admitted.ok ? pass(admitted.release) : refuse(admitted.reason, admitted.detail);
 }
 
-/** The cap on concurrent connections per verified name; `release` when the connection closes; `onReplaced` when a newer one takes its slot (newest-wins). */
-export function admitIdentity(admission: Pick<Admission, 'admitIdentity'>, name: string, onReplaced?: OnReplaced): StageResult<Release> {
+/** An identity's slot: `release` when the connection closes, `confirm` when its handshake is complete. */
+export interface IdentityHold {
+  readonly release: Release;
+  readonly confirm: () => void;
+}
+
+/**
+ * The cap on concurrent connections per verified name; `onReplaced` when a newer one takes its slot
+ * (newest-wins, which only a confirmed connection does: see ratelimit/identity-slots.ts).
+ */
+export function admitIdentity(admission: Pick<Admission, 'admitIdentity'>, name: string, onReplaced?: OnReplaced): StageResult<IdentityHold> {
   const admitted = admission.admitIdentity(name, onReplaced);
-  return admitted.ok ? pass(admitted.release) : refuse(admitted.reason, admitted.detail);
+  return admitted.ok ? pass({ release: admitted.release, confirm: admitted.confirm }) : refuse(admitted.reason, admitted.detail);
 }

@@ -55,6 +55,8 @@ export interface Verified {
   readonly expiresInMs: number | undefined;
   /** Gives back the identity's connection slot (call when the connection closes; idempotent). */
   readonly release: Release;
+  /** The handshake is complete: the slot is confirmed (under newest-wins, older connections of the name are replaced only now). */
+  readonly confirm: () => void;
 }
 
 export async function verifyShown(c: Connection, input: VerifyShownInput, shown: Shown): Promise<StageResult<Verified>> {
@@ -83,9 +85,9 @@ export async function verifyShown(c: Connection, input: VerifyShownInput, shown:
   const release = (): void => {
     if (released) return;
     released = true;
-    slot.value();
+    slot.value.release();
   };
   const settled = await lookup.settled;
   const expiresInMs = settled.ok ? settled.value.expiresInMs : undefined;
-  return pass({ name, leaf, tlsa: auth.value.tlsa, detail: auth.value.detail, chain, expiresInMs, release });
+  return pass({ name, leaf, tlsa: auth.value.tlsa, detail: auth.value.detail, chain, expiresInMs, release, confirm: slot.value.confirm });
 }

@@ -56,4 +56,38 @@ describe('admitIdentity', () => {
     expect(admitIdentity(admission, 'meter1._device.example.test')).toEqual({ ok: false, reason: 'identity-limit', detail: 'meter1._device.example.test already has 1 connections' });
     expect(admitIdentity(admission, 'meter2._device.example.test').ok).toBe(true);
   });
+
+  it("passes the admission's release and confirm through, and hands it the name and onReplaced", () => {
+    const seen: unknown[] = [];
+    const release = (): void => undefined;
+    const confirm = (): void => undefined;
+    const onReplaced = (): void => undefined;
+    const admission = { admitIdentity: (name: string, told?: unknown) => (seen.push(name, told), { ok: true as const, release, confirm }) };
+    const admitted = admitIdentity(admission, 'meter1._device.example.test', onReplaced);
+    if (!admitted.ok) throw new Error(`refused: ${admitted.detail}`);
+    expect(Object.keys(admitted.value).sort()).toEqual(['confirm', 'release']);
+    expect(admitted.value.release).toBe(release);
+    expect(admitted.value.confirm).toBe(confirm);
+    expect(seen).toEqual(['meter1._device.example.test', onReplaced]);
+  });
+
+  it('newest-wins through the stage: the older connection is told only when the newer one confirms', () => {
+    const admission = new Admission({
+      handshakes: { maxConcurrent: 10, maxConcurrentPerIp: 10 },
+      newConnectionsPerIp: undefined,
+      penaltyBox: undefined,
+      maxConnectionsPerIdentity: 1,
+      identityOverflow: 'newest-wins',
+      trackedAddresses: 10,
+    });
+    const told: string[] = [];
+    const first = admitIdentity(admission, 'meter1._device.example.test', (d) => told.push(d));
+    if (!first.ok) throw new Error(`the first was refused: ${first.detail}`);
+    first.value.confirm();
+    const second = admitIdentity(admission, 'meter1._device.example.test');
+    if (!second.ok) throw new Error(`the second was refused: ${second.detail}`);
+    expect(told).toEqual([]);
+    second.value.confirm();
+    expect(told).toEqual(['a newer connection of meter1._device.example.test took its place (maxConnectionsPerIdentity 1, newest-wins)']);
+  });
 });
