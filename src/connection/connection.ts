@@ -169,8 +169,8 @@ export class Connection {
 
   /**
    * A newer connection of the same verified name took this one's slot (maxConnectionsPerIdentity, newest-wins):
-   * closed with a TLS close_notify when established (destroyed if it does not go within REPLACED_FLUSH_MS), and
-   * refused if it is still undecided (its slot was taken inside the handshake).
+   * closed with a TLS close_notify (destroyed if it does not go within REPLACED_FLUSH_MS). Only established
+   * connections are replaced (a slot is confirmed after the decision); an undecided one would be refused.
    */
   replaced(identity: string, detail: string): void {
     if (!this.decided) {

@@ -5,9 +5,10 @@
  * connect failover, with backpressure and half-close, preceded by an
  * optional PROXY v1/v2 header written in one write before any payload. A
  * route's protocol binding (tcp-binding.ts) reads the MQTT CONNECT before
- * any upstream is chosen, or runs the RADSEC packets through its filter. The connect time, each attempt, a failure to
- * reach any upstream (with the connection's identity) and the bytes relayed
- * are published on the upstream channels (see channels.ts).
+ * any upstream is chosen, or runs the RADSEC packets through its filter.
+ * The connect time, each attempt, a failure to reach any upstream (with the
+ * connection's identity) and the bytes relayed are published on the
+ * upstream channels (see channels.ts).
  */
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
@@ -49,9 +50,8 @@ export function proxyAddresses(context: ConnectionContext): ProxyAddresses | und
  * PROXY v2 parts left out, in this order, while a header is over the route's proxyV2.maxHeaderBytes
  * (500 by default, Mosquitto's limit): AUTHORITY (the client's SNI: text the client chose goes
  * first), the SSL cipher and version, the name TLV (the SSL CN carries the same name), the
- * certificate hash, the TLSA parameters. The
- * addresses, ALPN, the SSL TLV's client, verify and CN, and CRC32C are never left out (the
- * configuration checks they always fit: proxyV2FloorBytes).
+ * certificate hash, the TLSA parameters. The addresses, ALPN, the SSL TLV's client, verify and CN,
+ * and CRC32C are never left out (the configuration checks they always fit: proxyV2FloorBytes).
  */
 export const PROXY_V2_DROP_ORDER = ['authority', 'cipher', 'version', 'name', 'certHash', 'tlsa'] as const;
 type DroppablePart = (typeof PROXY_V2_DROP_ORDER)[number];
