@@ -22,6 +22,8 @@
  *     as fast as the socket's backpressure allows (BATCH messages per write), counted by a subscriber on the plain
  *     listener, in its own process (only delivered messages count);
  *  3. QoS 1 publishes/s: the same connections, each with QOS1_WINDOW messages awaiting PUBACK.
+ * After each publish run the bench waits for every message written to arrive, and reports any that never did and
+ * the broker's own drop count ($SYS/broker/publish/messages/dropped).
  * CPU per connect and per message for dancegate and Mosquitto from /proc/<pid>/stat, and the driver's and the
  * subscriber's own. Before each timed run the 1-minute load average must be at most MAX_LOAD (else waiting in
  * 60 s steps, up to 30 minutes); the CPU that processes other than this bench's used during each run is reported.

@@ -135,13 +135,17 @@ async function threadsCpu(pid: number): Promise<Map<string, { name: string; user
   return out;
 }
 
-/** CPU between two threadsCpu readings, summed by thread name: "name user+system", largest first. */
-function threadCpuText(before: Awaited<ReturnType<typeof threadsCpu>>, after: Awaited<ReturnType<typeof threadsCpu>>): string {
+/**
+ * CPU between two threadsCpu readings of process `pid`: its main thread (the event loop: JavaScript, and the GC work
+ * done there), then the other threads summed by name (V8's GC helpers, libuv's pool…), largest first.
+ */
+function threadCpuText(pid: number, before: Awaited<ReturnType<typeof threadsCpu>>, after: Awaited<ReturnType<typeof threadsCpu>>): string {
   const byName = new Map<string, { user: number; system: number }>();
   for (const [tid, a] of after) {
     const b = before.get(tid) ?? { user: 0, system: 0 };
-    const sum = byName.get(a.name) ?? { user: 0, system: 0 };
-    byName.set(a.name, { user: sum.user + a.user - b.user, system: sum.system + a.system - b.system });
+    const name = tid === String(pid) ? 'main thread' : `other threads (${a.name})`;
+    const sum = byName.get(name) ?? { user: 0, system: 0 };
+    byName.set(name, { user: sum.user + a.user - b.user, system: sum.system + a.system - b.system });
   }
   return [...byName]
     .filter(([, c]) => c.user + c.system > 0)
@@ -538,7 +542,7 @@ listeners:
         // Nothing but /proc during the window: a /metrics scrape costs dancegate tens of ms with thousands of sockets open.
         await sleep(WINDOW_SECONDS * 1000);
         const [cpu1, unbound1, machine1, ours1] = [await cpuOf(pid), await cpuOf(unbound), await machineCpu(), await treeCpu(process.pid)];
-        const threads = threadCpuText(threads0, await threadsCpu(pid));
+        const threads = threadCpuText(pid, threads0, await threadsCpu(pid));
         const seconds = (performance.now() - w0) / 1000;
         const m1 = countersOf(await metrics(adminPort));
         const queries = (await lab.clientQueries()).filter((q) => q.type === 'TLSA');
