@@ -1102,14 +1102,16 @@ async function resolveListener(raw: RawListener, index: number, files: FileReade
     if (route) routes.push(route);
   }
   // The RADSEC binding speaks RADIUS/1.0: RADIUS/1.1 (RFC 9765) has no MD5 authenticators to check or sign.
-  for (const [i, r] of routes.entries()) {
-    if (r.binding.kind !== 'radius') continue;
+  // Read from the raw routes, so that the key path names the right route even when another one failed to resolve.
+  const elsewhere = raw.routes.some((other) => other.alpn?.includes('radius/1.1') === true);
+  for (const [i, r] of raw.routes.entries()) {
+    const radius = r.radius !== undefined || (raw.mode === 'radsec' && r.mqtt === undefined);
+    if (!radius || mode !== 'tcp') continue;
     // Without alpn of its own, the route gets radius/1.1 connections only when no route names radius/1.1.
-    const elsewhere = routes.some((other) => other.route.alpn?.includes('radius/1.1') === true);
-    const served = r.route.alpn ?? (mode === 'tcp' && !elsewhere ? raw.alpn : undefined) ?? [];
+    const served = r.alpn ?? (elsewhere ? undefined : raw.alpn) ?? [];
     if (served.includes('radius/1.1')) {
       problems.add(
-        `${keyPath}.routes[${i}]${r.route.alpn === undefined ? '' : '.alpn'}`,
+        `${keyPath}.routes[${i}]${r.alpn === undefined ? '' : '.alpn'}`,
         "a RADSEC route binds RADIUS/1.0 (it checks and signs the MD5 authenticators RFC 9765's radius/1.1 drops): offer radius/1.0 only, or route radius/1.1 to a plain tcp route",
       );
     }

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { checkIdentityAttribute } from '../protocol/radius.js';
-import type { MqttBindingConfig, ProtocolBinding, RadiusBindingConfig, RevalidateConfig } from './types.js';
+import type { MqttBindingConfig, ProtocolBinding, RadiusBindingConfig, RadiusIdentityAttribute, RevalidateConfig } from './types.js';
 
 /** The listener modes an operator can write: mqtt and radsec are TCP mode with that binding on every route. */
 export const LISTENER_MODES = ['http', 'tcp', 'mqtt', 'radsec'] as const;
@@ -104,6 +104,19 @@ export interface RawBindings {
   readonly radius?: z.infer<typeof RadiusSchema> | undefined;
 }
 
+/** Why an identity attribute cannot be used: ours first (Vendor-Specific itself, attributes servers act on), then the codec's (extended types and the rest). */
+function identityAttributeProblem(attribute: RadiusIdentityAttribute): { readonly onType: boolean; readonly message: string } | undefined {
+  if (attribute.kind === 'attribute' && attribute.type === 26) return { onType: true, message: 'is Vendor-Specific (26): give vendorId and vendorType instead' };
+  if (attribute.kind === 'attribute' && STANDARD_TYPES.includes(attribute.type)) {
+    return {
+      onType: true,
+      message: `${attribute.type} is a standard attribute RADIUS servers act on (User-Name, User-Password, NAS-*, EAP-Message, Message-Authenticator…): choose a Vendor-Specific attribute`,
+    };
+  }
+  const codec = checkIdentityAttribute(attribute);
+  return codec === undefined ? undefined : { onType: false, message: codec };
+}
+
 /** A route's protocol binding: from its own mqtt:/radius: options, or the listener's mode (mqtt, radsec) with defaults. */
 export function resolveBinding(raw: RawBindings, mode: WrittenMode, keyPath: string, report: Report): ProtocolBinding {
   if (mode === 'http') {
@@ -118,17 +131,9 @@ export function resolveBinding(raw: RawBindings, mode: WrittenMode, keyPath: str
   if (raw.radius !== undefined || mode === 'radsec') {
     const r = raw.radius ?? RadiusSchema.parse({});
     const a = r.identityAttribute;
-    if ('type' in a && a.type === 26) report(`${keyPath}.radius.identityAttribute.type`, 'is Vendor-Specific (26): give vendorId and vendorType instead');
-    if ('type' in a && STANDARD_TYPES.includes(a.type)) {
-      report(
-        `${keyPath}.radius.identityAttribute.type`,
-        `${a.type} is a standard attribute RADIUS servers act on (User-Name, User-Password, NAS-*, EAP-Message, Message-Authenticator…): choose a Vendor-Specific attribute`,
-      );
-    }
     const identityAttribute = 'type' in a ? ({ kind: 'attribute', type: a.type } as const) : ({ kind: 'vsa', vendorId: a.vendorId, vendorType: a.vendorType } as const);
-    // The codec's own rules (extended types 241-246 and the rest), unless reported above already.
-    const problem = checkIdentityAttribute(identityAttribute);
-    if (problem !== undefined && !('type' in a && (a.type === 26 || STANDARD_TYPES.includes(a.type)))) report(`${keyPath}.radius.identityAttribute`, problem);
+    const problem = identityAttributeProblem(identityAttribute);
+    if (problem !== undefined) report(`${keyPath}.radius.identityAttribute${problem.onType ? '.type' : ''}`, problem.message);
     return { kind: 'radius', radius: { secret: r.secret, identityAttribute, maxPacketBytes: r.maxPacketBytes } };
   }
   return { kind: 'none' };

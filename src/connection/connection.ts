@@ -170,14 +170,9 @@ export class Connection {
   /**
    * A newer connection of the same verified name took this one's slot (maxConnectionsPerIdentity, newest-wins):
    * closed with a TLS close_notify (destroyed if it does not go within REPLACED_FLUSH_MS). Only established
-   * connections are replaced (a slot is confirmed after the decision); an undecided one would be refused.
+   * connections are replaced: a slot is confirmed after the decision (ratelimit/identity-slots.ts).
    */
   replaced(identity: string, detail: string): void {
-    if (!this.decided) {
-      this.decide('refused', 'identity-limit', detail);
-      this.socket?.destroy();
-      return;
-    }
     connectionReplacedChannel.publish({ listener: this.env.listener, connectionId: this.id, identity, detail });
     const socket = this.socket;
     if (socket === undefined) return;

@@ -36,13 +36,9 @@ export function routeBySni(routes: readonly RouteConfig[], hello: Pick<ClientHel
           hello.serverName,
           false,
         );
-  const route =
-    byAlpn ??
-    selectBySni(
-      routes.filter((r) => r.alpn === undefined),
-      hello.serverName,
-      false,
-    );
+  // Per connection: no array is made when no route names ALPN (every HTTP listener, most TCP ones).
+  const withoutAlpn = routes.some((r) => r.alpn !== undefined) ? routes.filter((r) => r.alpn === undefined) : routes;
+  const route = byAlpn ?? selectBySni(withoutAlpn, hello.serverName, false);
   if (route !== undefined) return pass(route);
   return refuse('no-route', `no route serves ${hello.serverName ?? '(no SNI)'}${alpn === undefined ? '' : ` with ALPN ${alpn}`}`);
 }
